@@ -1,0 +1,6 @@
+"""geovr: GeoVR training for video multimodal LLMs (arXiv 2606.05833).
+
+Rooms (see README, "Architecture"): `geovr.losses` (the four geometric losses and their eager
+references), `geovr.kernels` (fused Triton ops behind them).
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,50 @@
+"""Pack lists of per-sample tensors into flat buffers for the varlen kernels, and the launch maps."""
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch import Tensor
+
+
+def pack_flat(xs: list[Tensor] | tuple[Tensor, ...], dtype: torch.dtype | None = None) -> Tensor:
+    """1-D concatenation of `xs` (cast to `dtype`); no copy when the tensors are contiguous views
+    lying back to back in one storage (as produced by `torch.split` of a packed buffer)."""
+    dtype = dtype or xs[0].dtype
+    first = xs[0]
+    adjacent = all(x.dtype == dtype and x.is_contiguous() for x in xs) and all(
+        b.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+        and b.data_ptr() == a.data_ptr() + a.numel() * a.element_size()
+        for a, b in zip(xs[:-1], xs[1:])
+    )
+    total = sum(x.numel() for x in xs)
+    if adjacent:
+        return first.as_strided((total,), (1,))
+    return torch.cat([x.reshape(-1).to(dtype) for x in xs])
+
+
+def _to_device(rows: list[list[int]], dtype: torch.dtype, device: torch.device) -> Tensor:
+    t = torch.tensor(rows, dtype=dtype)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)  # no host sync
+    return t.to(device)
+
+
+@functools.lru_cache(maxsize=64)
+def block_layout(lengths: tuple[int, ...], chunk: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """For samples of `lengths` elements packed back to back: (offsets int64 [B], blocks int32 [P, 2]).
+
+    Each program owns `chunk` consecutive elements of one sample: blocks[p] = (sample, start).
+    Cached per layout, so a training loop with repeating shapes pays for it once.
+    """
+    offsets, blocks, off = [], [], 0
+    for b, n in enumerate(lengths):
+        offsets.append([off])
+        blocks.extend([b, s] for s in range(0, n, chunk))
+        off += n
+    if not blocks:
+        blocks = [[0, 0]]
+    return (
+        _to_device(offsets, torch.int64, device).view(-1),
+        _to_device(blocks, torch.int32, device),
+    )

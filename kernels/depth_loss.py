@@ -1,0 +1,422 @@
+"""Fused depth loss (L_reg + L_grad of geovr.losses.depth) over a packed varlen batch.
+
+Forward, 8 launches, no host sync:
+  1. stats     per (sample, chunk): valid count, sums of w, w*e, w*clamp(e), the 8 finite-difference
+               sums/counts (4 scales x 2 axes), and the level-1 histogram of the threshold key
+  2. select    per sample: the bin holding the k-th smallest key, k = ceil(q (n - 1)) + 1
+  3-5. refine  levels 2 and 3 of the radix select (histograms restricted to the chosen prefix),
+               each followed by select; the key is bits(min(e, clamp)) as int32 (monotone for
+               e >= 0), split 11 + 10 + 10 bits, so level 3 yields the exact k-th value
+  6. survivors sums over e <= thr
+  7. finalize  per-sample branch (n <= min_pixels / too few survivors / filtered), L_reg, L_grad,
+               the batch means and the per-sample coefficients the backward needs
+Backward, 1 launch: the gradient of every pixel (L_reg term + its 16 finite-difference pairs),
+scaled by the upstream gradients, written in the input dtype.
+Loads upcast to fp32 before any arithmetic (also works around the interpreter's bf16 bug).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from geovr.kernels._packing import block_layout, pack_flat
+
+BLOCK = 1024  # elements per inner step
+ITERS = 8  # inner steps per program: one program owns BLOCK * ITERS elements of one sample
+INTERPRET_TILING = (1024, 2)  # (BLOCK, ITERS) under TRITON_INTERPRET (CPU tensors)
+NB1, NB2, NB3 = 2048, 1024, 1024  # radix levels: key bits [30:20], [19:10], [9:0]
+HIST = NB1 + NB2 + NB3
+N_CNT = 10  # int32 per sample: valid, survivors, 8 finite-difference pair counts
+N_ACC = 13  # fp32 per sample: sum w, w e, w ec, w surv, w surv e, 8 finite-difference sums
+N_SEL = 2  # int32 per sample: key prefix, remaining rank
+N_PAR = 11  # fp32 per sample: reg coefficient, threshold, branch, 8 finite-difference coefficients
+
+
+@triton.jit
+def _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr):
+    """(D = pred - target as fp32, valid) at flat indices idx; D is 0 where invalid."""
+    x = tl.load(p_ptr + idx, mask=inb, other=0.0).to(tl.float32)
+    y = tl.load(t_ptr + idx, mask=inb, other=0.0).to(tl.float32)
+    valid = inb
+    if HAS_MASK:
+        m = tl.load(m_ptr + idx, mask=inb, other=0)
+        valid = valid & (m != 0) & (tl.abs(y) < float("inf"))  # NaN and inf both fail
+    return tl.where(valid, x - y, 0.0), valid
+
+
+@triton.jit
+def _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr):
+    pid = tl.program_id(0)
+    b = tl.load(blocks_ptr + 2 * pid)
+    start = tl.load(blocks_ptr + 2 * pid + 1)
+    base = tl.load(offsets_ptr + b)
+    n = tl.load(meta_ptr + 3 * b)
+    h = tl.load(meta_ptr + 3 * b + 1)
+    w = tl.load(meta_ptr + 3 * b + 2)
+    return b, start, base, n, h, w
+
+
+@triton.jit
+def _depth_stats_kernel(
+    p_ptr, t_ptr, m_ptr, w_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, hist_ptr,
+    CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    N_SCALES: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
+):
+    b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
+    hist = tl.zeros([2048], dtype=tl.int32)
+    lanes = tl.arange(0, 8)  # finite-difference slots: 2 s (x axis), 2 s + 1 (y axis)
+    f_cnt = tl.zeros([8], dtype=tl.int32)
+    f_sum = tl.zeros([8], dtype=tl.float32)
+    n_valid = 0
+    s_w = 0.0
+    s_we = 0.0
+    s_wec = 0.0
+    for it in range(ITERS):
+        i = start + it * BLOCK + tl.arange(0, BLOCK)
+        inb = i < n
+        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, inb, HAS_MASK)
+        e = tl.abs(d)
+        ec = tl.minimum(e, CLAMP)
+        key = ec.to(tl.int32, bitcast=True)
+        hist += tl.histogram(key >> 20, 2048, mask=valid)
+        w = tl.where(valid, 1.0, 0.0)
+        if HAS_WEIGHT:
+            w = w * tl.load(w_ptr + base + i, mask=valid, other=0.0).to(tl.float32)
+        n_valid += tl.sum(valid.to(tl.int32))
+        s_w += tl.sum(w)
+        s_we += tl.sum(w * e)
+        s_wec += tl.sum(w * ec)
+        # Finite differences: pixel (row, col) on the grid of scale s pairs with (row, col + 2^s)
+        # and (row + 2^s, col) of the same frame; neighbours mostly hit the cache.
+        r = i % (H * W)
+        row = r // W
+        col = r % W
+        for s in tl.static_range(N_SCALES):
+            step = 1 << s
+            on = valid & ((row & (step - 1)) == 0) & ((col & (step - 1)) == 0)
+            dx, ok_x = _load_pixel(p_ptr, t_ptr, m_ptr, base + i + step, on & (col + step < W), HAS_MASK)
+            dy, ok_y = _load_pixel(p_ptr, t_ptr, m_ptr, base + i + step * W, on & (row + step < H), HAS_MASK)
+            c_x = tl.sum(ok_x.to(tl.int32))
+            c_y = tl.sum(ok_y.to(tl.int32))
+            v_x = tl.sum(tl.where(ok_x, tl.minimum(tl.abs(dx - d), CLAMP), 0.0))
+            v_y = tl.sum(tl.where(ok_y, tl.minimum(tl.abs(dy - d), CLAMP), 0.0))
+            f_cnt += tl.where(lanes == 2 * s, c_x, 0) + tl.where(lanes == 2 * s + 1, c_y, 0)
+            f_sum += tl.where(lanes == 2 * s, v_x, 0.0) + tl.where(lanes == 2 * s + 1, v_y, 0.0)
+    bins = tl.arange(0, 2048)
+    tl.atomic_add(hist_ptr + b * 4096 + bins, hist, mask=hist != 0)
+    tl.atomic_add(cnt_ptr + b * 10, n_valid)
+    tl.atomic_add(acc_ptr + b * 13, s_w)
+    tl.atomic_add(acc_ptr + b * 13 + 1, s_we)
+    tl.atomic_add(acc_ptr + b * 13 + 2, s_wec)
+    live = lanes < 2 * N_SCALES
+    tl.atomic_add(cnt_ptr + b * 10 + 2 + lanes, f_cnt, mask=live)
+    tl.atomic_add(acc_ptr + b * 13 + 5 + lanes, f_sum, mask=live)
+
+
+@triton.jit
+def _depth_refine_kernel(
+    p_ptr, t_ptr, m_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, sel_ptr, hist_ptr,
+    CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr, LEVEL: tl.constexpr,
+    BLOCK: tl.constexpr, ITERS: tl.constexpr,
+):
+    """Histogram of the next 10 key bits among pixels whose key starts with the chosen prefix."""
+    b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
+    if tl.load(cnt_ptr + b * 10) > MIN_PIXELS:
+        prefix = tl.load(sel_ptr + b * 2)
+        hist = tl.zeros([1024], dtype=tl.int32)
+        for it in range(ITERS):
+            i = start + it * BLOCK + tl.arange(0, BLOCK)
+            d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK)
+            key = tl.minimum(tl.abs(d), CLAMP).to(tl.int32, bitcast=True)
+            if LEVEL == 2:
+                hist += tl.histogram((key >> 10) & 1023, 1024, mask=valid & ((key >> 20) == prefix))
+            else:
+                hist += tl.histogram(key & 1023, 1024, mask=valid & ((key >> 10) == prefix))
+        bins = tl.arange(0, 1024)
+        tl.atomic_add(hist_ptr + b * 4096 + 1024 * LEVEL + bins, hist, mask=hist != 0)
+
+
+@triton.jit
+def _depth_select_kernel(
+    cnt_ptr, sel_ptr, hist_ptr, Q_NUM: tl.constexpr, Q_DEN: tl.constexpr, LEVEL: tl.constexpr,
+    NB: tl.constexpr, BITS: tl.constexpr,
+):
+    """One program per sample: find the bin of the remaining rank, extend the key prefix."""
+    b = tl.program_id(0)
+    if LEVEL == 1:
+        n = tl.load(cnt_ptr + b * 10)
+        k = (Q_NUM * tl.maximum(n - 1, 0) + Q_DEN - 1) // Q_DEN + 1
+        prefix = 0
+        hist = tl.load(hist_ptr + b * 4096 + tl.arange(0, NB))
+    else:
+        k = tl.load(sel_ptr + b * 2 + 1)
+        prefix = tl.load(sel_ptr + b * 2)
+        hist = tl.load(hist_ptr + b * 4096 + 1024 * LEVEL + tl.arange(0, NB))
+    idx = tl.arange(0, NB)
+    cum = tl.cumsum(hist, 0)
+    j = tl.min(tl.where(cum >= k, idx, NB - 1), 0)
+    before = tl.sum(tl.where(idx < j, hist, 0))
+    tl.store(sel_ptr + b * 2, (prefix << BITS) | j)
+    tl.store(sel_ptr + b * 2 + 1, k - before)
+
+
+@triton.jit
+def _depth_survivors_kernel(
+    p_ptr, t_ptr, m_ptr, w_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, sel_ptr,
+    MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    BLOCK: tl.constexpr, ITERS: tl.constexpr,
+):
+    """Count and weighted sums of the pixels with e <= thr (thr = the exact k-th clamped error)."""
+    b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
+    if tl.load(cnt_ptr + b * 10) > MIN_PIXELS:
+        thr = tl.load(sel_ptr + b * 2).to(tl.float32, bitcast=True)
+        c = 0
+        s_w = 0.0
+        s_we = 0.0
+        for it in range(ITERS):
+            i = start + it * BLOCK + tl.arange(0, BLOCK)
+            d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK)
+            e = tl.abs(d)
+            surv = valid & (e <= thr)
+            w = tl.where(surv, 1.0, 0.0)
+            if HAS_WEIGHT:
+                w = w * tl.load(w_ptr + base + i, mask=surv, other=0.0).to(tl.float32)
+            c += tl.sum(surv.to(tl.int32))
+            s_w += tl.sum(w)
+            s_we += tl.sum(w * e)
+        tl.atomic_add(cnt_ptr + b * 10 + 1, c)
+        tl.atomic_add(acc_ptr + b * 13 + 3, s_w)
+        tl.atomic_add(acc_ptr + b * 13 + 4, s_we)
+
+
+@triton.jit
+def _depth_finalize_kernel(
+    cnt_ptr, acc_ptr, sel_ptr, par_ptr, out_ptr, B,
+    CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, N_SCALES: tl.constexpr, BLOCK_B: tl.constexpr,
+):
+    """Per-sample L_reg/L_grad and backward coefficients; out = [loss, reg, grad] batch means."""
+    bs = tl.arange(0, BLOCK_B)
+    live = bs < B
+    n = tl.load(cnt_ptr + bs * 10, mask=live, other=0)
+    n_surv = tl.load(cnt_ptr + bs * 10 + 1, mask=live, other=0)
+    branch = tl.where(n <= MIN_PIXELS, 0, tl.where(n_surv < MIN_PIXELS, 2, 1))
+    s_w = tl.load(acc_ptr + bs * 13, mask=live, other=0.0)
+    den = tl.where(branch == 1, tl.load(acc_ptr + bs * 13 + 3, mask=live, other=0.0), s_w)
+    num = tl.where(
+        branch == 0,
+        tl.load(acc_ptr + bs * 13 + 1, mask=live, other=0.0),
+        tl.where(branch == 1, tl.load(acc_ptr + bs * 13 + 4, mask=live, other=0.0),
+                 tl.load(acc_ptr + bs * 13 + 2, mask=live, other=0.0)),
+    )
+    coef = tl.where(den > 0, 1.0 / tl.where(den > 0, den, 1.0), 0.0)
+    reg = num * coef
+    thr = tl.where(branch == 1, tl.load(sel_ptr + bs * 2, mask=live, other=0).to(tl.float32, bitcast=True), CLAMP)
+    tl.store(par_ptr + bs * 11, coef, mask=live)
+    tl.store(par_ptr + bs * 11 + 1, thr, mask=live)
+    tl.store(par_ptr + bs * 11 + 2, branch.to(tl.float32), mask=live)
+    grad = tl.zeros([BLOCK_B], dtype=tl.float32)
+    for j in tl.static_range(2 * N_SCALES):
+        c = tl.load(cnt_ptr + bs * 10 + 2 + j, mask=live, other=0).to(tl.float32)
+        inv = tl.where(c > 0, 1.0 / tl.where(c > 0, c, 1.0), 0.0) / N_SCALES
+        grad += tl.load(acc_ptr + bs * 13 + 5 + j, mask=live, other=0.0) * inv
+        tl.store(par_ptr + bs * 11 + 3 + j, inv, mask=live)
+    reg = tl.where(live, reg, 0.0)
+    grad = tl.where(live, grad, 0.0)
+    tl.store(out_ptr, tl.sum(reg + grad) / B)
+    tl.store(out_ptr + 1, tl.sum(reg) / B)
+    tl.store(out_ptr + 2, tl.sum(grad) / B)
+
+
+@triton.jit
+def _sign(x):
+    return tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, 0.0))
+
+
+@triton.jit
+def _pair_grad(p_ptr, t_ptr, m_ptr, idx, ok, d, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr):
+    """d/dD_idx of clamp(|D_idx - D_other|, CLAMP) for the neighbour at idx where ok, else 0."""
+    dn, okn = _load_pixel(p_ptr, t_ptr, m_ptr, idx, ok, HAS_MASK)
+    diff = d - dn
+    return tl.where(okn & (tl.abs(diff) <= CLAMP), _sign(diff), 0.0)
+
+
+@triton.jit
+def _depth_backward_kernel(
+    p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, blocks_ptr, offsets_ptr, meta_ptr, par_ptr, gout_ptr, B,
+    CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    N_SCALES: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
+):
+    b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
+    g_loss = tl.load(gout_ptr).to(tl.float32)
+    g_reg = (g_loss + tl.load(gout_ptr + 1).to(tl.float32)) / B
+    g_grad = (g_loss + tl.load(gout_ptr + 2).to(tl.float32)) / B
+    coef = tl.load(par_ptr + b * 11)
+    thr = tl.load(par_ptr + b * 11 + 1)
+    branch = tl.load(par_ptr + b * 11 + 2)
+    for it in range(ITERS):
+        i = start + it * BLOCK + tl.arange(0, BLOCK)
+        inb = i < n
+        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, inb, HAS_MASK)
+        e = tl.abs(d)
+        keep = tl.where(branch == 0.0, valid, tl.where(branch == 1.0, valid & (e <= thr), valid & (e <= CLAMP)))
+        w = tl.where(keep, coef, 0.0)
+        if HAS_WEIGHT:
+            w = w * tl.load(w_ptr + base + i, mask=keep, other=0.0).to(tl.float32)
+        g = g_reg * w * _sign(d)
+        r = i % (H * W)
+        row = r // W
+        col = r % W
+        for s in tl.static_range(N_SCALES):
+            step = 1 << s
+            on = valid & ((row & (step - 1)) == 0) & ((col & (step - 1)) == 0)
+            c_x = tl.load(par_ptr + b * 11 + 3 + 2 * s) * g_grad
+            c_y = tl.load(par_ptr + b * 11 + 4 + 2 * s) * g_grad
+            gs = _pair_grad(p_ptr, t_ptr, m_ptr, base + i + step, on & (col + step < W), d, CLAMP, HAS_MASK)
+            gs += _pair_grad(p_ptr, t_ptr, m_ptr, base + i - step, on & (col >= step), d, CLAMP, HAS_MASK)
+            g += c_x * gs
+            gs = _pair_grad(p_ptr, t_ptr, m_ptr, base + i + step * W, on & (row + step < H), d, CLAMP, HAS_MASK)
+            gs += _pair_grad(p_ptr, t_ptr, m_ptr, base + i - step * W, on & (row >= step), d, CLAMP, HAS_MASK)
+            g += c_y * gs
+        tl.store(g_ptr + base + i, g.to(g_ptr.dtype.element_ty), mask=inb)
+
+
+@dataclass(frozen=True)
+class DepthLossSpec:
+    """The loss constants (geovr.losses.depth passes the paper preset) and which inputs exist."""
+
+    clamp: float
+    quantile: tuple[int, int]
+    min_pixels: int
+    n_scales: int
+    has_mask: bool
+    has_weight: bool
+
+
+def _tiling(device: torch.device) -> tuple[int, int]:
+    return (BLOCK, ITERS) if device.type == "cuda" else INTERPRET_TILING
+
+
+def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Tensor,
+                    lengths: tuple[int, ...], hw: list[tuple[int, int]]):
+    dev = p.device
+    B = len(lengths)
+    block, iters = _tiling(dev)
+    offsets, blocks = block_layout(lengths, block * iters, dev)
+    meta = torch.tensor([[n, h, w_] for n, (h, w_) in zip(lengths, hw)], dtype=torch.int32)
+    meta = meta.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else meta.to(dev)
+    cnt = torch.zeros(B, N_CNT, dtype=torch.int32, device=dev)
+    sel = torch.zeros(B, N_SEL, dtype=torch.int32, device=dev)
+    hist = torch.zeros(B, HIST, dtype=torch.int32, device=dev)
+    acc = torch.zeros(B, N_ACC, dtype=torch.float32, device=dev)
+    par = torch.empty(B, N_PAR, dtype=torch.float32, device=dev)
+    out = torch.empty(3, dtype=torch.float32, device=dev)
+    grid = (blocks.shape[0],)
+    common = dict(HAS_MASK=spec.has_mask, BLOCK=block, ITERS=iters)
+    _depth_stats_kernel[grid](
+        p, t, m, w, blocks, offsets, meta, cnt, acc, hist,
+        CLAMP=spec.clamp, HAS_WEIGHT=spec.has_weight, N_SCALES=spec.n_scales, **common,
+    )
+    q_num, q_den = spec.quantile
+    _depth_select_kernel[(B,)](cnt, sel, hist, Q_NUM=q_num, Q_DEN=q_den, LEVEL=1, NB=NB1, BITS=0)
+    for level in (2, 3):
+        _depth_refine_kernel[grid](
+            p, t, m, blocks, offsets, meta, cnt, sel, hist,
+            CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, LEVEL=level, **common,
+        )
+        _depth_select_kernel[(B,)](cnt, sel, hist, Q_NUM=q_num, Q_DEN=q_den, LEVEL=level, NB=NB2, BITS=10)
+    _depth_survivors_kernel[grid](
+        p, t, m, w, blocks, offsets, meta, cnt, acc, sel,
+        MIN_PIXELS=spec.min_pixels, HAS_WEIGHT=spec.has_weight, **common,
+    )
+    _depth_finalize_kernel[(1,)](
+        cnt, acc, sel, par, out, B, CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels,
+        N_SCALES=spec.n_scales, BLOCK_B=max(triton.next_power_of_2(B), 16),
+    )
+    return out, par, offsets, blocks, meta
+
+
+class DepthLossFunction(torch.autograd.Function):
+    """forward(spec, n_samples, *pred, *target[, *mask][, *weight]) -> (loss, reg, grad)."""
+
+    @staticmethod
+    def forward(ctx, spec: DepthLossSpec, n_samples: int, *tensors: Tensor):
+        preds = tensors[:n_samples]
+        targets = tensors[n_samples:2 * n_samples]
+        rest = list(tensors[2 * n_samples:])
+        masks = rest[:n_samples] if spec.has_mask else None
+        weights = rest[-n_samples:] if spec.has_weight else None
+        p = pack_flat(preds)
+        t = pack_flat(targets, targets[0].dtype)
+        m = pack_flat(masks).view(torch.uint8) if masks else p
+        w = pack_flat(weights, torch.float32) if weights else p
+        lengths = tuple(x.numel() for x in preds)
+        hw = [tuple(x.shape[1:]) for x in preds]
+        out, par, offsets, blocks, meta = _launch_forward(spec, p, t, m, w, lengths, hw)
+        ctx.save_for_backward(p, t, m, w, par, offsets, blocks, meta)
+        ctx.spec, ctx.n_tensors = spec, len(tensors)
+        ctx.shapes = [(x.shape, x.dtype) for x in preds]
+        return out[0], out[1], out[2]
+
+    @staticmethod
+    def backward(ctx, g_loss: Tensor, g_reg: Tensor, g_grad: Tensor):
+        p, t, m, w, par, offsets, blocks, meta = ctx.saved_tensors
+        spec = ctx.spec
+        gout = torch.stack([g_loss, g_reg, g_grad]).float()
+        g = torch.empty_like(p)
+        block, iters = _tiling(p.device)
+        _depth_backward_kernel[(blocks.shape[0],)](
+            p, t, m, w, g, blocks, offsets, meta, par, gout, len(ctx.shapes),
+            CLAMP=spec.clamp, HAS_MASK=spec.has_mask, HAS_WEIGHT=spec.has_weight,
+            N_SCALES=spec.n_scales, BLOCK=block, ITERS=iters,
+        )
+        sizes = [shape.numel() for shape, _ in ctx.shapes]
+        grads = [gi.view(shape).to(dt) for gi, (shape, dt) in zip(g.split(sizes), ctx.shapes)]
+        return (None, None, *grads, *([None] * (ctx.n_tensors - len(grads))))
+
+
+def fused_depth_loss(
+    pred: list[Tensor], target: list[Tensor], valid_mask: list[Tensor] | None,
+    weight: list[Tensor] | None, *, clamp: float, quantile: tuple[int, int], min_pixels: int,
+    n_scales: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Launcher used by geovr.losses.depth_loss (which validates the inputs)."""
+    spec = DepthLossSpec(clamp, quantile, min_pixels, n_scales, valid_mask is not None, weight is not None)
+    dtype = pred[0].dtype
+    target = [x.detach() for x in target]
+    extra = [*(valid_mask or []), *(x.detach() for x in (weight or []))]
+    pred = [x if x.dtype == dtype else x.to(dtype) for x in pred]
+    return DepthLossFunction.apply(spec, len(pred), *pred, *target, *extra)
+
+
+def _aot_specs():
+    """(name, kernel, signature, constexprs) for geovr.kernels.aot, per input dtype."""
+    specs = []
+    for dt in ("fp32", "bf16", "fp16"):
+        flags = dict(HAS_MASK=True, HAS_WEIGHT=True, BLOCK=BLOCK, ITERS=ITERS)
+        ptrs = {"p_ptr": f"*{dt}", "t_ptr": f"*{dt}", "m_ptr": "*u8", "w_ptr": "*fp32",
+                "blocks_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
+        specs.append((f"depth_stats[{dt}]", _depth_stats_kernel,
+                      {**ptrs, "cnt_ptr": "*i32", "acc_ptr": "*fp32", "hist_ptr": "*i32"},
+                      dict(CLAMP=100.0, N_SCALES=4, **flags)))
+        sig = {k: v for k, v in ptrs.items() if k != "w_ptr"}
+        specs.append((f"depth_refine[{dt}]", _depth_refine_kernel,
+                      {**sig, "cnt_ptr": "*i32", "sel_ptr": "*i32", "hist_ptr": "*i32"},
+                      dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=2, HAS_MASK=True, BLOCK=BLOCK, ITERS=ITERS)))
+        specs.append((f"depth_survivors[{dt}]", _depth_survivors_kernel,
+                      {**ptrs, "cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32"},
+                      dict(MIN_PIXELS=1000, **flags)))
+        specs.append((f"depth_backward[{dt}]", _depth_backward_kernel,
+                      {**ptrs, "g_ptr": f"*{dt}", "par_ptr": "*fp32", "gout_ptr": "*fp32", "B": "i32"},
+                      dict(CLAMP=100.0, N_SCALES=4, **flags)))
+    specs.append(("depth_select", _depth_select_kernel,
+                  {"cnt_ptr": "*i32", "sel_ptr": "*i32", "hist_ptr": "*i32"},
+                  dict(Q_NUM=98, Q_DEN=100, LEVEL=1, NB=NB1, BITS=0)))
+    specs.append(("depth_finalize", _depth_finalize_kernel,
+                  {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "par_ptr": "*fp32",
+                   "out_ptr": "*fp32", "B": "i32"},
+                  dict(CLAMP=100.0, MIN_PIXELS=1000, N_SCALES=4, BLOCK_B=16)))
+    return specs
