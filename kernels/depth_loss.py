@@ -396,25 +396,29 @@ def _aot_specs():
     """(name, kernel, signature, constexprs) for geovr.kernels.aot, per input dtype."""
     specs = []
     for dt in ("fp32", "bf16", "fp16"):
-        flags = dict(HAS_MASK=True, HAS_WEIGHT=True, BLOCK=BLOCK, ITERS=ITERS)
+        # fp32 with every option, the half types on the paper path (no mask, no weight)
+        flags = dict(HAS_MASK=dt == "fp32", HAS_WEIGHT=dt == "fp32", BLOCK=BLOCK, ITERS=ITERS)
         ptrs = {"p_ptr": f"*{dt}", "t_ptr": f"*{dt}", "m_ptr": "*u8", "w_ptr": "*fp32",
                 "blocks_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
         specs.append((f"depth_stats[{dt}]", _depth_stats_kernel,
                       {**ptrs, "cnt_ptr": "*i32", "acc_ptr": "*fp32", "hist_ptr": "*i32"},
                       dict(CLAMP=100.0, N_SCALES=4, **flags)))
         sig = {k: v for k, v in ptrs.items() if k != "w_ptr"}
-        specs.append((f"depth_refine[{dt}]", _depth_refine_kernel,
-                      {**sig, "cnt_ptr": "*i32", "sel_ptr": "*i32", "hist_ptr": "*i32"},
-                      dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=2, HAS_MASK=True, BLOCK=BLOCK, ITERS=ITERS)))
+        for level in (2, 3):
+            specs.append((f"depth_refine{level}[{dt}]", _depth_refine_kernel,
+                          {**sig, "cnt_ptr": "*i32", "sel_ptr": "*i32", "hist_ptr": "*i32"},
+                          dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=level, HAS_MASK=dt == "fp32",
+                               BLOCK=BLOCK, ITERS=ITERS)))
         specs.append((f"depth_survivors[{dt}]", _depth_survivors_kernel,
                       {**ptrs, "cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32"},
                       dict(MIN_PIXELS=1000, **flags)))
         specs.append((f"depth_backward[{dt}]", _depth_backward_kernel,
                       {**ptrs, "g_ptr": f"*{dt}", "par_ptr": "*fp32", "gout_ptr": "*fp32", "B": "i32"},
                       dict(CLAMP=100.0, N_SCALES=4, **flags)))
-    specs.append(("depth_select", _depth_select_kernel,
-                  {"cnt_ptr": "*i32", "sel_ptr": "*i32", "hist_ptr": "*i32"},
-                  dict(Q_NUM=98, Q_DEN=100, LEVEL=1, NB=NB1, BITS=0)))
+    for level, nb, bits in ((1, NB1, 0), (2, NB2, 10), (3, NB3, 10)):
+        specs.append((f"depth_select{level}", _depth_select_kernel,
+                      {"cnt_ptr": "*i32", "sel_ptr": "*i32", "hist_ptr": "*i32"},
+                      dict(Q_NUM=98, Q_DEN=100, LEVEL=level, NB=nb, BITS=bits)))
     specs.append(("depth_finalize", _depth_finalize_kernel,
                   {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "par_ptr": "*fp32",
                    "out_ptr": "*fp32", "B": "i32"},

@@ -64,7 +64,7 @@ def depth_loss(
     if valid_mask is None:
         finite["target"] = target
     check_finite(finite)
-    if use_kernel(backend, pred[0].device):
+    if use_kernel(backend, pred[0].device, pred[0].dtype):
         from geovr.kernels.depth_loss import fused_depth_loss
 
         return fused_depth_loss(
