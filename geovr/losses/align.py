@@ -69,6 +69,7 @@ def align_loss_reference(student: list[list[Tensor]], teacher: list[list[Tensor]
     t = torch.cat([x.detach().to(dtype) for layer in teacher for x in layer])
     counts = torch.tensor([x.shape[0] for layer in student for x in layer], device=s.device)
     seg = torch.repeat_interleave(torch.arange(k_layers * b, device=s.device), counts)
-    cos = (s * t).sum(-1) / (s.norm(dim=-1).clamp(min=EPS) * t.norm(dim=-1).clamp(min=EPS))
+    norms = torch.linalg.vector_norm(s, dim=-1).clamp(min=EPS) * torch.linalg.vector_norm(t, dim=-1).clamp(min=EPS)
+    cos = torch.linalg.vecdot(s, t) / norms
     per_seg = torch.zeros(k_layers * b, dtype=dtype, device=s.device).index_add(0, seg, 1 - cos)
     return (per_seg / counts.clamp(min=1)).sum() / (k_layers * b)

@@ -119,9 +119,13 @@ def depth_loss_reference(
     n = valid.sum(dims)
     k = quantile_rank(n)
     m = (n - k + 1).clamp(min=1)  # the k-th smallest is the m-th largest
-    ranked = torch.where(valid, ec, torch.full_like(ec, -float("inf"))).detach().flatten(1)
-    top = ranked.topk(int(m.max()), dim=1).values
-    thr = top.gather(1, (m - 1)[:, None]).squeeze(1).clamp(max=CLAMP)
+    ks = k.tolist()
+    if all(x == ks[0] for x in ks) and bool(valid.all()):  # one rank for every row: O(n) select
+        thr = ec.detach().flatten(1).kthvalue(ks[0], dim=1).values
+    else:  # per-row ranks: the m-th largest among the valid values (invalid ones sort last)
+        ranked = torch.where(valid, ec, torch.full_like(ec, -float("inf"))).detach().flatten(1)
+        thr = ranked.topk(int(m.max()), dim=1).values.gather(1, (m - 1)[:, None]).squeeze(1)
+    thr = thr.clamp(max=CLAMP)
     surv = valid & (e <= thr[:, None, None, None])
     reg_all = _safe_div((w * e).sum(dims), w.sum(dims))
     reg_clamped = _safe_div((w * ec).sum(dims), w.sum(dims))
