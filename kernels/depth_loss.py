@@ -1,13 +1,16 @@
 """Fused depth loss (L_reg + L_grad of geovr.losses.depth) over a packed varlen batch.
 
-Forward, 8 launches, no host sync:
+Forward, 7 launches (8 with weights), no host sync:
   1. stats     per (sample, chunk): valid count, sums of w, w*e, w*clamp(e), the 8 finite-difference
                sums/counts (4 scales x 2 axes), and the level-1 histogram of the threshold key
   2. select    per sample: the bin holding the k-th smallest key, k = ceil(q (n - 1)) + 1
-  3-5. refine  levels 2 and 3 of the radix select (histograms restricted to the chosen prefix),
-               each followed by select; the key is bits(min(e, clamp)) as int32 (monotone for
-               e >= 0), split 11 + 10 + 10 bits, so level 3 yields the exact k-th value
-  6. survivors sums over e <= thr
+  3-6. refine  levels 2 and 3 of the radix select (histograms restricted to the chosen prefix),
+               each followed by select; the key is the fp32 bit pattern of min(e, clamp) as int32
+               (monotone for e >= 0; errors above clamp one step higher), split 11 + 10 + 10
+               bits, so level 3 yields the exact k-th value. The survivor sums (e <= thr) fold
+               into these passes: keys below the chosen prefix are survivors, and each level-3
+               bin holds one exact value
+  (6b. survivors: a separate pass over e <= thr, only for a weighted loss)
   7. finalize  per-sample branch (n <= min_pixels / too few survivors / filtered), L_reg, L_grad,
                the batch means and the per-sample coefficients the backward needs
 Backward, 1 launch: the gradient of every pixel (L_reg term + its 16 finite-difference pairs),
@@ -16,6 +19,7 @@ Loads upcast to fp32 before any arithmetic (also works around the interpreter's 
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +50,13 @@ def _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr):
         m = tl.load(m_ptr + idx, mask=inb, other=0)
         valid = valid & (m != 0) & (tl.abs(y) < float("inf"))  # NaN and inf both fail
     return tl.where(valid, x - y, 0.0), valid
+
+
+@triton.jit
+def _error_key(e, CLAMP: tl.constexpr):
+    """Order-preserving int32 key of min(e, CLAMP) for e >= 0: its fp32 bit pattern, with errors
+    above CLAMP one step higher (they rank as CLAMP, as in the release, yet are not survivors)."""
+    return tl.minimum(e, CLAMP).to(tl.int32, bitcast=True) + (e > CLAMP).to(tl.int32)
 
 
 @triton.jit
@@ -81,8 +92,7 @@ def _depth_stats_kernel(
         d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, inb, HAS_MASK)
         e = tl.abs(d)
         ec = tl.minimum(e, CLAMP)
-        key = ec.to(tl.int32, bitcast=True)
-        hist += tl.histogram(key >> 20, 2048, mask=valid)
+        hist += tl.histogram(_error_key(e, CLAMP) >> 20, 2048, mask=valid)
         w = tl.where(valid, 1.0, 0.0)
         if HAS_WEIGHT:
             w = w * tl.load(w_ptr + base + i, mask=valid, other=0.0).to(tl.float32)
@@ -119,36 +129,57 @@ def _depth_stats_kernel(
 
 @triton.jit
 def _depth_refine_kernel(
-    p_ptr, t_ptr, m_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, sel_ptr, hist_ptr,
+    p_ptr, t_ptr, m_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, sel_ptr, hist_ptr,
     CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr, LEVEL: tl.constexpr,
-    BLOCK: tl.constexpr, ITERS: tl.constexpr,
+    FOLD: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
 ):
-    """Histogram of the next 10 key bits among pixels whose key starts with the chosen prefix."""
+    """Histogram of the next 10 key bits among pixels whose key starts with the chosen prefix.
+
+    FOLD (unweighted loss): also count and sum the pixels whose key is below the prefix's range
+    at this level; they are survivors whatever the remaining bits turn out to be.
+    """
     b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
     if tl.load(cnt_ptr + b * 10) > MIN_PIXELS:
         prefix = tl.load(sel_ptr + b * 2)
         hist = tl.zeros([1024], dtype=tl.int32)
+        c = 0
+        s_e = 0.0
         for it in range(ITERS):
             i = start + it * BLOCK + tl.arange(0, BLOCK)
             d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK)
-            key = tl.minimum(tl.abs(d), CLAMP).to(tl.int32, bitcast=True)
+            key = _error_key(tl.abs(d), CLAMP)
             if LEVEL == 2:
                 hist += tl.histogram((key >> 10) & 1023, 1024, mask=valid & ((key >> 20) == prefix))
+                below = valid & ((key >> 20) < prefix)
             else:
                 hist += tl.histogram(key & 1023, 1024, mask=valid & ((key >> 10) == prefix))
+                below = valid & ((key >> 20) == (prefix >> 10)) & ((key >> 10) < prefix)
+            if FOLD:
+                c += tl.sum(below.to(tl.int32))
+                s_e += tl.sum(tl.where(below, tl.abs(d), 0.0))
         bins = tl.arange(0, 1024)
         tl.atomic_add(hist_ptr + b * 4096 + 1024 * LEVEL + bins, hist, mask=hist != 0)
+        if FOLD:
+            tl.atomic_add(cnt_ptr + b * 10 + 1, c)
+            tl.atomic_add(acc_ptr + b * 13 + 3, c.to(tl.float32))
+            tl.atomic_add(acc_ptr + b * 13 + 4, s_e)
 
 
 @triton.jit
 def _depth_select_kernel(
-    cnt_ptr, sel_ptr, hist_ptr, Q_NUM: tl.constexpr, Q_DEN: tl.constexpr, LEVEL: tl.constexpr,
-    NB: tl.constexpr, BITS: tl.constexpr,
+    cnt_ptr, acc_ptr, sel_ptr, hist_ptr, CLAMP_KEY: tl.constexpr, MIN_PIXELS: tl.constexpr,
+    Q_NUM: tl.constexpr, Q_DEN: tl.constexpr, LEVEL: tl.constexpr, NB: tl.constexpr,
+    BITS: tl.constexpr, FOLD: tl.constexpr,
 ):
-    """One program per sample: find the bin of the remaining rank, extend the key prefix."""
+    """One program per sample: find the bin of the remaining rank, extend the key prefix.
+
+    After level 3 the prefix is the exact k-th key; with FOLD, the pixels of the last 10-bit range
+    up to the threshold key min(k-th key, CLAMP_KEY = bits(CLAMP)) are added to the survivor sums: each level-3
+    bin is a single fp32 value, so its sum is count x value.
+    """
     b = tl.program_id(0)
+    n = tl.load(cnt_ptr + b * 10)
     if LEVEL == 1:
-        n = tl.load(cnt_ptr + b * 10)
         k = (Q_NUM * tl.maximum(n - 1, 0) + Q_DEN - 1) // Q_DEN + 1
         prefix = 0
         hist = tl.load(hist_ptr + b * 4096 + tl.arange(0, NB))
@@ -160,20 +191,29 @@ def _depth_select_kernel(
     cum = tl.cumsum(hist, 0)
     j = tl.min(tl.where(cum >= k, idx, NB - 1), 0)
     before = tl.sum(tl.where(idx < j, hist, 0))
-    tl.store(sel_ptr + b * 2, (prefix << BITS) | j)
+    key = (prefix << BITS) | j
+    tl.store(sel_ptr + b * 2, key)
     tl.store(sel_ptr + b * 2 + 1, k - before)
+    if FOLD and LEVEL == 3 and n > MIN_PIXELS:
+        thr_key = tl.minimum(key, CLAMP_KEY)
+        last = idx <= (thr_key & 1023)
+        values = ((prefix << 10) | idx).to(tl.float32, bitcast=True)
+        tl.atomic_add(cnt_ptr + b * 10 + 1, tl.sum(tl.where(last, hist, 0)))
+        tl.atomic_add(acc_ptr + b * 13 + 3, tl.sum(tl.where(last, hist, 0).to(tl.float32)))
+        tl.atomic_add(acc_ptr + b * 13 + 4, tl.sum(tl.where(last, hist.to(tl.float32) * values, 0.0)))
 
 
 @triton.jit
 def _depth_survivors_kernel(
     p_ptr, t_ptr, m_ptr, w_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, sel_ptr,
-    MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr,
-    BLOCK: tl.constexpr, ITERS: tl.constexpr,
+    CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr,
+    HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
 ):
-    """Count and weighted sums of the pixels with e <= thr (thr = the exact k-th clamped error)."""
+    """Weighted loss only: count and weighted sums of the pixels with e <= thr, thr = min(k-th
+    clamped error, CLAMP) (without weights the refine/select kernels fold these sums in)."""
     b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
     if tl.load(cnt_ptr + b * 10) > MIN_PIXELS:
-        thr = tl.load(sel_ptr + b * 2).to(tl.float32, bitcast=True)
+        thr = tl.minimum(tl.load(sel_ptr + b * 2).to(tl.float32, bitcast=True), CLAMP)
         c = 0
         s_w = 0.0
         s_we = 0.0
@@ -214,7 +254,8 @@ def _depth_finalize_kernel(
     )
     coef = tl.where(den > 0, 1.0 / tl.where(den > 0, den, 1.0), 0.0)
     reg = num * coef
-    thr = tl.where(branch == 1, tl.load(sel_ptr + bs * 2, mask=live, other=0).to(tl.float32, bitcast=True), CLAMP)
+    kth = tl.load(sel_ptr + bs * 2, mask=live, other=0).to(tl.float32, bitcast=True)
+    thr = tl.where(branch == 1, tl.minimum(kth, CLAMP), CLAMP)
     tl.store(par_ptr + bs * 11, coef, mask=live)
     tl.store(par_ptr + bs * 11 + 1, thr, mask=live)
     tl.store(par_ptr + bs * 11 + 2, branch.to(tl.float32), mask=live)
@@ -296,6 +337,11 @@ class DepthLossSpec:
     has_weight: bool
 
 
+def _float_bits(x: float) -> int:
+    """The int32 bit pattern of fp32 x."""
+    return struct.unpack("<i", struct.pack("<f", x))[0]
+
+
 def _tiling(device: torch.device) -> tuple[int, int]:
     return (BLOCK, ITERS) if device.type == "cuda" else INTERPRET_TILING
 
@@ -321,17 +367,20 @@ def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Ten
         CLAMP=spec.clamp, HAS_WEIGHT=spec.has_weight, N_SCALES=spec.n_scales, **common,
     )
     q_num, q_den = spec.quantile
-    _depth_select_kernel[(B,)](cnt, sel, hist, Q_NUM=q_num, Q_DEN=q_den, LEVEL=1, NB=NB1, BITS=0)
+    fold = not spec.has_weight
+    select = dict(CLAMP_KEY=_float_bits(spec.clamp), MIN_PIXELS=spec.min_pixels, Q_NUM=q_num, Q_DEN=q_den, FOLD=fold)
+    _depth_select_kernel[(B,)](cnt, acc, sel, hist, LEVEL=1, NB=NB1, BITS=0, **select)
     for level in (2, 3):
         _depth_refine_kernel[grid](
-            p, t, m, blocks, offsets, meta, cnt, sel, hist,
-            CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, LEVEL=level, **common,
+            p, t, m, blocks, offsets, meta, cnt, acc, sel, hist,
+            CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, LEVEL=level, FOLD=fold, **common,
         )
-        _depth_select_kernel[(B,)](cnt, sel, hist, Q_NUM=q_num, Q_DEN=q_den, LEVEL=level, NB=NB2, BITS=10)
-    _depth_survivors_kernel[grid](
-        p, t, m, w, blocks, offsets, meta, cnt, acc, sel,
-        MIN_PIXELS=spec.min_pixels, HAS_WEIGHT=spec.has_weight, **common,
-    )
+        _depth_select_kernel[(B,)](cnt, acc, sel, hist, LEVEL=level, NB=NB2, BITS=10, **select)
+    if not fold:
+        _depth_survivors_kernel[grid](
+            p, t, m, w, blocks, offsets, meta, cnt, acc, sel,
+            CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, HAS_WEIGHT=spec.has_weight, **common,
+        )
     _depth_finalize_kernel[(1,)](
         cnt, acc, sel, par, out, B, CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels,
         N_SCALES=spec.n_scales, BLOCK_B=max(triton.next_power_of_2(B), 16),
@@ -395,9 +444,11 @@ def fused_depth_loss(
 def _aot_specs():
     """(name, kernel, signature, constexprs) for geovr.kernels.aot, per input dtype."""
     specs = []
+    ints = {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "hist_ptr": "*i32"}
     for dt in ("fp32", "bf16", "fp16"):
         # fp32 with every option, the half types on the paper path (no mask, no weight)
-        flags = dict(HAS_MASK=dt == "fp32", HAS_WEIGHT=dt == "fp32", BLOCK=BLOCK, ITERS=ITERS)
+        opts = dt == "fp32"
+        flags = dict(HAS_MASK=opts, HAS_WEIGHT=opts, BLOCK=BLOCK, ITERS=ITERS)
         ptrs = {"p_ptr": f"*{dt}", "t_ptr": f"*{dt}", "m_ptr": "*u8", "w_ptr": "*fp32",
                 "blocks_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
         specs.append((f"depth_stats[{dt}]", _depth_stats_kernel,
@@ -405,20 +456,21 @@ def _aot_specs():
                       dict(CLAMP=100.0, N_SCALES=4, **flags)))
         sig = {k: v for k, v in ptrs.items() if k != "w_ptr"}
         for level in (2, 3):
-            specs.append((f"depth_refine{level}[{dt}]", _depth_refine_kernel,
-                          {**sig, "cnt_ptr": "*i32", "sel_ptr": "*i32", "hist_ptr": "*i32"},
-                          dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=level, HAS_MASK=dt == "fp32",
-                               BLOCK=BLOCK, ITERS=ITERS)))
-        specs.append((f"depth_survivors[{dt}]", _depth_survivors_kernel,
-                      {**ptrs, "cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32"},
-                      dict(MIN_PIXELS=1000, **flags)))
+            specs.append((f"depth_refine{level}[{dt}]", _depth_refine_kernel, {**sig, **ints},
+                          dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=level, HAS_MASK=opts,
+                               FOLD=not opts, BLOCK=BLOCK, ITERS=ITERS)))
         specs.append((f"depth_backward[{dt}]", _depth_backward_kernel,
                       {**ptrs, "g_ptr": f"*{dt}", "par_ptr": "*fp32", "gout_ptr": "*fp32", "B": "i32"},
                       dict(CLAMP=100.0, N_SCALES=4, **flags)))
+    ptrs = {"p_ptr": "*fp32", "t_ptr": "*fp32", "m_ptr": "*u8", "w_ptr": "*fp32",
+            "blocks_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
+    specs.append(("depth_survivors[fp32]", _depth_survivors_kernel,
+                  {**ptrs, **{k: v for k, v in ints.items() if k != "hist_ptr"}},
+                  dict(CLAMP=100.0, MIN_PIXELS=1000, HAS_MASK=True, HAS_WEIGHT=True, BLOCK=BLOCK, ITERS=ITERS)))
     for level, nb, bits in ((1, NB1, 0), (2, NB2, 10), (3, NB3, 10)):
-        specs.append((f"depth_select{level}", _depth_select_kernel,
-                      {"cnt_ptr": "*i32", "sel_ptr": "*i32", "hist_ptr": "*i32"},
-                      dict(Q_NUM=98, Q_DEN=100, LEVEL=level, NB=nb, BITS=bits)))
+        specs.append((f"depth_select{level}", _depth_select_kernel, ints,
+                      dict(CLAMP_KEY=_float_bits(100.0), MIN_PIXELS=1000, Q_NUM=98, Q_DEN=100,
+                           LEVEL=level, NB=nb, BITS=bits, FOLD=True)))
     specs.append(("depth_finalize", _depth_finalize_kernel,
                   {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "par_ptr": "*fp32",
                    "out_ptr": "*fp32", "B": "i32"},

@@ -85,8 +85,9 @@ def test_masked_nonfinite_targets(device):
     assert torch.isfinite(g).all() and (g[~masks[0]] == 0).all()
 
 
-def test_confidence_weights(device):
-    pred, target = _inputs([(2, 30, 40), (1, 11, 12)], device, outliers=0.03, seed=4)
+@pytest.mark.parametrize("outliers", [0.03, 0.4])
+def test_confidence_weights(outliers, device):
+    pred, target = _inputs([(2, 30, 40), (1, 11, 12), (1, 20, 70)], device, outliers=outliers, seed=4)
     g = torch.Generator().manual_seed(5)
     weight = [torch.rand(t.shape, generator=g).to(device) for t in target]
     _compare(pred, target, weight=weight)
