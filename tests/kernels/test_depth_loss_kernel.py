@@ -141,3 +141,16 @@ def test_errors_exactly_at_the_clamp(device):
     small = torch.zeros(1, 10, 10, device=device)
     small[0, ::2, 1::2] = 100.0
     _compare([small.requires_grad_()], [torch.zeros_like(small)])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_batches(seed, device):
+    # random mixed batches: sizes around the 1000-pixel rule and several programs per sample
+    g = torch.Generator().manual_seed(100 + seed)
+    shapes = [tuple(int(x) for x in (torch.randint(1, 4, (1,), generator=g).item(),
+                                     torch.randint(1, 50, (1,), generator=g).item(),
+                                     torch.randint(1, 60, (1,), generator=g).item()))
+              for _ in range(int(torch.randint(1, 5, (1,), generator=g)))]
+    outliers = [0.0, 0.01, 0.1, 0.5][seed]
+    pred, target = _inputs(shapes, device, outliers=outliers, seed=seed)
+    _compare(pred, target)
