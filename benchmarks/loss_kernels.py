@@ -253,6 +253,30 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+# The issue's GPU targets for the fused kernels: (min % of copy bandwidth, baseline, min speed-up).
+TARGETS = {"depth": (85.0, "release loop", 5.0), "align": (80.0, "eager reference", 3.0)}
+
+
+def target_report(rows: list[Row]) -> str:
+    """One line per fused-kernel row: fwd+bwd speed-up over the baseline and the targets met."""
+    lines = []
+    for r in rows:
+        if r.impl != "fused triton" or r.loss not in TARGETS or r.fwd_bwd_ms is None:
+            continue
+        pct, base_impl, speedup = TARGETS[r.loss]
+        base = next((b for b in rows if (b.loss, b.shape, b.impl) == (r.loss, r.shape, base_impl)), None)
+        x = base.fwd_bwd_ms / r.fwd_bwd_ms if base and base.fwd_bwd_ms else None
+        ok_bw = r.pct_copy is not None and r.pct_copy >= pct
+        ok_x = x is not None and x >= speedup
+        lines.append(
+            f"target {r.loss} {r.shape}: {r.pct_copy:.1f}% of copy BW (>= {pct:.0f}%: "
+            f"{'met' if ok_bw else 'NOT met'}), "
+            + (f"{x:.1f}x {base_impl} (>= {speedup:.0f}x: {'met' if ok_x else 'NOT met'})"
+               if x is not None else f"no {base_impl} timing")
+        )
+    return "\n".join(lines) or "targets: not evaluated (the fused kernels need a GPU)"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="GeoVR loss benchmark")
     ap.add_argument("--shapes", choices=sorted(SHAPES), default=None,
@@ -263,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu", action="store_true", help="benchmark the CPU even when a GPU is present")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
-    print(format_table(run(args)))
+    rows = run(args)
+    print(format_table(rows))
+    print(target_report(rows))
     return 0
 
 
