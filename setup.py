@@ -2,8 +2,54 @@
 
 `kernels/` (the Triton ops) ships inside the package as `geovr.kernels`: `geovr/kernels` is a
 symbolic link to it, so the name `kernels` (a different PyPI package) is never claimed.
+
+The native extension `geovr._ext` (csrc/: SE(3) pose loss, geometry) builds against the installed
+torch, so install torch first and build without isolation:
+    pip install torch==2.13.0 triton==3.9.0 && pip install --no-build-isolation -e ".[dev]"
+A CPU-only extension is built with a CPU torch; the CUDA part is added when torch has CUDA and a GPU
+is visible, or when FORCE_CUDA=1 (compile without a GPU, e.g. in a GPU image's build step).
 """
+import os
+import sys
+
 from setuptools import find_packages, setup
+
+CPU_SOURCES = ["csrc/bindings.cpp", "csrc/pose_loss.cpp", "csrc/pose_loss_cpu.cpp", "csrc/geometry_cpu.cpp"]
+CUDA_SOURCES = ["csrc/pose_loss_cuda.cu"]
+
+
+def _extensions():
+    try:
+        import torch
+        from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
+    except ImportError:
+        sys.exit(
+            "geovr: building the native extension needs torch installed first; run\n"
+            "  pip install torch==2.13.0 triton==3.9.0 && pip install --no-build-isolation -e .\n"
+            "(on a GPU machine keep its CUDA torch and only run the second command)"
+        )
+    cxx = ["-O3", "-std=c++17"]
+    link = []
+    if sys.platform.startswith("linux"):
+        cxx.append("-fopenmp")  # at::parallel_for uses OpenMP when torch does
+        link.append("-fopenmp")
+    force = os.environ.get("FORCE_CUDA", "0") == "1"
+    with_cuda = CUDA_HOME is not None and (force or torch.cuda.is_available()) and torch.version.cuda
+    if with_cuda:
+        ext = CUDAExtension(
+            "geovr._ext", CPU_SOURCES + CUDA_SOURCES, define_macros=[("WITH_CUDA", None)],
+            extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]}, extra_link_args=link,
+        )
+    else:
+        if force:
+            print("geovr: FORCE_CUDA=1 but torch has no CUDA build or CUDA_HOME is unset: "
+                  "building the CPU extension only", file=sys.stderr)
+        ext = CppExtension("geovr._ext", CPU_SOURCES, extra_compile_args={"cxx": cxx},
+                           extra_link_args=link)
+    return [ext], {"build_ext": BuildExtension}
+
+
+ext_modules, cmdclass = _extensions()
 
 setup(
     name="geovr",
@@ -11,6 +57,8 @@ setup(
     description="GeoVR: teach video multimodal LLMs 3D awareness with distilled geometric objectives",
     python_requires=">=3.10",
     packages=find_packages(include=["geovr", "geovr.*"]),
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
     # Ranges admit the CPU torch 2.13.0 of our machines and the GPU images' torch 2.11 (Python 3.12).
     install_requires=[
         "torch>=2.6,<2.15",
@@ -20,7 +68,7 @@ setup(
         # Triton ships with CUDA torch builds; on CPU machines install it explicitly to run the
         # kernels under TRITON_INTERPRET=1 and to compile them ahead of time.
         "triton": ["triton>=3.2"],
-        "dev": ["triton>=3.2", "pytest>=7", "hypothesis>=6", "scipy>=1.10"],
+        "dev": ["triton>=3.2", "pytest>=7", "hypothesis>=6", "scipy>=1.10", "pybind11>=2.10"],
         "gpu": ["triton>=3.2"],
     },
 )

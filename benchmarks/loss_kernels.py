@@ -1,5 +1,6 @@
-"""Benchmark the GeoVR losses: fused Triton kernels vs eager reference, torch.compile and the
-release-style per-sample loop. Prints one table; record GPU figures in benchmarks/RESULTS.md.
+"""Benchmark the GeoVR losses: fused Triton kernels (depth, alignment) and the compiled pose
+extension vs the eager references, torch.compile(reference) and the release-style per-sample loops.
+Prints one table and the targets; record figures in benchmarks/RESULTS.md.
 
     python benchmarks/loss_kernels.py                  # GPU: release shapes + sweep; CPU: small shapes
     python benchmarks/loss_kernels.py --shapes release --dtype bf16 --no-compile
@@ -25,7 +26,6 @@ import torch
 from geovr.losses import align_loss, depth_loss, pose_loss, scale_loss
 from geovr.losses.align import align_loss_reference
 from geovr.losses.depth import depth_loss_reference
-from geovr.losses.pose import pose_loss_reference
 from geovr.losses.release_loop import align_loss_loop, depth_loss_loop, pose_loss_loop, scale_loss_loop
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -131,67 +131,76 @@ def _measure(loss: str, shape: str, impl: str, forward: Callable[[], object],
 
 # ---------------------------------------------------------------- cases
 
-def _impls(device: torch.device, kernel: Callable, reference: Callable, loop: Callable,
-           compile_ref: bool) -> list[tuple[str, Callable | None, str]]:
-    impls: list[tuple[str, Callable | None, str]] = []
-    if kernel is not None:
-        if device.type == "cuda":
-            impls.append(("fused triton", kernel, ""))
-        else:
-            impls.append(("fused triton", None, "not timed on CPU (needs CUDA)"))
-    impls.append(("eager reference", reference, ""))
-    if compile_ref:
-        impls.append(("compiled reference", torch.compile(reference, dynamic=False), ""))
-    impls.append(("release loop", loop, ""))
-    return impls
+@dataclass
+class Case:
+    """One benchmark shape: the tensors whose .grad is reset, the minimal fwd+bwd bytes, and the
+    implementations as (name, forward callable or None when not runnable here, note)."""
+
+    loss: str
+    shape: str
+    leaves: list[torch.Tensor]
+    nbytes: int
+    impls: list[tuple[str, Callable[[], object] | None, str]]
 
 
-def depth_cases(b: int, t: int, h: int, w: int, dtype: torch.dtype, device: torch.device):
+def _triton(fn: Callable[[], object], device: torch.device) -> tuple[str, Callable[[], object] | None, str]:
+    if device.type == "cuda":
+        return ("fused triton", fn, "")
+    return ("fused triton", None, "not timed on CPU (needs CUDA)")
+
+
+def _fwd_bwd_bytes(x: torch.Tensor) -> int:
+    """Inputs read in forward (pred, target), read again and the gradient written in backward."""
+    return 5 * x.numel() * x.element_size()
+
+
+def depth_case(b: int, t: int, h: int, w: int, dtype: torch.dtype, device: torch.device) -> Case:
     g = torch.Generator(device=device).manual_seed(0)
     pred = (torch.rand(b, t, h, w, generator=g, device=device) * 5 + 0.1).to(dtype).requires_grad_()
     target = (torch.rand(b, t, h, w, generator=g, device=device) * 5 + 0.1).to(dtype)
     preds, targets = list(pred.unbind(0)), list(target.unbind(0))
-    n, es = pred.numel(), pred.element_size()
-    nbytes = 2 * n * es + 3 * n * es
-    return (
-        f"B={b} T={t} {h}x{w} {str(dtype)[6:]}", [pred], nbytes,
-        lambda: depth_loss(preds, targets, backend="triton"),
-        lambda: depth_loss_reference(preds, targets),
-        lambda: depth_loss_loop(preds, targets),
-    )
+    return Case("depth", f"B={b} T={t} {h}x{w} {str(dtype)[6:]}", [pred], _fwd_bwd_bytes(pred), [
+        _triton(lambda: depth_loss(preds, targets, backend="triton"), device),
+        ("eager reference", lambda: depth_loss_reference(preds, targets), ""),
+        ("release loop", lambda: depth_loss_loop(preds, targets), ""),
+    ])
 
 
-def align_cases(k: int, b: int, t: int, h: int, w: int, d: int, dtype: torch.dtype, device: torch.device):
+def align_case(k: int, b: int, t: int, h: int, w: int, d: int, dtype: torch.dtype, device: torch.device) -> Case:
     g = torch.Generator(device=device).manual_seed(0)
     n = t * h * w
     student = torch.randn(k, b * n, d, generator=g, device=device).to(dtype).requires_grad_()
     teacher = torch.randn(k, b * n, d, generator=g, device=device).to(dtype)
     s_lists = [list(student[i].split(n)) for i in range(k)]
     t_lists = [list(teacher[i].split(n)) for i in range(k)]
-    es = student.element_size()
-    nbytes = 2 * student.numel() * es + 3 * student.numel() * es
-    return (
-        f"K={k} B={b} T={t} {h}x{w} D={d} {str(dtype)[6:]}", [student], nbytes,
-        lambda: align_loss(s_lists, t_lists, backend="triton"),
-        lambda: align_loss_reference(s_lists, t_lists),
-        lambda: align_loss_loop(s_lists, t_lists),
-    )
+    return Case("align", f"K={k} B={b} T={t} {h}x{w} D={d} {str(dtype)[6:]}", [student], _fwd_bwd_bytes(student), [
+        _triton(lambda: align_loss(s_lists, t_lists, backend="triton"), device),
+        ("eager reference", lambda: align_loss_reference(s_lists, t_lists), ""),
+        ("release loop", lambda: align_loss_loop(s_lists, t_lists), ""),
+    ])
 
 
-def pose_cases(b: int, t: int, device: torch.device):
+def pose_case(b: int, t: int, mode: str, device: torch.device) -> Case:
     g = torch.Generator(device=device).manual_seed(0)
     pred = torch.randn(b, t, 9, generator=g, device=device).requires_grad_()
     target = torch.randn(b, t, 9, generator=g, device=device)
     preds, targets = list(pred.unbind(0)), list(target.unbind(0))
-    return (f"B={b} T={t}", [pred], 5 * pred.numel() * 4, None,
-            lambda: pose_loss_reference(preds, targets), lambda: pose_loss_loop(preds, targets))
+    impls = [
+        ("extension", lambda: pose_loss(preds, targets, mode), ""),
+        ("eager reference", lambda: pose_loss(preds, targets, mode, backend="reference"), ""),
+    ]
+    if mode == "paper":
+        impls.append(("release loop", lambda: pose_loss_loop(preds, targets), ""))
+    return Case(f"pose {mode}", f"B={b} T={t}", [pred], _fwd_bwd_bytes(pred), impls)
 
 
-def scale_cases(b: int, device: torch.device):
+def scale_case(b: int, device: torch.device) -> Case:
     pred = (torch.rand(b, device=device) + 0.5).requires_grad_()
     target = torch.rand(b, device=device) + 0.5
-    return (f"B={b}", [pred], 5 * b * 4, None, lambda: scale_loss(pred, target),
-            lambda: scale_loss_loop(pred, target))
+    return Case("scale", f"B={b}", [pred], _fwd_bwd_bytes(pred), [
+        ("eager reference", lambda: scale_loss(pred, target), ""),
+        ("release loop", lambda: scale_loss_loop(pred, target), ""),
+    ])
 
 
 SHAPES = {
@@ -214,22 +223,28 @@ def run(args: argparse.Namespace) -> list[Row]:
     copy_bw = copy_bandwidth_gbps(device, 1024 if device.type == "cuda" else 256)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (no GPU: CPU paths only)"
     print(f"device: {name}; measured copy bandwidth {copy_bw:.0f} GB/s; torch {torch.__version__}")
-    cases = [("depth", depth_cases(*s, dtype, device)) for s in depth_shapes]
-    cases += [("align", align_cases(*s, dtype, device)) for s in align_shapes]
-    cases += [("pose", pose_cases(8, 32, device)), ("scale", scale_cases(8, device))]
+    cases = [depth_case(*s, dtype, device) for s in depth_shapes]
+    cases += [align_case(*s, dtype, device) for s in align_shapes]
+    cases += [pose_case(8, 32, mode, device) for mode in ("paper", "geodesic", "relative")]
+    cases.append(scale_case(8, device))
     rows, peaks = [], []
-    for loss, (shape, leaves, nbytes, kernel, reference, loop) in cases:
-        for impl, fn, note in _impls(device, kernel, reference, loop, args.compile):
+    for case in cases:
+        impls = list(case.impls)
+        if args.compile:  # torch.compile of the eager reference, right after it
+            at = next(i for i, (name, _, _) in enumerate(impls) if name == "eager reference")
+            impls.insert(at + 1, ("compiled reference", torch.compile(impls[at][1], dynamic=False), ""))
+        for impl, fn, note in impls:
             if fn is None:
-                rows.append(Row(loss, shape, impl, None, None, None, None, None, note))
+                rows.append(Row(case.loss, case.shape, impl, None, None, None, None, None, note))
                 continue
-            print(f"  {loss:6s} {shape:38s} {impl} ...", file=sys.stderr, flush=True)
+            print(f"  {case.loss:14s} {case.shape:38s} {impl} ...", file=sys.stderr, flush=True)
             try:
-                row, fwd_bwd = _measure(loss, shape, impl, fn, leaves, nbytes, device, copy_bw, reps)
+                row, fwd_bwd = _measure(case.loss, case.shape, impl, fn, case.leaves, case.nbytes,
+                                        device, copy_bw, reps)
                 rows.append(row)
                 peaks.append((row, fwd_bwd))
             except Exception as exc:  # a baseline that cannot run (e.g. compile) is reported, not fatal
-                rows.append(Row(loss, shape, impl, None, None, None, None, None,
+                rows.append(Row(case.loss, case.shape, impl, None, None, None, None, None,
                                 f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:60]}"))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -253,28 +268,34 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-# The issue's GPU targets for the fused kernels: (min % of copy bandwidth, baseline, min speed-up).
-TARGETS = {"depth": (85.0, "release loop", 5.0), "align": (80.0, "eager reference", 3.0)}
+# Targets: (loss, implementation) -> (device type, min % of copy bandwidth or None, baseline,
+# min speed-up of fwd+bwd over the baseline).
+TARGETS = {
+    ("depth", "fused triton"): [("cuda", 85.0, "release loop", 5.0)],
+    ("align", "fused triton"): [("cuda", 80.0, "eager reference", 3.0)],
+    ("pose relative", "extension"): [("cpu", None, "eager reference", 5.0), ("cuda", None, "eager reference", 10.0)],
+}
 
 
-def target_report(rows: list[Row]) -> str:
-    """One line per fused-kernel row: fwd+bwd speed-up over the baseline and the targets met."""
+def target_report(rows: list[Row], device: str = "cuda") -> str:
+    """One line per row with a target on `device`: bandwidth share and speed-up, met or not."""
     lines = []
     for r in rows:
-        if r.impl != "fused triton" or r.loss not in TARGETS or r.fwd_bwd_ms is None:
-            continue
-        pct, base_impl, speedup = TARGETS[r.loss]
-        base = next((b for b in rows if (b.loss, b.shape, b.impl) == (r.loss, r.shape, base_impl)), None)
-        x = base.fwd_bwd_ms / r.fwd_bwd_ms if base and base.fwd_bwd_ms else None
-        ok_bw = r.pct_copy is not None and r.pct_copy >= pct
-        ok_x = x is not None and x >= speedup
-        lines.append(
-            f"target {r.loss} {r.shape}: {r.pct_copy:.1f}% of copy BW (>= {pct:.0f}%: "
-            f"{'met' if ok_bw else 'NOT met'}), "
-            + (f"{x:.1f}x {base_impl} (>= {speedup:.0f}x: {'met' if ok_x else 'NOT met'})"
-               if x is not None else f"no {base_impl} timing")
-        )
-    return "\n".join(lines) or "targets: not evaluated (the fused kernels need a GPU)"
+        for dev, pct, base_impl, speedup in TARGETS.get((r.loss, r.impl), []):
+            if dev != device or r.fwd_bwd_ms is None:
+                continue
+            base = next((b for b in rows if (b.loss, b.shape, b.impl) == (r.loss, r.shape, base_impl)), None)
+            x = base.fwd_bwd_ms / r.fwd_bwd_ms if base and base.fwd_bwd_ms else None
+            parts = []
+            if pct is not None:
+                ok = r.pct_copy is not None and r.pct_copy >= pct
+                parts.append(f"{r.pct_copy:.1f}% of copy BW (>= {pct:.0f}%: {'met' if ok else 'NOT met'})")
+            if x is None:
+                parts.append(f"no {base_impl} timing")
+            else:
+                parts.append(f"{x:.1f}x {base_impl} (>= {speedup:.0f}x: {'met' if x >= speedup else 'NOT met'})")
+            lines.append(f"target {r.loss} {r.shape} [{dev}]: " + ", ".join(parts))
+    return "\n".join(lines) or f"targets: none evaluated on {device}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     rows = run(args)
     print(format_table(rows))
-    print(target_report(rows))
+    print(target_report(rows, "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"))
     return 0
 
 

@@ -22,10 +22,13 @@ def test_benchmark_prints_a_row_per_loss_and_implementation(capsys):
     assert "CPU (no GPU: CPU paths only)" in out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
     seen = {(r.split("|")[1].strip(), r.split("|")[3].strip()) for r in rows}
-    for loss in ("depth", "align", "pose", "scale"):
+    for loss in ("depth", "align", "pose paper", "scale"):
         assert (loss, "eager reference") in seen and (loss, "release loop") in seen
     for loss in ("depth", "align"):
         assert (loss, "fused triton") in seen
+    for mode in ("paper", "geodesic", "relative"):
+        assert (f"pose {mode}", "extension") in seen and (f"pose {mode}", "eager reference") in seen
+    assert "target pose relative B=8 T=32 [cpu]:" in out
     timed = [r for r in rows if "eager reference" in r]
     assert all(r.split("|")[5].strip() != "-" for r in timed)  # fwd+bwd ms was measured
 
@@ -39,8 +42,9 @@ def test_target_report():
         row("align", "s", "fused triton", 1.0, 2.0, 700.0, 70.0, 1.0),
         row("align", "s", "eager reference", 5.0, 4.0, 100.0, 10.0, 1.0),
     ]
-    report = bench.target_report(rows).splitlines()
-    assert report[0] == ("target depth s: 90.0% of copy BW (>= 85%: met), "
+    report = bench.target_report(rows, "cuda").splitlines()
+    assert report[0] == ("target depth s [cuda]: 90.0% of copy BW (>= 85%: met), "
                          "6.0x release loop (>= 5x: met)")
-    assert report[1] == ("target align s: 70.0% of copy BW (>= 80%: NOT met), "
+    assert report[1] == ("target align s [cuda]: 70.0% of copy BW (>= 80%: NOT met), "
                          "2.0x eager reference (>= 3x: NOT met)")
+    assert bench.target_report(rows, "cpu") == "targets: none evaluated on cpu"
