@@ -24,6 +24,13 @@ __device__ __forceinline__ int64_t sample_of(const int64_t* offsets, int64_t bat
 }
 
 template <typename T>
+__device__ __forceinline__ void cameras_of(const T* pred, const T* target, int64_t f,
+                                           FrameCamera<T>& P, FrameCamera<T>& Q) {
+  frame_camera(pred + 9 * f, P);
+  frame_camera(target + 9 * f, Q);
+}
+
+template <typename T>
 __global__ void forward_kernel(const T* pred, const T* target, const int64_t* offsets,
                                int64_t batch, int64_t frames, int mode, T clamp, T huber,
                                T* parts) {
@@ -35,12 +42,10 @@ __global__ void forward_kernel(const T* pred, const T* target, const int64_t* of
   frame_terms<T>(mode, pred + 9 * f, target + 9 * f, clamp, huber, sums, nullptr, nullptr);
   if (mode == kRelative) {
     FrameCamera<T> Pf, Qf, Pj, Qj;
-    frame_camera(pred + 9 * f, Pf);
-    frame_camera(target + 9 * f, Qf);
+    cameras_of(pred, target, f, Pf, Qf);
     for (int64_t j = f0; j < f0 + n; ++j) {
       if (j == f) continue;
-      frame_camera(pred + 9 * j, Pj);
-      frame_camera(target + 9 * j, Qj);
+      cameras_of(pred, target, j, Pj, Qj);
       pair_terms<T>(Pf, Pj, Qf, Qj, clamp, huber, sums, nullptr, nullptr, nullptr);
     }
   }
@@ -64,12 +69,10 @@ __global__ void backward_kernel(const T* pred, const T* target, const int64_t* o
   if (mode == kRelative) {
     T gi[9], gj[9];
     FrameCamera<T> Pf, Qf, Pj, Qj;
-    frame_camera(pred + 9 * f, Pf);
-    frame_camera(target + 9 * f, Qf);
+    cameras_of(pred, target, f, Pf, Qf);
     for (int64_t j = f0; j < f0 + n; ++j) {
       if (j == f) continue;
-      frame_camera(pred + 9 * j, Pj);
-      frame_camera(target + 9 * j, Qj);
+      cameras_of(pred, target, j, Pj, Qj);
       pair_terms<T>(Pf, Pj, Qf, Qj, clamp, huber, sums, coef, gi, gj);  // f as the first frame
       for (int k = 0; k < 9; ++k) g[k] += gi[k];
       pair_terms<T>(Pj, Pf, Qj, Qf, clamp, huber, sums, coef, gi, gj);  // f as the second frame

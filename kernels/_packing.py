@@ -23,7 +23,8 @@ def pack_flat(xs: list[Tensor] | tuple[Tensor, ...], dtype: torch.dtype | None =
     return torch.cat([x.reshape(-1).to(dtype) for x in xs])
 
 
-def _to_device(rows: list[list[int]], dtype: torch.dtype, device: torch.device) -> Tensor:
+def to_device(rows: list, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A small host table as a tensor on `device`, without a host sync on CUDA."""
     t = torch.tensor(rows, dtype=dtype)
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)  # no host sync
@@ -45,6 +46,6 @@ def block_layout(lengths: tuple[int, ...], chunk: int, device: torch.device) -> 
     if not blocks:
         blocks = [[0, 0]]
     return (
-        _to_device(offsets, torch.int64, device).view(-1),
-        _to_device(blocks, torch.int32, device),
+        to_device(offsets, torch.int64, device).view(-1),
+        to_device(blocks, torch.int32, device),
     )

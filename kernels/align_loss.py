@@ -17,7 +17,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from geovr.kernels._packing import _to_device, pack_flat
+from geovr.kernels._packing import pack_flat, to_device
 
 BLOCK_R = 16  # rows per program
 MAX_BLOCK_D = 512  # channels per inner step
@@ -85,10 +85,8 @@ def _align_backward_kernel(
 def _segments(counts: tuple[int, ...], device: torch.device) -> tuple[Tensor, Tensor]:
     """(segment id per row int32 [R], 1 / N_seg fp32 [S], 0 for empty segments); cached."""
     seg = [[i] * n for i, n in enumerate(counts)]
-    seg_t = _to_device([x for row in seg for x in row] or [0], torch.int32, device)
-    inv = torch.tensor([1.0 / n if n else 0.0 for n in counts], dtype=torch.float32)
-    inv = inv.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else inv.to(device)
-    return seg_t, inv
+    seg_t = to_device([x for row in seg for x in row] or [0], torch.int32, device)
+    return seg_t, to_device([1.0 / n if n else 0.0 for n in counts], torch.float32, device)
 
 
 def _block_d(d: int) -> int:

@@ -19,6 +19,7 @@ Loads upcast to fp32 before any arithmetic (also works around the interpreter's 
 """
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -27,7 +28,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from geovr.kernels._packing import block_layout, pack_flat
+from geovr.kernels._packing import block_layout, pack_flat, to_device
 
 BLOCK = 1024  # elements per inner step
 ITERS = 8  # inner steps per program: one program owns BLOCK * ITERS elements of one sample
@@ -337,6 +338,12 @@ class DepthLossSpec:
     has_weight: bool
 
 
+@functools.lru_cache(maxsize=64)
+def _sample_meta(lengths: tuple[int, ...], hw: tuple[tuple[int, int], ...], device: torch.device) -> Tensor:
+    """int32 [B, 3] = (pixels, H, W) per sample; cached, like block_layout, per batch layout."""
+    return to_device([[n, h, w] for n, (h, w) in zip(lengths, hw)], torch.int32, device)
+
+
 def _float_bits(x: float) -> int:
     """The int32 bit pattern of fp32 x."""
     return struct.unpack("<i", struct.pack("<f", x))[0]
@@ -352,8 +359,7 @@ def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Ten
     B = len(lengths)
     block, iters = _tiling(dev)
     offsets, blocks = block_layout(lengths, block * iters, dev)
-    meta = torch.tensor([[n, h, w_] for n, (h, w_) in zip(lengths, hw)], dtype=torch.int32)
-    meta = meta.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else meta.to(dev)
+    meta = _sample_meta(lengths, tuple(hw), dev)
     cnt = torch.zeros(B, N_CNT, dtype=torch.int32, device=dev)
     sel = torch.zeros(B, N_SEL, dtype=torch.int32, device=dev)
     hist = torch.zeros(B, HIST, dtype=torch.int32, device=dev)
