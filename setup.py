@@ -63,12 +63,17 @@ setup(
     install_requires=[
         "torch>=2.6,<2.15",
         "numpy>=1.24",
+        "av>=12",  # PyAV: video decoding on the CPU and the synthetic world's encoder
+        "tqdm>=4.60",
     ],
     extras_require={
         # Triton ships with CUDA torch builds; on CPU machines install it explicitly to run the
         # kernels under TRITON_INTERPRET=1 and to compile them ahead of time.
         "triton": ["triton>=3.2"],
-        "dev": ["triton>=3.2", "pytest>=7", "hypothesis>=6", "scipy>=1.10", "pybind11>=2.10"],
-        "gpu": ["triton>=3.2"],
+        # NVIDIA DALI decodes video on the GPU; its CPU backend (VP8/VP9) lets CI test that path.
+        "dali": ["nvidia-dali-cuda130>=2.0"],
+        "dev": ["triton>=3.2", "pytest>=7", "hypothesis>=6", "scipy>=1.10", "pybind11>=2.10",
+                "nvidia-dali-cuda130>=2.0", "pillow>=9"],
+        "gpu": ["triton>=3.2", "nvidia-dali-cuda130>=2.0"],
     },
 )

@@ -1,0 +1,101 @@
+"""Which frames of a video to decode, and at what sizes (the release's rules).
+
+- `sample_indices`: 2 fps, clamped to 4..32 frames (and to the frames the video has), evenly
+  spaced over the whole video, as the Qwen3-VL video processor samples.
+- `qwen_frame_size`: Qwen3-VL's `smart_resize` for a clip whose frames are duplicated (one real
+  frame per temporal patch), capped at `max_tokens_per_frame` merged tokens per frame.
+- `teacher_frame_size`: VGGT's rule: longest edge 504, the other edge scaled and rounded to a
+  multiple of 28 (480x640 -> 392x504).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """fps: frames sampled per second of video; min_frames/max_frames clamp the count."""
+
+    fps: float = 2.0
+    min_frames: int = 4
+    max_frames: int = 32
+
+    def __post_init__(self):
+        if self.fps <= 0:
+            raise ValueError(f"FrameSampling.fps must be > 0, got {self.fps}")
+        if not 1 <= self.min_frames <= self.max_frames:
+            raise ValueError(f"need 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
+
+
+def sample_indices(num_frames: int, video_fps: float, rule: FrameSampling = FrameSampling()) -> list[int]:
+    """Frame indices to decode: int(duration * rule.fps) frames clamped to
+    [min_frames, max_frames] and to num_frames, at round(linspace(0, num_frames - 1, n))."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if video_fps <= 0:
+        raise ValueError(f"video_fps must be > 0, got {video_fps}")
+    n = int(num_frames / video_fps * rule.fps)
+    n = min(max(n, rule.min_frames), rule.max_frames, num_frames)
+    return np.linspace(0, num_frames - 1, n).round().astype(int).tolist()
+
+
+def qwen_smart_resize(num_frames: int, height: int, width: int, temporal_factor: int = 2,
+                      factor: int = 32, min_pixels: int = 128 * 32 * 32,
+                      max_pixels: int = 768 * 32 * 32) -> tuple[int, int]:
+    """Qwen3-VL's video resize rule: (height, width) as multiples of `factor` near the input's
+    aspect ratio with num_frames * H * W within [min_pixels, max_pixels] (pixels summed over the
+    `num_frames` frames fed to the processor, duplicates included)."""
+    if num_frames < temporal_factor:
+        raise ValueError(f"num_frames ({num_frames}) must be >= temporal_factor ({temporal_factor})")
+    if height < factor or width < factor:
+        up = max(factor / height, factor / width)
+        height, width = int(height * up), int(width * up)
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} exceeds 200")
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    t_bar = round(num_frames / temporal_factor) * temporal_factor
+    if t_bar * h_bar * w_bar > max_pixels:
+        beta = math.sqrt(num_frames * height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif t_bar * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (num_frames * height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+@dataclass(frozen=True)
+class QwenVision:
+    """Qwen3-VL vision geometry. max_tokens_per_frame: merged tokens per real frame (release: 300)."""
+
+    patch_size: int = 16
+    merge_size: int = 2
+    temporal_patch_size: int = 2
+    max_tokens_per_frame: int = 300
+    min_pixels: int = 128 * 32 * 32
+
+    @property
+    def factor(self) -> int:
+        return self.patch_size * self.merge_size
+
+
+def qwen_frame_size(num_frames: int, height: int, width: int, vision: QwenVision = QwenVision()) -> tuple[int, int]:
+    """Resized (H, W) of `num_frames` real frames, each duplicated into its own temporal patch."""
+    dup = num_frames * vision.temporal_patch_size
+    return qwen_smart_resize(dup, height, width, vision.temporal_patch_size, vision.factor,
+                             vision.min_pixels, dup * vision.max_tokens_per_frame * vision.factor ** 2)
+
+
+def teacher_frame_size(height: int, width: int, longest: int = 504, multiple: int = 28) -> tuple[int, int]:
+    """(H, W) for the 3D teacher: the longest edge becomes `longest`, the other keeps the aspect
+    ratio rounded to a multiple of `multiple` (at least one multiple)."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"bad frame size {height}x{width}")
+    if width >= height:
+        return max(multiple, round(height * longest / width / multiple) * multiple), longest
+    return longest, max(multiple, round(width * longest / height / multiple) * multiple)
