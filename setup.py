@@ -65,6 +65,7 @@ setup(
         "numpy>=1.24",
         "av>=12",  # PyAV: video decoding on the CPU and the synthetic world's encoder
         "tqdm>=4.60",
+        "transformers>=4.57",  # Qwen3-VL: tokenizers, chat templates, the model classes
     ],
     extras_require={
         # Triton ships with CUDA torch builds; on CPU machines install it explicitly to run the

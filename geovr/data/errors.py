@@ -3,12 +3,19 @@ from __future__ import annotations
 
 
 class VideoDecodeError(RuntimeError):
-    """A video cannot be opened or decoded (missing, truncated, corrupt, no video stream...)."""
+    """A video cannot be opened or decoded.
 
-    def __init__(self, path: str, reason: str):
+    kind: one of KINDS ("missing", "no_video" (e.g. audio-only), "no_frames", "truncated",
+    "corrupt", "unsupported" (codec the backend lacks)), the key skipped samples are counted by.
+    """
+
+    KINDS = ("missing", "no_video", "no_frames", "truncated", "corrupt", "unsupported")
+
+    def __init__(self, path: str, reason: str, kind: str = "corrupt"):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+        self.kind = kind if kind in self.KINDS else "corrupt"
 
 
 class RecordError(ValueError):

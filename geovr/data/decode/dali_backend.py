@@ -90,7 +90,7 @@ def decode_dali(info: VideoInfo, indices: list[int], device: str = "gpu",
         raise ValueError(f"device must be 'gpu' or 'cpu', got {device!r}")
     if not supports(info, device):
         raise VideoDecodeError(info.path, f"DALI's {device} decoder does not support codec "
-                                          f"'{info.codec}' (CPU: {sorted(CPU_CODECS)})")
+                                          f"'{info.codec}' (CPU: {sorted(CPU_CODECS)})", "unsupported")
     if device == "gpu" and device_id is None:
         device_id = torch.cuda.current_device()
     if device == "cpu":
@@ -102,9 +102,9 @@ def decode_dali(info: VideoInfo, indices: list[int], device: str = "gpu",
     except RuntimeError as exc:
         with _PIPELINES_LOCK:  # a failed pipeline is no longer valid
             _PIPELINES.pop((device, device_id), None)
-        raise VideoDecodeError(info.path, f"DALI failed: {str(exc).splitlines()[0]}") from exc
+        raise VideoDecodeError(info.path, f"DALI failed: {str(exc).splitlines()[0]}", "corrupt") from exc
     if nhwc.shape[0] != len(indices):
-        raise VideoDecodeError(info.path, f"DALI returned {nhwc.shape[0]} of {len(indices)} frames")
+        raise VideoDecodeError(info.path, f"DALI returned {nhwc.shape[0]} of {len(indices)} frames", "truncated")
     return Frames(data=nhwc.permute(0, 3, 1, 2), indices=list(indices),
                   timestamps_s=[info.frame_times_s[i] for i in indices], info=info,
                   backend=f"dali-{device}")

@@ -18,12 +18,12 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
 
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise VideoDecodeError(path, "file not found")
+        raise VideoDecodeError(path, "file not found", "missing")
     try:
         with av.open(path) as container:
             if not container.streams.video:
                 kinds = sorted({s.type for s in container.streams}) or ["none"]
-                raise VideoDecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
+                raise VideoDecodeError(path, f"no video stream (streams: {', '.join(kinds)})", "no_video")
             stream = container.streams.video[0]
             ctx = stream.codec_context
             width, height = ctx.width, ctx.height
@@ -38,11 +38,11 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     except VideoDecodeError:
         raise
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise VideoDecodeError(path, f"cannot demux: {exc}") from exc
+        raise VideoDecodeError(path, f"cannot demux: {exc}", "corrupt") from exc
     if not pts:
-        raise VideoDecodeError(path, "the video stream has no frames")
+        raise VideoDecodeError(path, "the video stream has no frames", "no_frames")
     if width <= 0 or height <= 0:
-        raise VideoDecodeError(path, f"bad frame size {width}x{height}")
+        raise VideoDecodeError(path, f"bad frame size {width}x{height}", "corrupt")
     pts.sort()  # decode order -> presentation order
     t0 = pts[0]
     times = tuple(float((p - t0) * base) for p in pts)
@@ -53,11 +53,11 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         rate = stream.average_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
     if fps <= 0:
-        raise VideoDecodeError(path, "cannot tell the frame rate (no timestamps, no rate)")
+        raise VideoDecodeError(path, "cannot tell the frame rate (no timestamps, no rate)", "corrupt")
     covered = times[-1] + 1.0 / fps
     if declared is not None and declared - covered > max(0.5, 0.1 * declared):
         raise VideoDecodeError(path, f"truncated: frames end at {covered:.2f} s of the declared "
-                                     f"{declared:.2f} s")
+                                     f"{declared:.2f} s", "truncated")
     return VideoInfo(path=path, num_frames=n, fps=fps, width=width, height=height, codec=codec,
                      frame_times_s=times)
 

@@ -37,12 +37,12 @@ def decode_pyav(info: VideoInfo, indices: list[int], threads: int = 0) -> Frames
                 if i >= last:
                     break
     except (av.error.FFmpegError, ValueError) as exc:
-        raise VideoDecodeError(info.path, f"decoding failed: {exc}") from exc
+        raise VideoDecodeError(info.path, f"decoding failed: {exc}", "corrupt") from exc
     missing = sorted(wanted - got.keys())
     if missing:
         raise VideoDecodeError(
             info.path, f"truncated or corrupt: frame {missing[0]} of {info.num_frames} did not decode "
-                       f"({len(got)} of {len(wanted)} wanted frames did)")
+                       f"({len(got)} of {len(wanted)} wanted frames did)", "truncated")
     data = torch.from_numpy(np.stack([got[i] for i in indices])).permute(0, 3, 1, 2)
     return Frames(data=data, indices=list(indices),
                   timestamps_s=[info.frame_times_s[i] for i in indices], info=info, backend="pyav")

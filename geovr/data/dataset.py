@@ -1,0 +1,77 @@
+"""`VideoQADataset`: records -> decoded, sampled frames (+ an optional transform), skipping bad
+media without stopping the epoch.
+
+A record whose video is missing, truncated, corrupt, frameless or audio-only (or that the transform
+rejects: too long, unsupported media) is replaced by the next good record; the skip travels with the returned sample (`Sample.skipped`) to the main
+process's `SkipLog`. Only when `max_consecutive_skips` records in a row fail does it raise: that is
+a wrong media root or a broken disk, not a bad file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch.utils.data import Dataset
+
+from .chat import SampleRejected
+from .datasets.records import VideoQA
+from .decode import Frames, decode_frames, probe_video
+from .errors import VideoDecodeError
+from .health import Skip
+from .sampling import FrameSampling, sample_indices
+
+
+@dataclass
+class Sample:
+    """record: the QA record; frames: uint8 [T, 3, H, W] at the sampled indices; position:
+    (epoch, index in the epoch's order) when read through `ResumableSampler`; skipped: the bad
+    records this sample replaced."""
+
+    record: VideoQA
+    frames: Frames
+    position: tuple[int, int] = (0, 0)
+    skipped: list[Skip] = field(default_factory=list)
+
+
+class VideoQADataset(Dataset):
+    """records: from `geovr.data.datasets` readers. backend: decoder ("auto", "pyav",
+    "dali-gpu", "dali-cpu"; images always use PyAV). transform: Sample -> model inputs."""
+
+    def __init__(self, records: list[VideoQA], sampling: FrameSampling = FrameSampling(),
+                 backend: str = "auto", transform: Callable[[Sample], object] | None = None,
+                 max_consecutive_skips: int = 64):
+        if not records:
+            raise ValueError("no records: the annotation files held no valid video items")
+        self.records = records
+        self.sampling = sampling
+        self.backend = backend
+        self.transform = transform
+        self.max_consecutive_skips = max_consecutive_skips
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load(self, index: int) -> Frames:
+        """Decode record `index`'s sampled frames (raises VideoDecodeError)."""
+        rec = self.records[index]
+        info = probe_video(rec.media)
+        idx = sample_indices(info.num_frames, info.fps, self.sampling)
+        backend = "pyav" if rec.kind == "image" else self.backend
+        return decode_frames(info, idx, backend=backend)
+
+    def __getitem__(self, key):
+        index, epoch, position = key if isinstance(key, tuple) else (key, 0, key)
+        skipped: list[Skip] = []
+        for attempt in range(self.max_consecutive_skips):
+            i = (index + attempt) % len(self.records)
+            rec = self.records[i]
+            try:
+                sample = Sample(rec, self.load(i), (epoch, position), skipped)
+                return self.transform(sample) if self.transform is not None else sample
+            except VideoDecodeError as err:
+                skipped.append(Skip(rec.id, rec.media, err.kind, err.reason))
+            except SampleRejected as err:
+                skipped.append(Skip(rec.id, rec.media, err.kind, err.reason))
+        raise RuntimeError(
+            f"{self.max_consecutive_skips} records in a row from index {index} failed to decode "
+            f"(last: {skipped[-1].path}: {skipped[-1].reason}); check the media root and the files")

@@ -1,0 +1,98 @@
+"""Dataset readers: VSI-590K (jsonl, video items), VLM-3R (json list), generic LLaVA (json/jsonl).
+
+Each reader returns a `ReadResult`: the valid records, and the bad ones as `RecordError`s (file,
+line/item, field). `strict=True` raises the first error instead. Unreadable json lines are bad
+records, not crashes.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from ..errors import RecordError
+from .records import VideoQA, parse_record
+
+
+@dataclass
+class ReadResult:
+    records: list[VideoQA] = field(default_factory=list)
+    errors: list[RecordError] = field(default_factory=list)
+    filtered: int = 0  # valid records left out by the reader's rule (e.g. image items of VSI-590K)
+
+    def summary(self, name: str) -> str:
+        return (f"{name}: {len(self.records)} records, {len(self.errors)} invalid, "
+                f"{self.filtered} filtered")
+
+
+def _iter_json_items(path: str):
+    """(where, obj or RecordError) for each item of a .json list or each line of a .jsonl file."""
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith(b"["):
+        try:
+            with open(path, encoding="utf-8") as f:
+                items = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RecordError(path, "<file>", f"is not valid json ({exc}); use a json list or jsonl") from exc
+        for i, obj in enumerate(items):
+            yield f"{path}[{i}]", obj
+        return
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            where = f"{path}:{n}"
+            if not raw.strip():
+                continue
+            try:
+                yield where, json.loads(raw.decode("utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                yield where, RecordError(where, "<line>", f"is not valid json: {exc}")
+
+
+def _media_root(path: str, media_root: str | None) -> str:
+    return media_root if media_root is not None else os.path.dirname(os.path.abspath(path))
+
+
+def read_llava(path: str, media_root: str | None = None, source: str = "llava", strict: bool = False,
+               kinds: tuple[str, ...] = ("video", "image")) -> ReadResult:
+    """Generic LLaVA-style json list or jsonl. media_root defaults to the file's folder.
+    kinds: media kinds to keep; others (and text-only records) are counted as filtered."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{source} annotation file not found: {path}")
+    root = _media_root(path, media_root)
+    out = ReadResult()
+    for where, obj in _iter_json_items(path):
+        try:
+            if isinstance(obj, RecordError):
+                raise obj
+            rec = parse_record(obj, where, root, source)
+        except RecordError as err:
+            if strict:
+                raise
+            out.errors.append(err)
+            continue
+        if rec is None or rec.kind not in kinds:
+            out.filtered += 1
+        else:
+            out.records.append(rec)
+    return out
+
+
+def read_vsi590k(path: str, media_root: str | None = None, strict: bool = False) -> ReadResult:
+    """VSI-590K jsonl: the release trains on its video items only (image items are filtered)."""
+    return read_llava(path, media_root, source="vsi590k", strict=strict, kinds=("video",))
+
+
+def read_vlm3r(path: str, media_root: str | None = None, strict: bool = False) -> ReadResult:
+    """VLM-3R (`vlm3r_vsi_205k.json`): a json list of video QA records with `video` and
+    `conversations` (plus fields such as `question_type`, kept in `extra`)."""
+    return read_llava(path, media_root, source="vlm3r", strict=strict, kinds=("video",))
+
+
+READERS = {"vsi590k": read_vsi590k, "vlm3r": read_vlm3r, "llava": read_llava}
+
+
+def read_dataset(kind: str, path: str, media_root: str | None = None, strict: bool = False) -> ReadResult:
+    if kind not in READERS:
+        raise ValueError(f"dataset format must be one of {sorted(READERS)}, got {kind!r}")
+    return READERS[kind](path, media_root, strict=strict)

@@ -1,0 +1,73 @@
+"""Decoded frames -> Qwen3-VL `pixel_values_videos` / `video_grid_thw`, and the teacher's frames.
+
+Tensor ops only, on the frames' own device (the GPU after DALI), equal to the HF Qwen3-VL video
+processor given the same frames duplicated (one real frame per temporal patch):
+bicubic antialiased resize of uint8 frames (rounded back to uint8, as torchvision does), then
+(x / 255 - mean) / std, then the processor's patch order
+(t, h/merge, w/merge, merge_h, merge_w | channel, temporal, patch_h, patch_w).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .sampling import QwenVision, qwen_frame_size, teacher_frame_size
+
+MEAN = (0.5, 0.5, 0.5)  # Qwen3-VL's image_mean / image_std (IMAGENET_STANDARD)
+STD = (0.5, 0.5, 0.5)
+
+
+def _check_frames(frames: torch.Tensor) -> None:
+    if frames.ndim != 4 or frames.shape[1] != 3 or frames.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8 [T, 3, H, W], got {frames.dtype} {tuple(frames.shape)}")
+    if frames.shape[0] < 1:
+        raise ValueError("frames is empty: need at least one frame")
+
+
+def resize_uint8(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic antialiased resize of uint8 [T, 3, H, W], rounded and clamped back to uint8 values
+    (returned as float32)."""
+    x = frames.float()
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+        x = x.round_().clamp_(0, 255)
+    return x
+
+
+def patchify(videos: torch.Tensor, vision: QwenVision) -> torch.Tensor:
+    """[T2, C, H, W] (T2 a multiple of the temporal patch) -> [T2/tp * H/p * W/p, C*tp*p*p]."""
+    t2, c, h, w = videos.shape
+    tp, p, m = vision.temporal_patch_size, vision.patch_size, vision.merge_size
+    gt, gh, gw = t2 // tp, h // p, w // p
+    x = videos.reshape(gt, tp, c, gh // m, m, p, gw // m, m, p)
+    x = x.permute(0, 3, 6, 4, 7, 2, 1, 5, 8)
+    return x.reshape(gt * gh * gw, c * tp * p * p)
+
+
+def to_qwen_pixels(frames: torch.Tensor, vision: QwenVision = QwenVision()
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """frames uint8 [T, 3, H, W] -> (pixel_values_videos float32 [T*gh*gw, 3*2*16*16],
+    video_grid_thw int64 [3] = (T, gh, gw)). Each frame is duplicated into its own temporal
+    patch, so grid t = T; size from `qwen_frame_size` (<= vision.max_tokens_per_frame merged
+    tokens per frame)."""
+    _check_frames(frames)
+    t = frames.shape[0]
+    size = qwen_frame_size(t, frames.shape[2], frames.shape[3], vision)
+    x = resize_uint8(frames, size)
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1) * 255.0
+    x = (x - mean) / std
+    x = x.repeat_interleave(vision.temporal_patch_size, dim=0)
+    grid = torch.tensor([t, size[0] // vision.patch_size, size[1] // vision.patch_size], dtype=torch.long)
+    return patchify(x, vision), grid
+
+
+def to_teacher_frames(frames: torch.Tensor, longest: int = 504, multiple: int = 28) -> torch.Tensor:
+    """frames uint8 [T, 3, H, W] -> float32 [T, 3, H', W'] in [0, 1] at `teacher_frame_size`
+    (VGGT: longest edge 504, other edge a multiple of 28), bicubic antialiased."""
+    _check_frames(frames)
+    size = teacher_frame_size(frames.shape[2], frames.shape[3], longest, multiple)
+    x = frames.float() / 255.0
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+    return x.clamp_(0.0, 1.0)

@@ -1,0 +1,69 @@
+"""`ResumableSampler`: a seeded shuffle per epoch, sharded over data-parallel ranks, that can
+resume mid-epoch from a checkpointed (epoch, index) without replaying or losing a sample.
+
+It yields `(dataset_index, epoch, position)` keys; `VideoQADataset` accepts them and stamps each
+sample with its (epoch, position), so the training loop knows exactly how far it has consumed
+even with DataLoader workers prefetching ahead: checkpoint `position_after(batch)`.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch.utils.data import Sampler
+
+
+class ResumableSampler(Sampler):
+    """n: dataset length. Each rank gets ceil(n / world_size) keys per epoch (the last ones wrap
+    around to keep ranks in step). The order depends only on (seed, epoch)."""
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+        if n < 1:
+            raise ValueError(f"the dataset is empty (n={n}): check the annotation files and media root")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
+        self.epoch = 0
+        self.start = 0
+
+    def order(self, epoch: int) -> list[int]:
+        """This rank's dataset indices for `epoch`, in order."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            perm = torch.randperm(self.n, generator=g).tolist()
+        else:
+            perm = list(range(self.n))
+        per_rank = -(-self.n // self.world_size)
+        perm = perm + perm[: per_rank * self.world_size - self.n]
+        return perm[self.rank::self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        epoch, start = self.epoch, self.start
+        order = self.order(epoch)
+        for pos in range(start, len(order)):
+            yield order[pos], epoch, pos
+
+    def __len__(self) -> int:
+        return len(self.order(self.epoch)) - self.start
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start `epoch` from its beginning (call before each epoch, as with DistributedSampler)."""
+        self.epoch, self.start = epoch, 0
+
+    def state_dict(self, position: tuple[int, int] | None = None) -> dict:
+        """{"epoch", "index"}: where to resume. position: `position_after(last consumed batch)`."""
+        epoch, index = position if position is not None else (self.epoch, self.start)
+        return {"epoch": epoch, "index": index, "seed": self.seed, "n": self.n, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("seed", "n", "world_size"):
+            if key in state and state[key] != getattr(self, key):
+                raise ValueError(f"cannot resume: the checkpoint's sampler {key}={state[key]} differs from "
+                                 f"this run's {getattr(self, key)} (same data, seed and world size needed)")
+        self.epoch, self.start = int(state["epoch"]), int(state["index"])
+
+
+def position_after(positions: list[tuple[int, int]]) -> tuple[int, int]:
+    """The resume point after a batch whose samples carry `positions` [(epoch, position)...]."""
+    epoch, pos = max(positions)
+    return epoch, pos + 1
