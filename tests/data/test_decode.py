@@ -117,3 +117,22 @@ def test_dali_gpu_frames_stay_on_gpu(good_clips):
         pytest.skip("DALI not installed")
     out = decode_frames(good_clips["h264.mp4"], INDICES, backend="dali-gpu")
     assert out.data.is_cuda and nearest_source(out.data) == INDICES
+
+
+@pytest.mark.parametrize("name", ["h264_gop5.mp4", "hevc.mkv", "vp9.webm", "vfr_h264.mp4", "av1.mp4"])
+def test_keyframe_seeking_returns_the_frames_of_one_sequential_pass(good_clips, name):
+    from geovr.data.decode.pyav_backend import _plan_seek, decode_pyav
+
+    info = probe_video(good_clips[name])
+    assert info.keyframes and info.keyframes[0] == 0 and len(info.frame_pts) == N_FRAMES
+    if name == "h264_gop5.mp4":
+        assert len(info.keyframes) >= N_FRAMES // 5 and max(np.diff(info.keyframes)) <= 5
+        last_key = max(k for k in info.keyframes if k <= 37)
+        assert _plan_seek(info, -1, 37) == last_key  # far: seek to the keyframe before
+        assert _plan_seek(info, 33, 37) is None  # near: decode on
+    rng = np.random.default_rng(0)
+    for ids in ([0, 39], [39, 0, 20, 20], rng.integers(0, N_FRAMES, 12).tolist(), list(range(0, 40, 13))):
+        one_pass = decode_pyav(info, ids, seek=False)
+        seeking = decode_pyav(info, ids, seek=True)
+        assert torch.equal(one_pass.data, seeking.data), ids
+        assert nearest_source(seeking.data) == ids

@@ -13,6 +13,7 @@ class VideoInfo:
     `frame_times_s` holds every frame's presentation time in seconds from the first frame, in
     presentation order: frame index i (what the decoders take) is the i-th entry. For
     variable-frame-rate files these are uneven; `fps` is the average rate (frames / span).
+    `frame_pts` and `keyframes` (empty when timestamps repeat) let PyAV seek by index.
     """
 
     path: str
@@ -22,6 +23,8 @@ class VideoInfo:
     height: int
     codec: str
     frame_times_s: tuple[float, ...]
+    frame_pts: tuple[int, ...] = ()  # raw stream timestamps, presentation order (for seeking)
+    keyframes: tuple[int, ...] = ()  # indices of keyframes (where a seek can land)
 
     @property
     def duration_s(self) -> float:

@@ -30,11 +30,13 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             codec = stream.codec.canonical_name  # 'av1', not the decoder's name 'libdav1d'
             base = stream.time_base
             declared = _declared_duration_s(container, stream)
-            pts = []
+            pts, key_pts = [], set()
             for packet in container.demux(stream):
                 if packet.size == 0 or packet.pts is None:
                     continue  # the flush packet, or a packet without a timestamp
                 pts.append(packet.pts)
+                if packet.is_keyframe:
+                    key_pts.add(packet.pts)
     except VideoDecodeError:
         raise
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
@@ -58,8 +60,10 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if declared is not None and declared - covered > max(0.5, 0.1 * declared):
         raise VideoDecodeError(path, f"truncated: frames end at {covered:.2f} s of the declared "
                                      f"{declared:.2f} s", "truncated")
+    unique = len(set(pts)) == n  # seeking needs one frame per timestamp
+    keyframes = tuple(i for i, p in enumerate(pts) if p in key_pts) if unique else ()
     return VideoInfo(path=path, num_frames=n, fps=fps, width=width, height=height, codec=codec,
-                     frame_times_s=times)
+                     frame_times_s=times, frame_pts=tuple(pts) if unique else (), keyframes=keyframes)
 
 
 def _declared_duration_s(container, stream) -> float | None:
