@@ -4,7 +4,8 @@ The tokenizer's own chat template renders the turns (a video content item become
 `<|vision_start|><|video_pad|><|vision_end|>` in Qwen3-VL's template); the single `<|video_pad|>`
 is then expanded as the HF Qwen3-VL processor does: per temporal patch,
 `<{t:.1f} seconds><|vision_start|>` + `<|video_pad|>` x (gh*gw/4) + `<|vision_end|>`, with t the
-frame index / the video's average fps. Labels cover each assistant reply through its end token.
+frame index / the video's average fps. An image's `<|image_pad|>` becomes gh*gw/4 pads. Labels
+cover each assistant reply through its end token.
 """
 from __future__ import annotations
 
@@ -56,24 +57,35 @@ def video_placeholder(grid_thw: torch.Tensor | list[int], timestamps_s: list[flo
     return "".join(f"<{ts:.1f} seconds>{VISION_START}{VIDEO_PAD * per_frame}{VISION_END}" for ts in timestamps_s)
 
 
+def image_placeholder(grid_thw: torch.Tensor | list[int], merge_size: int = 2) -> str:
+    """The expansion of one `<|image_pad|>`: gh*gw/merge^2 pads (no timestamp)."""
+    t, h, w = (int(v) for v in grid_thw)
+    return IMAGE_PAD * (t * h * w // (merge_size * merge_size))
+
+
 def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
-def tokenize_conversation(tokenizer, turns: tuple[Turn, ...], grid_thw, timestamps_s: list[float],
+def tokenize_conversation(tokenizer, turns: tuple[Turn, ...], grid_thw, timestamps_s: list[float] | None,
                           item: str = "sample", max_length: int | None = None, merge_size: int = 2
                           ) -> dict[str, torch.Tensor]:
-    """Tokenize a video conversation. Returns int64 1-D `input_ids`, `labels` (IGNORE_INDEX
-    outside assistant replies) and `mm_token_type_ids` (2 on video tokens, 1 on image tokens).
+    """Tokenize a conversation about one video (timestamps_s: one per temporal patch) or one
+    image (timestamps_s=None). Returns int64 1-D `input_ids`, `labels` (IGNORE_INDEX outside
+    assistant replies) and `mm_token_type_ids` (2 on video tokens, 1 on image tokens).
     Raises SampleRejected when longer than max_length."""
     messages = to_messages(turns)
     full = render_chat(tokenizer, messages)
-    if full.count(VIDEO_PAD) != 1:
-        raise ValueError(f"{item}: the chat template rendered {full.count(VIDEO_PAD)} {VIDEO_PAD} tokens, "
-                         "expected 1 (does the tokenizer's template render video content items?)")
-    expansion = video_placeholder(grid_thw, timestamps_s, merge_size)
-    grow = len(expansion) - len(VIDEO_PAD)
-    pad_at = full.index(VIDEO_PAD)
+    pad = VIDEO_PAD if timestamps_s is not None else IMAGE_PAD
+    if full.count(pad) != 1:
+        raise ValueError(f"{item}: the chat template rendered {full.count(pad)} {pad} tokens, expected 1 "
+                         "(does the record hold one placeholder, and the template render media items?)")
+    if timestamps_s is not None:
+        expansion = video_placeholder(grid_thw, timestamps_s, merge_size)
+    else:
+        expansion = image_placeholder(grid_thw, merge_size)
+    grow = len(expansion) - len(pad)
+    pad_at = full.index(pad)
 
     def expanded_len(prefix: str) -> int:  # a character offset in `full` -> in the expanded text
         return len(prefix) + (grow if len(prefix) > pad_at else 0)
@@ -88,7 +100,7 @@ def tokenize_conversation(tokenizer, turns: tuple[Turn, ...], grid_thw, timestam
             raise ValueError(f"{item}: the chat template does not render prefixes of the conversation "
                              "consistently; assistant labels cannot be located")
         spans.append((expanded_len(head), expanded_len(upto)))
-    text = full[:pad_at] + expansion + full[pad_at + len(VIDEO_PAD):]
+    text = full[:pad_at] + expansion + full[pad_at + len(pad):]
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = torch.tensor(enc["input_ids"], dtype=torch.long)
     if max_length is not None and len(ids) > max_length:
@@ -103,9 +115,9 @@ def tokenize_conversation(tokenizer, turns: tuple[Turn, ...], grid_thw, timestam
     mm = torch.zeros_like(ids)
     mm[ids == video_id] = 2
     mm[ids == image_id] = 1
-    n_video = int((mm == 2).sum())
+    n_media = int((mm == (2 if pad == VIDEO_PAD else 1)).sum())
     t, h, w = (int(v) for v in grid_thw)
-    if n_video != t * h * w // (merge_size * merge_size):
-        raise ValueError(f"{item}: {n_video} video tokens after tokenization, expected "
-                         f"{t * h * w // merge_size ** 2}: the tokenizer splits {VIDEO_PAD}")
+    if n_media != t * h * w // (merge_size * merge_size):
+        raise ValueError(f"{item}: {n_media} media tokens after tokenization, expected "
+                         f"{t * h * w // merge_size ** 2}: the tokenizer splits {pad}")
     return {"input_ids": ids, "labels": labels, "mm_token_type_ids": mm}

@@ -1,9 +1,9 @@
 """`VideoQADataset`: records -> decoded, sampled frames (+ an optional transform), skipping bad
 media without stopping the epoch.
 
-A record whose video is missing, truncated, corrupt, frameless or audio-only (or that the transform
-rejects: too long, unsupported media) is replaced by the next good record; the skip travels with the returned sample (`Sample.skipped`) to the main
-process's `SkipLog`. Only when `max_consecutive_skips` records in a row fail does it raise: that is
+A record whose video is missing, truncated, corrupt, frameless or audio-only (or that the
+transform rejects: too long, unsupported media) is replaced by the next good record; the skip
+travels with the returned sample (`Sample.skipped`) to the main process's `SkipLog`. Only when `max_consecutive_skips` records in a row fail does it raise: that is
 a wrong media root or a broken disk, not a bad file.
 """
 from __future__ import annotations
@@ -55,9 +55,9 @@ class VideoQADataset(Dataset):
         """Decode record `index`'s sampled frames (raises VideoDecodeError)."""
         rec = self.records[index]
         info = probe_video(rec.media)
-        idx = sample_indices(info.num_frames, info.fps, self.sampling)
-        backend = "pyav" if rec.kind == "image" else self.backend
-        return decode_frames(info, idx, backend=backend)
+        if rec.kind == "image":  # PyAV reads png/jpeg/webp as one-frame streams
+            return decode_frames(info, [0], backend="pyav")
+        return decode_frames(info, sample_indices(info.num_frames, info.fps, self.sampling), backend=self.backend)
 
     def __getitem__(self, key):
         index, epoch, position = key if isinstance(key, tuple) else (key, 0, key)

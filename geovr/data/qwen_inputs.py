@@ -2,10 +2,11 @@
 
 One sample dict holds (shapes per sample; L tokens, T frames, gh x gw patches per frame):
   input_ids, labels, mm_token_type_ids  int64 [L]
-  pixel_values_videos                   float32 [T*gh*gw, 3*2*16*16]
+  pixel_values_videos                   float32 [T*gh*gw, 3*2*16*16]   (video records)
   video_grid_thw                        int64 [1, 3] = (T, gh, gw)
+  pixel_values, image_grid_thw          the same for an image record (T = 1, no timestamps)
   teacher_frames                        float32 [T, 3, H', W'] in [0, 1]
-  frame_indices, timestamps_s, id, position (epoch, index), skipped (list of Skip)
+  frame_indices, timestamps_s, id, kind, position (epoch, index), skipped (list of Skip)
 Everything runs on the frames' device (the GPU after DALI's GPU decoder).
 """
 from __future__ import annotations
@@ -16,8 +17,8 @@ import torch
 
 from .chat import IGNORE_INDEX, SampleRejected, tokenize_conversation
 from .dataset import Sample
-from .qwen_pixels import to_qwen_pixels, to_teacher_frames
-from .sampling import QwenVision
+from .qwen_pixels import to_qwen_image_pixels, to_qwen_pixels, to_teacher_frames
+from .sampling import QwenImageVision, QwenVision
 
 
 @dataclass
@@ -27,28 +28,33 @@ class QwenTransform:
 
     tokenizer: object
     vision: QwenVision = QwenVision()
+    image_vision: QwenImageVision = QwenImageVision()
     teacher_longest: int = 504
     teacher_multiple: int = 28
     max_length: int | None = 16384
 
     def __call__(self, sample: Sample) -> dict:
         rec, frames = sample.record, sample.frames
-        if rec.kind != "video":
-            raise SampleRejected(rec.id, f"{rec.kind} records are parsed but only videos become model "
-                                         "inputs; read with kinds=('video',)", "unsupported")
-        pixels, grid = to_qwen_pixels(frames.data, self.vision)
-        fps = frames.info.fps
-        timestamps = [i / fps for i in frames.indices]  # as the HF processor: index / average fps
+        if rec.kind == "video":
+            pixels, grid = to_qwen_pixels(frames.data, self.vision)
+            timestamps = [i / frames.info.fps for i in frames.indices]  # as HF: index / average fps
+            media = {"pixel_values_videos": pixels, "video_grid_thw": grid.view(1, 3)}
+        elif rec.kind == "image":
+            pixels, grid = to_qwen_image_pixels(frames.data[:1], self.image_vision)
+            timestamps = None
+            media = {"pixel_values": pixels, "image_grid_thw": grid.view(1, 3)}
+        else:
+            raise SampleRejected(rec.id, f"unknown media kind {rec.kind!r}", "unsupported")
         text = tokenize_conversation(self.tokenizer, rec.turns, grid, timestamps, item=rec.id,
                                      max_length=self.max_length, merge_size=self.vision.merge_size)
         return {
             **text,
-            "pixel_values_videos": pixels,
-            "video_grid_thw": grid.view(1, 3),
+            **media,
             "teacher_frames": to_teacher_frames(frames.data, self.teacher_longest, self.teacher_multiple),
             "frame_indices": list(frames.indices),
             "timestamps_s": list(frames.timestamps_s),
             "id": rec.id,
+            "kind": rec.kind,
             "position": sample.position,
             "skipped": list(sample.skipped),
         }
@@ -57,7 +63,8 @@ class QwenTransform:
 def collate(samples: list[dict], pad_token_id: int = 0) -> dict:
     """Right-pad token tensors to the longest sample ([B, L]; labels padded with IGNORE_INDEX,
     attention_mask 0 on padding), concatenate vision patches and grids in sample order (as the HF
-    processor does for a batch), keep teacher frames as a list (sizes differ), gather skips."""
+    processor does for a batch; video and image keys only when the batch has such samples), keep
+    teacher frames as a list (sizes differ), gather skips."""
     if not samples:
         raise ValueError("collate got an empty batch")
     length = max(len(s["input_ids"]) for s in samples)
@@ -69,13 +76,14 @@ def collate(samples: list[dict], pad_token_id: int = 0) -> dict:
     for i, s in enumerate(samples):
         n = len(s["input_ids"])
         ids[i, :n], labels[i, :n], mm[i, :n], mask[i, :n] = s["input_ids"], s["labels"], s["mm_token_type_ids"], 1
+    out = {"input_ids": ids, "attention_mask": mask, "labels": labels, "mm_token_type_ids": mm}
+    for pixels, grid in (("pixel_values_videos", "video_grid_thw"), ("pixel_values", "image_grid_thw")):
+        having = [s for s in samples if pixels in s]
+        if having:
+            out[pixels] = torch.cat([s[pixels] for s in having])
+            out[grid] = torch.cat([s[grid] for s in having])
     return {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "labels": labels,
-        "mm_token_type_ids": mm,
-        "pixel_values_videos": torch.cat([s["pixel_values_videos"] for s in samples]),
-        "video_grid_thw": torch.cat([s["video_grid_thw"] for s in samples]),
+        **out,
         "teacher_frames": [s["teacher_frames"] for s in samples],
         "frame_indices": [s["frame_indices"] for s in samples],
         "timestamps_s": [s["timestamps_s"] for s in samples],

@@ -1,4 +1,5 @@
-"""Decoded frames -> Qwen3-VL `pixel_values_videos` / `video_grid_thw`, and the teacher's frames.
+"""Decoded frames -> Qwen3-VL `pixel_values_videos` / `video_grid_thw` (and an image's
+`pixel_values` / `image_grid_thw`), and the teacher's frames.
 
 Tensor ops only, on the frames' own device (the GPU after DALI), equal to the HF Qwen3-VL video
 processor given the same frames duplicated (one real frame per temporal patch):
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .sampling import QwenVision, qwen_frame_size, teacher_frame_size
+from .sampling import QwenImageVision, QwenVision, qwen_frame_size, qwen_image_size, teacher_frame_size
 
 MEAN = (0.5, 0.5, 0.5)  # Qwen3-VL's image_mean / image_std (IMAGENET_STANDARD)
 STD = (0.5, 0.5, 0.5)
@@ -34,7 +35,7 @@ def resize_uint8(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x
 
 
-def patchify(videos: torch.Tensor, vision: QwenVision) -> torch.Tensor:
+def patchify(videos: torch.Tensor, vision: QwenVision | QwenImageVision) -> torch.Tensor:
     """[T2, C, H, W] (T2 a multiple of the temporal patch) -> [T2/tp * H/p * W/p, C*tp*p*p]."""
     t2, c, h, w = videos.shape
     tp, p, m = vision.temporal_patch_size, vision.patch_size, vision.merge_size
@@ -53,12 +54,28 @@ def to_qwen_pixels(frames: torch.Tensor, vision: QwenVision = QwenVision()
     _check_frames(frames)
     t = frames.shape[0]
     size = qwen_frame_size(t, frames.shape[2], frames.shape[3], vision)
-    x = resize_uint8(frames, size)
+    x = _normalise(resize_uint8(frames, size)).repeat_interleave(vision.temporal_patch_size, dim=0)
+    grid = torch.tensor([t, size[0] // vision.patch_size, size[1] // vision.patch_size], dtype=torch.long)
+    return patchify(x, vision), grid
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1) * 255.0
-    x = (x - mean) / std
-    x = x.repeat_interleave(vision.temporal_patch_size, dim=0)
-    grid = torch.tensor([t, size[0] // vision.patch_size, size[1] // vision.patch_size], dtype=torch.long)
+    return (x - mean) / std
+
+
+def to_qwen_image_pixels(image: torch.Tensor, vision: QwenImageVision = QwenImageVision()
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """image uint8 [1, 3, H, W] -> (pixel_values float32 [gh*gw, 3*2*16*16], image_grid_thw
+    int64 [3] = (1, gh, gw)), as Qwen's image processor: resized by `qwen_image_size`, the
+    image repeated over the temporal patch."""
+    _check_frames(image)
+    if image.shape[0] != 1:
+        raise ValueError(f"an image is one frame, got {image.shape[0]}")
+    size = qwen_image_size(image.shape[2], image.shape[3], vision)
+    x = _normalise(resize_uint8(image, size)).repeat_interleave(vision.temporal_patch_size, dim=0)
+    grid = torch.tensor([1, size[0] // vision.patch_size, size[1] // vision.patch_size], dtype=torch.long)
     return patchify(x, vision), grid
 
 

@@ -91,6 +91,38 @@ def qwen_frame_size(num_frames: int, height: int, width: int, vision: QwenVision
                              vision.min_pixels, dup * vision.max_tokens_per_frame * vision.factor ** 2)
 
 
+@dataclass(frozen=True)
+class QwenImageVision:
+    """Qwen3-VL image geometry (its preprocessor_config.json): min/max pixels of one image."""
+
+    patch_size: int = 16
+    merge_size: int = 2
+    temporal_patch_size: int = 2
+    min_pixels: int = 65536
+    max_pixels: int = 16777216
+
+    @property
+    def factor(self) -> int:
+        return self.patch_size * self.merge_size
+
+
+def qwen_image_size(height: int, width: int, vision: QwenImageVision = QwenImageVision()) -> tuple[int, int]:
+    """Qwen's image resize rule: multiples of `factor`, pixels within [min_pixels, max_pixels]."""
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} exceeds 200")
+    f = vision.factor
+    h_bar, w_bar = round(height / f) * f, round(width / f) * f
+    if h_bar * w_bar > vision.max_pixels:
+        beta = math.sqrt(height * width / vision.max_pixels)
+        h_bar = max(f, math.floor(height / beta / f) * f)
+        w_bar = max(f, math.floor(width / beta / f) * f)
+    elif h_bar * w_bar < vision.min_pixels:
+        beta = math.sqrt(vision.min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / f) * f
+        w_bar = math.ceil(width * beta / f) * f
+    return h_bar, w_bar
+
+
 def teacher_frame_size(height: int, width: int, longest: int = 504, multiple: int = 28) -> tuple[int, int]:
     """(H, W) for the 3D teacher: the longest edge becomes `longest`, the other keeps the aspect
     ratio rounded to a multiple of `multiple` (at least one multiple)."""

@@ -7,6 +7,7 @@ import json
 import logging
 from functools import partial
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -18,6 +19,18 @@ from geovr.data.qwen_inputs import QwenTransform, collate
 from geovr.data.sampler import ResumableSampler, position_after
 from geovr.data.synthetic import WorldConfig, generate
 from geovr.data.tiny_tokenizer import build_tiny_tokenizer
+
+
+def _write_png(path, rgb: np.ndarray) -> None:
+    import av
+
+    with av.open(str(path), "w", format="image2") as c:
+        s = c.add_stream("png")
+        s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
+        for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+            c.mux(p)
+        for p in s.encode():
+            c.mux(p)
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +59,23 @@ def with_bad_records(synthetic, bad_clips, tmp_path):
     return path
 
 
-def test_batches_feed_a_real_qwen3vl(synthetic, tok):
+def test_batches_feed_a_real_qwen3vl(synthetic, tok, tmp_path):
+    """Two videos and an image (a LLaVA image record, png) in one batch."""
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
+    from geovr.data.datasets import read_llava
+
+    png = tmp_path / "room.png"
+    _write_png(png, (np.random.default_rng(0).random((80, 120, 3)) * 255).astype(np.uint8))
+    (tmp_path / "img.json").write_text(json.dumps([{"id": "img", "image": "room.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "a room"}]}]))
     res = read_vsi590k(str(synthetic / "train.jsonl"))
-    ds = VideoQADataset(res.records, backend="pyav", transform=QwenTransform(tok))
-    batch = collate([ds[0], ds[len(ds) - 1]], tok.pad_token_id)
+    ds = VideoQADataset(res.records + read_llava(str(tmp_path / "img.json")).records, backend="pyav",
+                        transform=QwenTransform(tok))
+    batch = collate([ds[0], ds[len(ds) - 1], ds[len(ds) - 2]], tok.pad_token_id)
     assert batch["video_grid_thw"][:, 0].tolist() == [8, 8]  # 4 s at 2 fps
+    assert batch["image_grid_thw"].tolist() == [[1, 14, 20]]  # 80x120 is raised to min_pixels: 224x320
+    assert int((batch["mm_token_type_ids"][1] == 1).sum()) == 14 * 20 // 4
     assert batch["teacher_frames"][0].shape == (8, 3, 392, 504)  # 96x128: 378 rounds to 392
     ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
     cfg = Qwen3VLConfig(
@@ -68,7 +91,8 @@ def test_batches_feed_a_real_qwen3vl(synthetic, tok):
     model = Qwen3VLForConditionalGeneration(cfg)
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
                 mm_token_type_ids=batch["mm_token_type_ids"], pixel_values_videos=batch["pixel_values_videos"],
-                video_grid_thw=batch["video_grid_thw"])
+                video_grid_thw=batch["video_grid_thw"], pixel_values=batch["pixel_values"],
+                image_grid_thw=batch["image_grid_thw"])
     assert torch.isfinite(out.loss)
     out.loss.backward()
     assert model.model.visual.patch_embed.proj.weight.grad.abs().sum() > 0  # the pixels reached the model

@@ -143,3 +143,42 @@ def test_collate_pads(tok):
     assert batch["pixel_values_videos"].shape == (4 + 16, 1536) and batch["video_grid_thw"].tolist() == [[1, 2, 2], [2, 2, 4]]
     with pytest.raises(ValueError, match="empty"):
         collate([])
+
+
+def test_image_size_rule_equals_hf():
+    hf = pytest.importorskip("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl",
+                             reason="HF's Qwen image processor (PIL) needs transformers and pillow")
+    from geovr.data.sampling import QwenImageVision, qwen_image_size
+
+    rng = np.random.default_rng(2)
+    for _ in range(300):
+        h, w = int(rng.integers(10, 5000)), int(rng.integers(10, 5000))
+        if max(h, w) / min(h, w) > 200:
+            continue
+        lo, hi = int(rng.integers(1, 200)) * 1024, int(rng.integers(200, 20000)) * 1024
+        vision = QwenImageVision(min_pixels=lo, max_pixels=hi)
+        assert qwen_image_size(h, w, vision) == hf.smart_resize(h, w, 32, lo, hi), (h, w, lo, hi)
+
+
+def test_image_pixels_equal_hf_image_processor():
+    """HF's PIL image processor with Qwen3-VL's settings, at a size needing no resize."""
+    hf = pytest.importorskip("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl")
+    from geovr.data.qwen_pixels import to_qwen_image_pixels
+
+    proc = hf.Qwen2VLImageProcessorPil(patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3,
+                                       image_std=[0.5] * 3, size={"shortest_edge": 65536, "longest_edge": 16777216})
+    img = np.random.default_rng(3).integers(0, 256, (256, 352, 3), dtype=np.uint8)
+    ref = proc(images=[img], return_tensors="pt")
+    pv, grid = to_qwen_image_pixels(torch.from_numpy(img).permute(2, 0, 1)[None])
+    assert grid.tolist() == ref["image_grid_thw"][0].tolist() == [1, 16, 22]
+    torch.testing.assert_close(pv, ref["pixel_values"], atol=1e-6, rtol=0)
+
+
+def test_image_conversation_tokens(tok):
+    turns = (Turn("user", "<image>\nWhat colour is the ball?"), Turn("assistant", "red"))
+    out = tokenize_conversation(tok, turns, [1, 4, 6], None)
+    ids, mm = out["input_ids"], out["mm_token_type_ids"]
+    assert int((mm == 1).sum()) == 6 and int((mm == 2).sum()) == 0
+    assert torch.all(ids[mm == 1] == tok.convert_tokens_to_ids("<|image_pad|>"))
+    assert tok.decode(ids[out["labels"] != IGNORE_INDEX]) == "red<|im_end|>"
+    assert "seconds" not in tok.decode(ids)
