@@ -53,6 +53,7 @@ class _Pipeline:
 
         self.pipe = video_pipeline()
         self.pipe.build()
+        self.device_id = device_id
         self.lock = threading.Lock()
 
     def run(self, encoded: np.ndarray, frames: np.ndarray, device: str) -> torch.Tensor:
@@ -60,10 +61,11 @@ class _Pipeline:
             self.pipe.feed_input("encoded", [encoded])
             self.pipe.feed_input("frames", [frames])
             (out,) = self.pipe.run()
-            tensor = out.at(0) if device == "cpu" else out.as_tensor()
+            sample = out.at(0)  # sample 0 of the batch: [F, H, W, 3]
             if device == "cpu":
-                return torch.from_numpy(np.array(tensor))  # copy: DALI reuses its buffers
-            return torch.from_dlpack(tensor).clone()  # device-to-device copy, same reason
+                return torch.from_numpy(np.array(sample))  # copy: DALI reuses its buffers
+            torch.cuda.synchronize(self.device_id)  # DALI's stream has finished writing the frames
+            return torch.from_dlpack(sample).clone()  # device-to-device copy, same reason
 
 
 _PIPELINES: dict[tuple[str, int | None], _Pipeline] = {}
