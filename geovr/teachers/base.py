@@ -1,0 +1,48 @@
+"""The teacher interface: what every 3D teacher (VGGT, synthetic, cached) returns per sample."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
+
+@dataclass
+class TeacherRequest:
+    """One sample for a teacher. frames: float [T, 3, H', W'] in [0, 1] at the teacher's size
+    (`geovr.data.qwen_pixels.to_teacher_frames`); frame_indices: the video frames they are;
+    extra: the record's other fields (the synthetic teacher reads `geometry` from it)."""
+
+    sample_id: str
+    frames: Tensor
+    frame_indices: list[int]
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class TeacherTargets:
+    """pose_enc [T, 9] (camera-from-frame-1, `[t | q xyzw | fov_h, fov_w]`, teacher units);
+    depth, depth_conf [T, H', W'] (teacher units); features {teacher layer: [T, H'/p, W'/p, C]}
+    (patch tokens, before the 2x2 pooling); scale: metres per teacher unit ([] tensor) when the
+    teacher knows it (the synthetic world), else None (computed by `geovr.losses.scale_target`)."""
+
+    pose_enc: Tensor
+    depth: Tensor
+    depth_conf: Tensor
+    features: dict[int, Tensor]
+    scale: Tensor | None = None
+
+
+class Teacher(ABC):
+    """name: identifies the teacher in caches; layers: tapped layer indices; depth: its number
+    of layers (for the layer map); patch_size: pixels per feature token; feature_dim: C."""
+
+    name: str
+    layers: tuple[int, ...]
+    depth: int
+    patch_size: int
+    feature_dim: int
+
+    @abstractmethod
+    def __call__(self, request: TeacherRequest) -> TeacherTargets:
+        """Targets for one sample (no gradients)."""

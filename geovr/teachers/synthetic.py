@@ -1,0 +1,123 @@
+"""`SyntheticTeacher`: exact targets from the synthetic world, so GeoVR trains meaningfully on a
+CPU with no downloaded weights.
+
+- depth: the scene re-rendered at the teacher's resolution (exact z-depth; `exact=False`
+  resamples the stored depth bilinearly instead, faster), divided by the scene's metric scale, as
+  VGGT's outputs are normalised (mean point distance from the first camera = 1).
+- pose_enc: the true cameras relative to frame 1, translations in the same normalised units.
+- scale: the metric scale (metres per unit), exact.
+- features: per teacher layer, random Fourier features of each patch's mean 3D point (in the first
+  camera's normalised frame), so the same surface seen from two frames has the same feature, as a
+  multi-view-consistent teacher's features should. Deeper layers use higher frequencies.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model.layer_map import VGGT_DEPTH, VGGT_LAYERS
+from .base import Teacher, TeacherRequest, TeacherTargets
+from .pose_encoding import extrinsics_to_pose_enc, relative_to_first
+
+
+@lru_cache(maxsize=16)
+def _load(path: str) -> dict:
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+class SyntheticTeacher(Teacher):
+    """root: the dataset folder written by `geovr.data.synthetic` (records name
+    `geometry/scene_XXXXX.npz`). feature_dim: C of the features (VGGT's frame half: 1024)."""
+
+    name = "synthetic"
+
+    def __init__(self, root: str | os.PathLike, layers: tuple[int, ...] = VGGT_LAYERS, depth: int = VGGT_DEPTH,
+                 feature_dim: int = 1024, patch_size: int = 14, exact: bool = True, seed: int = 0):
+        self.root = os.fspath(root)
+        self.layers, self.depth, self.feature_dim = tuple(layers), depth, feature_dim
+        self.patch_size, self.exact = patch_size, exact
+        g = torch.Generator().manual_seed(seed)
+        self._freq = {l: torch.randn(3, feature_dim, generator=g, dtype=torch.float64) * 3.0 * (1 + i)
+                      for i, l in enumerate(self.layers)}
+        self._phase = {l: torch.rand(feature_dim, generator=g, dtype=torch.float64) * 2 * math.pi
+                       for l in self.layers}
+
+    def _geometry(self, request: TeacherRequest) -> tuple[dict, str]:
+        rel = request.extra.get("geometry")
+        if not rel:
+            raise ValueError(f"{request.sample_id}: the record has no 'geometry' field; the synthetic teacher "
+                             "needs data written by `python -m geovr.data.synthetic`")
+        path = os.path.join(self.root, rel)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{request.sample_id}: geometry file {path} not found (is root={self.root} "
+                                    "the synthetic dataset's folder?)")
+        return _load(path), path
+
+    def _depth(self, geo: dict, path: str, idx: list[int], size: tuple[int, int]) -> torch.Tensor:
+        stored = torch.from_numpy(geo["depth"][idx]).double()
+        if tuple(stored.shape[-2:]) == size:
+            return stored
+        if not self.exact:
+            return F.interpolate(stored[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+        from ..data.synthetic.render import camera_rays, trace
+        from ..data.synthetic.scene import Scene
+
+        scene_file = os.path.join(os.path.dirname(os.path.dirname(path)), "scenes",
+                                  os.path.basename(path).replace(".npz", ".json"))
+        with open(scene_file) as f:
+            scene = Scene.from_json(json.load(f)["scene"])
+        h0, w0 = stored.shape[-2:]
+        k = geo["intrinsics"].copy()
+        k[0] *= size[1] / w0
+        k[1] *= size[0] / h0
+        out = []
+        for i in idx:
+            o, d = camera_rays(k, geo["extrinsics"][i], *size)
+            out.append(torch.from_numpy(trace(scene, o, d)[0].reshape(size)))
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def __call__(self, request: TeacherRequest) -> TeacherTargets:
+        geo, path = self._geometry(request)
+        idx = list(request.frame_indices)
+        size = tuple(request.frames.shape[-2:])
+        if size[0] % self.patch_size or size[1] % self.patch_size:
+            raise ValueError(f"teacher frames {size} must be multiples of the patch {self.patch_size}")
+        scale = float(geo["metric_scale"])
+        depth = self._depth(geo, path, idx, size)
+        ext = torch.from_numpy(geo["extrinsics"][idx]).double()
+        rel = relative_to_first(ext)  # metres
+        k = torch.from_numpy(geo["intrinsics"]).double()
+        points = self._points(depth, k, geo["depth"].shape[-2:], size, rel) / scale
+        rel[:, :, 3] /= scale
+        pose_enc = extrinsics_to_pose_enc(rel, k, tuple(geo["depth"].shape[-2:]))
+        p = self.patch_size
+        pooled = F.avg_pool2d(points.permute(0, 3, 1, 2), p).permute(0, 2, 3, 1)  # [T, h, w, 3]
+        features = {l: torch.sin(pooled @ self._freq[l] + self._phase[l]).float() for l in self.layers}
+        device = request.frames.device
+        return TeacherTargets(
+            pose_enc=pose_enc.float().to(device), depth=(depth / scale).float().to(device),
+            depth_conf=torch.ones_like(depth, dtype=torch.float32, device=device),
+            features={l: f.to(device) for l, f in features.items()},
+            scale=torch.tensor(scale, dtype=torch.float32, device=device))
+
+    @staticmethod
+    def _points(depth: torch.Tensor, k: torch.Tensor, size0, size, rel: torch.Tensor) -> torch.Tensor:
+        """3D points [T, H', W', 3] in the first camera's frame (metres) of every pixel centre of
+        the teacher-sized depth; rel: camera-from-frame-1 extrinsics in metres."""
+        h0, w0 = size0
+        h, w = size
+        fx, fy = k[0, 0] * w / w0, k[1, 1] * h / h0
+        cx, cy = k[0, 2] * w / w0, k[1, 2] * h / h0
+        v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5,
+                              torch.arange(w, dtype=torch.float64) + 0.5, indexing="ij")
+        cam = torch.stack([(u - cx) / fx, (v - cy) / fy, torch.ones_like(u)], -1) * depth[..., None]
+        r, t = rel[:, :, :3], rel[:, :, 3]
+        return torch.einsum("tij,thwj->thwi", r.transpose(1, 2), cam - t[:, None, None, :])
