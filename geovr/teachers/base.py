@@ -11,12 +11,14 @@ from torch import Tensor
 class TeacherRequest:
     """One sample for a teacher. frames: float [T, 3, H', W'] in [0, 1] at the teacher's size
     (`geovr.data.qwen_pixels.to_teacher_frames`); frame_indices: the video frames they are;
-    extra: the record's other fields (the synthetic teacher reads `geometry` from it)."""
+    media: the video's path as its record wrote it (cache keys use it); extra: the record's other
+    fields (the synthetic teacher reads `geometry` from it)."""
 
     sample_id: str
     frames: Tensor
     frame_indices: list[int]
     extra: dict = field(default_factory=dict)
+    media: str = ""
 
 
 @dataclass
@@ -42,6 +44,11 @@ class Teacher(ABC):
     depth: int
     patch_size: int
     feature_dim: int
+
+    @property
+    def cache_id(self) -> str:
+        """Identifies this teacher *and its settings* in cache keys (targets differ between them)."""
+        return self.name
 
     @abstractmethod
     def __call__(self, request: TeacherRequest) -> TeacherTargets:

@@ -42,12 +42,18 @@ class SyntheticTeacher(Teacher):
                  feature_dim: int = 1024, patch_size: int = 14, exact: bool = True, seed: int = 0):
         self.root = os.fspath(root)
         self.layers, self.depth, self.feature_dim = tuple(layers), depth, feature_dim
-        self.patch_size, self.exact = patch_size, exact
+        self.patch_size, self.exact, self.seed = patch_size, exact, seed
         g = torch.Generator().manual_seed(seed)
         self._freq = {l: torch.randn(3, feature_dim, generator=g, dtype=torch.float64) * 3.0 * (1 + i)
                       for i, l in enumerate(self.layers)}
         self._phase = {l: torch.rand(feature_dim, generator=g, dtype=torch.float64) * 2 * math.pi
                        for l in self.layers}
+
+    @property
+    def cache_id(self) -> str:
+        layers = "-".join(map(str, self.layers))
+        return (f"synthetic-l{layers}-c{self.feature_dim}-p{self.patch_size}-s{self.seed}-"
+                f"{'exact' if self.exact else 'resampled'}")
 
     def _geometry(self, request: TeacherRequest) -> tuple[dict, str]:
         rel = request.extra.get("geometry")

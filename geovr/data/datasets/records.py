@@ -27,7 +27,8 @@ class Turn:
 class VideoQA:
     """One record: media (a video, or an image) and its conversation.
 
-    id: the record's id (or file:line when it has none). media: absolute path. kind: "video" or
+    id: the record's id (or file:line when it has none). media: absolute path; media_rel: the
+    path as the record wrote it (machine-independent: caches key on it). kind: "video" or
     "image". extra: the record's other fields (question_type, answer, geometry...)."""
 
     id: str
@@ -35,6 +36,7 @@ class VideoQA:
     kind: str
     turns: tuple[Turn, ...]
     source: str
+    media_rel: str = ""
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -115,4 +117,5 @@ def parse_record(obj, where: str, root: str | None, source: str, media_keys=("vi
     turns = parse_conversations(obj.get("conversations"), where, kind)
     rid = obj.get("id", where)
     extra = {k: v for k, v in obj.items() if k not in ("conversations", kind, "id")}
-    return VideoQA(id=str(rid), media=_media_path(root, rel), kind=kind, turns=turns, source=source, extra=extra)
+    return VideoQA(id=str(rid), media=_media_path(root, rel), kind=kind, turns=turns, source=source,
+                   media_rel=rel, extra=extra)

@@ -1,0 +1,262 @@
+"""Teacher-target cache: run a teacher once over a dataset, read its targets during training.
+
+    python -m geovr.teachers.cache --data train.jsonl --teacher synthetic --out CACHE [--format vsi590k]
+
+Layout of CACHE: `shard_00000.safetensors`, ... (tensors named `<key>/pose_enc`, `<key>/depth`,
+`<key>/depth_conf`, `<key>/scale`, `<key>/feat/<layer>`; features in fp16 or bf16, the rest fp32)
+and `index.json` ({"version", "teacher", "entries": {key: shard}, "shards": {shard: sha256}}).
+A key is sha1(teacher cache id | media path as the record wrote it | frame indices | teacher frame
+size): QA records about the same video and frames share one entry. A shard and then the index
+are written to temporary names and renamed, so a killed run loses only its unwritten shard and a
+re-run resumes. Checksums are verified when a shard is first read; a corrupt shard is dropped
+(readers fall back to the online teacher; the CLI recomputes it).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from .base import Teacher, TeacherRequest, TeacherTargets
+
+VERSION = 1
+logger = logging.getLogger("geovr.teachers")
+FEATURE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def cache_key(teacher_id: str, media: str, frame_indices: list[int], size: tuple[int, int]) -> str:
+    text = f"{teacher_id}|{media}|{','.join(map(str, frame_indices))}|{size[0]}x{size[1]}"
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class TeacherCache:
+    """Read and append targets in `folder`. teacher_id: refuse a cache made by another teacher."""
+
+    def __init__(self, folder: str | os.PathLike, teacher_id: str | None = None, feature_dtype: str = "fp16",
+                 shard_size: int = 64):
+        if feature_dtype not in FEATURE_DTYPES:
+            raise ValueError(f"feature_dtype must be one of {sorted(FEATURE_DTYPES)}, got {feature_dtype!r}")
+        self.folder = Path(folder)
+        self.feature_dtype = FEATURE_DTYPES[feature_dtype]
+        self.shard_size = shard_size
+        self.index = {"version": VERSION, "teacher": teacher_id, "entries": {}, "shards": {}}
+        path = self.folder / "index.json"
+        if path.exists():
+            with open(path) as f:
+                self.index = json.load(f)
+            if self.index.get("version") != VERSION:
+                raise ValueError(f"{path}: cache format {self.index.get('version')} != {VERSION}; rebuild it")
+            if teacher_id is not None and self.index.get("teacher") not in (None, teacher_id):
+                raise ValueError(f"{path} holds targets of teacher '{self.index['teacher']}', not '{teacher_id}'; "
+                                 "use another --out folder")
+        self._pending: dict[str, torch.Tensor] = {}
+        self._pending_keys: list[str] = []
+        self._verified: set[str] = set()
+        self._bad: set[str] = set()
+
+    # ---------------------------------------------------------------- reading
+    def __contains__(self, key: str) -> bool:
+        return key in self.index["entries"]
+
+    def __len__(self) -> int:
+        return len(self.index["entries"])
+
+    def _check_shard(self, shard: str) -> bool:
+        if shard in self._verified:
+            return True
+        if shard in self._bad:
+            return False
+        path = self.folder / shard
+        ok = path.exists() and _sha256(path) == self.index["shards"].get(shard)
+        if ok:
+            self._verified.add(shard)
+        else:
+            self._bad.add(shard)
+            logger.warning("teacher cache shard %s is missing or corrupt (checksum mismatch): its %d samples "
+                           "fall back to the online teacher; rebuild with python -m geovr.teachers.cache", path,
+                           sum(1 for v in self.index["entries"].values() if v == shard))
+        return ok
+
+    def get(self, key: str, device: torch.device | str = "cpu") -> TeacherTargets | None:
+        """The cached targets (features back in fp32), or None when absent or corrupt."""
+        shard = self.index["entries"].get(key)
+        if shard is None or not self._check_shard(shard):
+            return None
+        from safetensors import safe_open
+
+        with safe_open(str(self.folder / shard), framework="pt", device=str(device)) as f:
+            names = [n for n in f.keys() if n.startswith(key + "/")]
+            t = {n[len(key) + 1:]: f.get_tensor(n) for n in names}
+        feats = {int(n.split("/")[1]): v.float() for n, v in t.items() if n.startswith("feat/")}
+        return TeacherTargets(pose_enc=t["pose_enc"], depth=t["depth"], depth_conf=t["depth_conf"].float(),
+                              features=feats, scale=t.get("scale"))
+
+    def verify(self) -> list[str]:
+        """Check every shard's checksum; drop corrupt or missing shards (and their entries) from
+        the index so they are recomputed. Returns the dropped shards."""
+        bad = [s for s in list(self.index["shards"]) if not self._check_shard(s)]
+        for shard in bad:
+            del self.index["shards"][shard]
+            self.index["entries"] = {k: v for k, v in self.index["entries"].items() if v != shard}
+        if bad:
+            self._write_index()
+        return bad
+
+    # ---------------------------------------------------------------- writing
+    def add(self, key: str, targets: TeacherTargets) -> None:
+        """Queue `targets` under `key`; a full shard is written at once."""
+        t = {"pose_enc": targets.pose_enc.float(), "depth": targets.depth.float(),
+             "depth_conf": targets.depth_conf.to(torch.float16)}
+        if targets.scale is not None:
+            t["scale"] = targets.scale.float().reshape(())
+        for layer, f in targets.features.items():
+            t[f"feat/{layer}"] = f.to(self.feature_dtype)
+        for name, v in t.items():
+            self._pending[f"{key}/{name}"] = v.detach().cpu().contiguous()
+        self._pending_keys.append(key)
+        if len(self._pending_keys) >= self.shard_size:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write queued targets as a new shard, then the index (both atomically)."""
+        if not self._pending_keys:
+            return
+        from safetensors.torch import save_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        n = 0
+        while f"shard_{n:05d}.safetensors" in self.index["shards"] or (self.folder / f"shard_{n:05d}.safetensors").exists():
+            n += 1
+        shard = f"shard_{n:05d}.safetensors"
+        tmp = self.folder / (shard + ".part")
+        save_file(self._pending, str(tmp), metadata={"teacher": str(self.index.get("teacher"))})
+        digest = _sha256(tmp)
+        os.replace(tmp, self.folder / shard)
+        self.index["shards"][shard] = digest
+        for key in self._pending_keys:
+            self.index["entries"][key] = shard
+        self._verified.add(shard)
+        self._pending, self._pending_keys = {}, []
+        self._write_index()
+
+    def _write_index(self) -> None:
+        tmp = self.folder / "index.json.part"
+        with open(tmp, "w") as f:
+            json.dump(self.index, f)
+        os.replace(tmp, self.folder / "index.json")
+
+
+class CachedTeacher(Teacher):
+    """Targets from `cache` when present, else from the online `teacher` (the training loader's
+    teacher)."""
+
+    def __init__(self, teacher: Teacher, cache: TeacherCache):
+        self.teacher, self.cache = teacher, cache
+        for attr in ("name", "layers", "depth", "patch_size", "feature_dim"):
+            setattr(self, attr, getattr(teacher, attr))
+        self.hits = self.misses = 0
+
+    @property
+    def cache_id(self) -> str:
+        return self.teacher.cache_id
+
+    def __call__(self, request: TeacherRequest) -> TeacherTargets:
+        key = cache_key(self.cache_id, request.media, request.frame_indices, tuple(request.frames.shape[-2:]))
+        out = self.cache.get(key, request.frames.device)
+        if out is not None:
+            self.hits += 1
+            return out
+        self.misses += 1
+        return self.teacher(request)
+
+
+# -------------------------------------------------------------------- the CLI
+
+def build_teacher(name: str, args: argparse.Namespace) -> Teacher:
+    if name == "synthetic":
+        from .synthetic import SyntheticTeacher
+
+        root = args.teacher_root or os.path.dirname(os.path.abspath(args.data))
+        return SyntheticTeacher(root, feature_dim=args.feature_dim, exact=not args.resampled)
+    raise ValueError(f"unknown teacher {name!r}: choose from ['synthetic']")
+
+
+def build_cache(args: argparse.Namespace) -> dict:
+    """Fill the cache for every (video, frames) of the dataset. Returns counts."""
+    from ..data.dataset import VideoQADataset
+    from ..data.datasets import read_dataset
+    from ..data.errors import VideoDecodeError
+    from ..data.qwen_pixels import to_teacher_frames
+
+    teacher = build_teacher(args.teacher, args)
+    res = read_dataset(args.format, args.data, args.media_root)
+    ds = VideoQADataset(res.records, backend=args.backend) if res.records else None
+    cache = TeacherCache(args.out, teacher.cache_id, args.feature_dtype, args.shard_size)
+    dropped = cache.verify()
+    counts = {"records": len(res.records), "invalid": len(res.errors), "computed": 0, "cached": 0,
+              "skipped": 0, "recomputed_shards": len(dropped)}
+    seen: set[str] = set()
+    try:
+        from tqdm import tqdm
+        bar = tqdm(range(len(res.records)), desc=f"teacher {teacher.cache_id}", unit="rec", disable=args.quiet)
+    except ImportError:
+        bar = range(len(res.records))
+    for i in bar:
+        rec = res.records[i]
+        try:
+            frames = ds.load(i)
+        except VideoDecodeError as err:
+            counts["skipped"] += 1
+            logger.warning("skipping %s: %s", rec.id, err)
+            continue
+        teacher_frames = to_teacher_frames(frames.data)
+        key = cache_key(teacher.cache_id, rec.media_rel, frames.indices, tuple(teacher_frames.shape[-2:]))
+        if key in seen or key in cache:
+            counts["cached"] += key not in seen
+            seen.add(key)
+            continue
+        seen.add(key)
+        req = TeacherRequest(rec.id, teacher_frames, list(frames.indices), rec.extra, rec.media_rel)
+        cache.add(key, teacher(req))
+        counts["computed"] += 1
+    cache.flush()
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m geovr.teachers.cache", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="annotation file (jsonl or json)")
+    p.add_argument("--format", default="vsi590k", choices=["vsi590k", "vlm3r", "llava"])
+    p.add_argument("--media-root", default=None, help="folder the records' video paths are relative to")
+    p.add_argument("--teacher", default="synthetic", choices=["synthetic"])
+    p.add_argument("--teacher-root", default=None, help="synthetic: the dataset folder (default: --data's)")
+    p.add_argument("--feature-dim", type=int, default=1024, help="synthetic: feature channels (default 1024)")
+    p.add_argument("--resampled", action="store_true", help="synthetic: resample stored depth, no re-render")
+    p.add_argument("--out", required=True, help="cache folder (created; re-running resumes)")
+    p.add_argument("--feature-dtype", default="fp16", choices=sorted(FEATURE_DTYPES))
+    p.add_argument("--shard-size", type=int, default=64, help="samples per shard (default 64)")
+    p.add_argument("--backend", default="auto", help="video decoder (auto, pyav, dali-gpu, dali-cpu)")
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    counts = build_cache(args)
+    print("teacher cache " + args.out + ": " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

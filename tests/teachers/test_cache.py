@@ -1,0 +1,105 @@
+"""The teacher-target cache: exact round trip, one entry per (video, frames), resume after a real
+kill, corrupt shards detected (readers fall back to the online teacher; the CLI recomputes)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from geovr.data.datasets import read_vsi590k
+from geovr.data.sampling import sample_indices
+from geovr.data.synthetic import WorldConfig, generate
+from geovr.teachers import SyntheticTeacher, TeacherRequest
+from geovr.teachers.cache import CachedTeacher, TeacherCache, cache_key, main
+
+CFG = WorldConfig(height=96, width=128, fps=4.0, seconds=2.0)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("syn_cache")
+    generate(out, scenes=3, seed=2, cfg=CFG, progress=False)
+    return out
+
+
+def args(data, out, *extra):
+    return ["--data", str(data / "train.jsonl"), "--out", str(out), "--feature-dim", "16", "--resampled",
+            "--backend", "pyav", "--quiet", *extra]
+
+
+def test_round_trip_and_dedup(data, tmp_path, capsys):
+    out = tmp_path / "cache"
+    assert main(args(data, out, "--shard-size", "2")) == 0
+    assert "records" in capsys.readouterr().out
+    recs = read_vsi590k(str(data / "train.jsonl")).records
+    cache = TeacherCache(out)
+    assert len(cache) == 3  # three videos, many questions each: one entry per (video, frames)
+    teacher = SyntheticTeacher(data, feature_dim=16, exact=False)
+    from geovr.data.dataset import VideoQADataset
+    from geovr.data.qwen_pixels import to_teacher_frames
+
+    ds = VideoQADataset(recs, backend="pyav")
+    frames = ds.load(0)
+    tf = to_teacher_frames(frames.data)
+    req = TeacherRequest(recs[0].id, tf, frames.indices, recs[0].extra, recs[0].media_rel)
+    online = teacher(req)
+    cached = cache.get(cache_key(teacher.cache_id, recs[0].media_rel, frames.indices, tuple(tf.shape[-2:])))
+    assert cached is not None
+    assert torch.equal(cached.pose_enc, online.pose_enc) and torch.equal(cached.depth, online.depth)
+    assert torch.equal(cached.scale, online.scale)
+    for layer, f in online.features.items():
+        assert torch.equal(cached.features[layer], f.half().float())  # stored in fp16
+    wrapped = CachedTeacher(teacher, cache)
+    assert torch.equal(wrapped(req).depth, online.depth) and (wrapped.hits, wrapped.misses) == (1, 0)
+    with pytest.raises(ValueError, match="holds targets of teacher"):
+        TeacherCache(out, teacher_id="vggt-1b")
+
+
+def test_resume_after_kill(data, tmp_path):
+    out = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "geovr.teachers.cache", *args(data, out, "--shard-size", "1")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = out / "shard_00000.safetensors"
+    deadline = time.time() + 120
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert first.exists()
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard_*.safetensors")}
+    done = len(json.loads((out / "index.json").read_text())["entries"])
+    assert 1 <= done <= 3
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"computed {3 - done}, cached {done}" in rerun.stdout
+    assert len(TeacherCache(out)) == 3 and not list(out.glob("*.part"))
+    for name, mtime in before.items():
+        assert (out / name).stat().st_mtime_ns == mtime  # finished shards were not redone
+
+
+def test_corrupt_shard_is_detected_and_recomputed(data, tmp_path, caplog):
+    out = tmp_path / "cache"
+    main(args(data, out, "--shard-size", "1"))
+    shard = out / "shard_00001.safetensors"
+    blob = bytearray(shard.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    shard.write_bytes(bytes(blob))
+    cache = TeacherCache(out)
+    key = next(k for k, s in cache.index["entries"].items() if s == shard.name)
+    with caplog.at_level("WARNING", logger="geovr.teachers"):
+        assert cache.get(key) is None
+    assert any("corrupt" in r.getMessage() for r in caplog.records)
+    recs = read_vsi590k(str(data / "train.jsonl")).records
+    teacher = SyntheticTeacher(data, feature_dim=16, exact=False)
+    wrapped = CachedTeacher(teacher, cache)
+    idx = sample_indices(CFG.n_frames, CFG.fps)
+    rec = next(r for r in recs if cache_key(teacher.cache_id, r.media_rel, idx, (392, 504)) == key)
+    req = TeacherRequest(rec.id, torch.rand(len(idx), 3, 392, 504), idx, rec.extra, rec.media_rel)
+    assert wrapped(req).depth.shape == (len(idx), 392, 504) and wrapped.misses == 1  # fell back to the teacher
+    assert main(args(data, out, "--shard-size", "1")) == 0
+    fixed = TeacherCache(out)
+    assert len(fixed) == 3 and fixed.get(key) is not None and not fixed.verify()
