@@ -61,9 +61,8 @@ def with_bad_records(synthetic, bad_clips, tmp_path):
 
 def test_batches_feed_a_real_qwen3vl(synthetic, tok, tmp_path):
     """Two videos and an image (a LLaVA image record, png) in one batch."""
-    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-
     from geovr.data.datasets import read_llava
+    from geovr.model.tiny import tiny_qwen3vl
 
     png = tmp_path / "room.png"
     _write_png(png, (np.random.default_rng(0).random((80, 120, 3)) * 255).astype(np.uint8))
@@ -77,18 +76,7 @@ def test_batches_feed_a_real_qwen3vl(synthetic, tok, tmp_path):
     assert batch["image_grid_thw"].tolist() == [[1, 14, 20]]  # 80x120 is raised to min_pixels: 224x320
     assert int((batch["mm_token_type_ids"][1] == 1).sum()) == 14 * 20 // 4
     assert batch["teacher_frames"][0].shape == (8, 3, 392, 504)  # 96x128: 378 rounds to 392
-    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
-    cfg = Qwen3VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=32768,
-                         rope_scaling={"rope_type": "default", "mrope_section": [2, 3, 3], "mrope_interleaved": True}),
-        vision_config=dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
-                           patch_size=16, temporal_patch_size=2, spatial_merge_size=2, deepstack_visual_indexes=[0],
-                           num_position_embeddings=256),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
-    torch.manual_seed(0)
-    model = Qwen3VLForConditionalGeneration(cfg)
+    model = tiny_qwen3vl(tok, layers=2)
     out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
                 mm_token_type_ids=batch["mm_token_type_ids"], pixel_values_videos=batch["pixel_values_videos"],
                 video_grid_thw=batch["video_grid_thw"], pixel_values=batch["pixel_values"],

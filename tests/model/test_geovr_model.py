@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import small_heads, tiny_qwen3vl
+from model_helpers import small_heads, tiny_qwen3vl
 from geovr.losses import align_loss, depth_loss, pose_loss, scale_loss
 from geovr.model.config import GeoVRConfig
 from geovr.model.geovr_model import GeoVRModel
