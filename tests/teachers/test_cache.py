@@ -63,10 +63,14 @@ def test_resume_after_kill(data, tmp_path):
     out = tmp_path / "cache"
     cmd = [sys.executable, "-m", "geovr.teachers.cache", *args(data, out, "--shard-size", "1")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first = out / "shard_00000.safetensors"
+    first, index = out / "shard_00000.safetensors", out / "index.json"
+
+    def entries() -> int:  # the index is replaced atomically: it is whole or absent
+        return len(json.loads(index.read_text())["entries"]) if index.exists() else 0
+
     deadline = time.time() + 120
-    while not first.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    while entries() < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert first.exists()

@@ -1,0 +1,70 @@
+"""Save and load a GeoVR model: the HF base (its own `save_pretrained` folder, with the tokenizer
+and processor files) plus the GeoVR parts (tokens, heads, projectors) and their config.
+
+Layout of a checkpoint folder:
+  base/                  HF Qwen3-VL: config.json, model*.safetensors, tokenizer/processor files
+  geovr.safetensors      camera/scale embeddings, heads, projectors
+  geovr_config.json      the GeoVRConfig
+Written to `<path>.part` and renamed, so a crash never leaves a half checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .config import GeoVRConfig
+from .geovr_model import GeoVRModel
+
+
+def geovr_state_dict(model: GeoVRModel) -> dict:
+    """The GeoVR parts only (everything but `base.`)."""
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("base.")}
+
+
+def save_geovr(model: GeoVRModel, path: str | os.PathLike, tokenizer=None, processor_files_from: str | None = None) -> Path:
+    """Write `model` to folder `path` (replaced atomically). tokenizer: saved beside the base
+    weights; processor_files_from: a folder whose processor/tokenizer json files are copied too
+    (e.g. the original Qwen3-VL download)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "base").mkdir(parents=True)
+    model.base.save_pretrained(tmp / "base", safe_serialization=True)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp / "base")
+    if processor_files_from:
+        for f in Path(processor_files_from).iterdir():
+            if f.suffix in (".json", ".jinja", ".txt", ".model") and not f.name.startswith(("config", "model")) \
+                    and not (tmp / "base" / f.name).exists():
+                shutil.copy2(f, tmp / "base" / f.name)
+    save_file(geovr_state_dict(model), str(tmp / "geovr.safetensors"))
+    (tmp / "geovr_config.json").write_text(json.dumps(dataclasses.asdict(model.cfg), indent=1))
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+    return path
+
+
+def load_geovr(path: str | os.PathLike, device: str = "cpu") -> GeoVRModel:
+    """Rebuild the GeoVRModel of checkpoint folder `path`."""
+    from safetensors.torch import load_file
+    from transformers import Qwen3VLForConditionalGeneration
+
+    path = Path(path)
+    if not (path / "geovr_config.json").exists():
+        raise FileNotFoundError(f"{path} is not a GeoVR checkpoint (no geovr_config.json)")
+    raw = json.loads((path / "geovr_config.json").read_text())
+    cfg = GeoVRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    base = Qwen3VLForConditionalGeneration.from_pretrained(path / "base").to(device)
+    model = GeoVRModel(base, cfg).to(device)
+    missing, unexpected = model.load_state_dict(load_file(str(path / "geovr.safetensors"), device=device), strict=False)
+    missing = [k for k in missing if not k.startswith("base.")]
+    if missing or unexpected:
+        raise ValueError(f"{path}: GeoVR weights do not match the config (missing {missing[:5]}, "
+                         f"unexpected {unexpected[:5]})")
+    return model
