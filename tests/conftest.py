@@ -33,3 +33,21 @@ def pytest_collection_modifyitems(config, items):
 def device() -> torch.device:
     """Where kernel tests run: the GPU when present, else the CPU under the Triton interpreter."""
     return torch.device("cuda" if HAS_CUDA else "cpu")
+
+
+@pytest.fixture(scope="session")
+def tok():
+    """The tiny Qwen-style tokenizer (built offline in under a second)."""
+    from geovr.data.tiny_tokenizer import build_tiny_tokenizer
+
+    return build_tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A small synthetic dataset: 2 scenes, 96x128, 4 s at 4 fps (8 frames sampled per video)."""
+    from geovr.data.synthetic import WorldConfig, generate
+
+    out = tmp_path_factory.mktemp("synthetic")
+    generate(out, scenes=2, seed=5, cfg=WorldConfig(height=96, width=128, fps=4.0, seconds=4.0), progress=False)
+    return out

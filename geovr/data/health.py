@@ -50,7 +50,7 @@ class SkipLog:
 
     def add_batch(self, batch) -> None:
         """Record the skips a collated batch carries (`batch["skipped"]`)."""
-        for skip in batch.get("skipped", ()) if isinstance(batch, dict) else getattr(batch, "skipped", ()):
+        for skip in batch.get("skipped", ()):
             self.add(skip)
 
     def metrics(self) -> dict[str, float]:

@@ -55,15 +55,22 @@ def qwen_smart_resize(num_frames: int, height: int, width: int, temporal_factor:
         height, width = int(height * up), int(width * up)
     if max(height, width) / min(height, width) > 200:
         raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} exceeds 200")
+    t_bar = round(num_frames / temporal_factor) * temporal_factor
+    return _fit(height, width, factor, min_pixels, max_pixels, t_bar, num_frames)
+
+
+def _fit(height: int, width: int, factor: int, min_pixels: int, max_pixels: int, count_rounded: int,
+         count: int) -> tuple[int, int]:
+    """Qwen's rule shared by videos and images: round (H, W) to multiples of `factor`, then rescale
+    when count_rounded * H * W leaves [min_pixels, max_pixels] (count frames; 1 for an image)."""
     h_bar = round(height / factor) * factor
     w_bar = round(width / factor) * factor
-    t_bar = round(num_frames / temporal_factor) * temporal_factor
-    if t_bar * h_bar * w_bar > max_pixels:
-        beta = math.sqrt(num_frames * height * width / max_pixels)
+    if count_rounded * h_bar * w_bar > max_pixels:
+        beta = math.sqrt(count * height * width / max_pixels)
         h_bar = max(factor, math.floor(height / beta / factor) * factor)
         w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif t_bar * h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (num_frames * height * width))
+    elif count_rounded * h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (count * height * width))
         h_bar = math.ceil(height * beta / factor) * factor
         w_bar = math.ceil(width * beta / factor) * factor
     return h_bar, w_bar
@@ -110,17 +117,7 @@ def qwen_image_size(height: int, width: int, vision: QwenImageVision = QwenImage
     """Qwen's image resize rule: multiples of `factor`, pixels within [min_pixels, max_pixels]."""
     if max(height, width) / min(height, width) > 200:
         raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.0f} exceeds 200")
-    f = vision.factor
-    h_bar, w_bar = round(height / f) * f, round(width / f) * f
-    if h_bar * w_bar > vision.max_pixels:
-        beta = math.sqrt(height * width / vision.max_pixels)
-        h_bar = max(f, math.floor(height / beta / f) * f)
-        w_bar = max(f, math.floor(width / beta / f) * f)
-    elif h_bar * w_bar < vision.min_pixels:
-        beta = math.sqrt(vision.min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / f) * f
-        w_bar = math.ceil(width * beta / f) * f
-    return h_bar, w_bar
+    return _fit(height, width, vision.factor, vision.min_pixels, vision.max_pixels, 1, 1)
 
 
 def teacher_frame_size(height: int, width: int, longest: int = 504, multiple: int = 28) -> tuple[int, int]:

@@ -71,9 +71,9 @@ class GeoVRModel(nn.Module):
             k += n_video
         return out
 
-    def build_inputs(self, batch: dict) -> tuple[dict, list]:
-        """inputs_embeds, attention_mask, position_ids [3, B, L'], labels for HF, and the per-sample
-        insertion plans."""
+    def build_inputs(self, batch: dict) -> tuple[dict, list, list[list[int]]]:
+        """inputs_embeds, attention_mask, position_ids [3, B, L'], labels for HF; the per-sample
+        insertion plans; the frames of each sample's videos."""
         ids, mask, mm = batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"]
         labels = batch.get("labels")
         rope = self.base.model.get_rope_index(ids, mm, batch.get("image_grid_thw"), batch.get("video_grid_thw"), mask)[0]
@@ -110,12 +110,12 @@ class GeoVRModel(nn.Module):
                         embeds[i, where] = table.weight[row].to(embeds.dtype)
         inputs = {"inputs_embeds": embeds, "attention_mask": new_mask, "position_ids": pos,
                   "labels": new_labels if labels is not None else None}
-        return inputs, plans
+        return inputs, plans, frames
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: dict, teacher_sizes: list[tuple[int, int]] | None = None) -> GeoOutputs:
         """teacher_sizes: (H', W') per video sample (default: from batch["teacher_frames"])."""
-        inputs, plans = self.build_inputs(batch)
+        inputs, plans, frames = self.build_inputs(batch)
         media = {k: batch[k] for k in ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
                  if batch.get(k) is not None}
         taps = sorted(set(self.layer_map.values()))
@@ -126,7 +126,6 @@ class GeoVRModel(nn.Module):
                             taps=sum(1 for k in store if k != "final"))
         if not self.cfg.any_on:
             return result
-        frames = self._videos_per_sample(batch)
         grids = batch.get("video_grid_thw")
         merge = self.base.config.vision_config.spatial_merge_size
         k_video = 0

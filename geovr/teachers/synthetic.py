@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.synthetic.render import camera_rays, trace
 from ..model.layer_map import VGGT_DEPTH, VGGT_LAYERS
 from .base import Teacher, TeacherRequest, TeacherTargets
 from .pose_encoding import extrinsics_to_pose_enc, relative_to_first
@@ -66,23 +67,19 @@ class SyntheticTeacher(Teacher):
                                     "the synthetic dataset's folder?)")
         return _load(path), path
 
-    def _depth(self, geo: dict, path: str, idx: list[int], size: tuple[int, int]) -> torch.Tensor:
+    def _depth(self, geo: dict, path: str, idx: list[int], size: tuple[int, int], k: np.ndarray) -> torch.Tensor:
+        """Metric z-depth [T, H', W'] at the teacher's size (k: intrinsics at that size)."""
         stored = torch.from_numpy(geo["depth"][idx]).double()
         if tuple(stored.shape[-2:]) == size:
             return stored
         if not self.exact:
             return F.interpolate(stored[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
-        from ..data.synthetic.render import camera_rays, trace
         from ..data.synthetic.scene import Scene
 
         scene_file = os.path.join(os.path.dirname(os.path.dirname(path)), "scenes",
                                   os.path.basename(path).replace(".npz", ".json"))
         with open(scene_file) as f:
             scene = Scene.from_json(json.load(f)["scene"])
-        h0, w0 = stored.shape[-2:]
-        k = geo["intrinsics"].copy()
-        k[0] *= size[1] / w0
-        k[1] *= size[0] / h0
         out = []
         for i in idx:
             o, d = camera_rays(k, geo["extrinsics"][i], *size)
@@ -97,15 +94,18 @@ class SyntheticTeacher(Teacher):
         if size[0] % self.patch_size or size[1] % self.patch_size:
             raise ValueError(f"teacher frames {size} must be multiples of the patch {self.patch_size}")
         scale = float(geo["metric_scale"])
-        depth = self._depth(geo, path, idx, size)
-        ext = torch.from_numpy(geo["extrinsics"][idx]).double()
-        rel = relative_to_first(ext)  # metres
-        k = torch.from_numpy(geo["intrinsics"]).double()
-        points = self._points(depth, k, geo["depth"].shape[-2:], size, rel) / scale
+        h0, w0 = geo["depth"].shape[-2:]
+        k = geo["intrinsics"].copy()  # the same cameras at the teacher's size
+        k[0] *= size[1] / w0
+        k[1] *= size[0] / h0
+        depth = self._depth(geo, path, idx, size, k)
+        rel = relative_to_first(torch.from_numpy(geo["extrinsics"][idx]).double())  # metres
+        points = torch.stack([  # every pixel's 3D point in the first camera's frame, normalised units
+            torch.from_numpy(o + d * depth[i].reshape(-1, 1).numpy()).reshape(*size, 3)
+            for i, (o, d) in enumerate(camera_rays(k, rel[i].numpy(), *size) for i in range(len(idx)))]) / scale
         rel[:, :, 3] /= scale
-        pose_enc = extrinsics_to_pose_enc(rel, k, tuple(geo["depth"].shape[-2:]))
-        p = self.patch_size
-        pooled = F.avg_pool2d(points.permute(0, 3, 1, 2), p).permute(0, 2, 3, 1)  # [T, h, w, 3]
+        pose_enc = extrinsics_to_pose_enc(rel, torch.from_numpy(k), size)
+        pooled = F.avg_pool2d(points.permute(0, 3, 1, 2), self.patch_size).permute(0, 2, 3, 1)  # [T, h, w, 3]
         features = {l: torch.sin(pooled @ self._freq[l] + self._phase[l]).float() for l in self.layers}
         device = request.frames.device
         return TeacherTargets(
@@ -113,17 +113,3 @@ class SyntheticTeacher(Teacher):
             depth_conf=torch.ones_like(depth, dtype=torch.float32, device=device),
             features={l: f.to(device) for l, f in features.items()},
             scale=torch.tensor(scale, dtype=torch.float32, device=device))
-
-    @staticmethod
-    def _points(depth: torch.Tensor, k: torch.Tensor, size0, size, rel: torch.Tensor) -> torch.Tensor:
-        """3D points [T, H', W', 3] in the first camera's frame (metres) of every pixel centre of
-        the teacher-sized depth; rel: camera-from-frame-1 extrinsics in metres."""
-        h0, w0 = size0
-        h, w = size
-        fx, fy = k[0, 0] * w / w0, k[1, 1] * h / h0
-        cx, cy = k[0, 2] * w / w0, k[1, 2] * h / h0
-        v, u = torch.meshgrid(torch.arange(h, dtype=torch.float64) + 0.5,
-                              torch.arange(w, dtype=torch.float64) + 0.5, indexing="ij")
-        cam = torch.stack([(u - cx) / fx, (v - cy) / fy, torch.ones_like(u)], -1) * depth[..., None]
-        r, t = rel[:, :, :3], rel[:, :, 3]
-        return torch.einsum("tij,thwj->thwi", r.transpose(1, 2), cam - t[:, None, None, :])

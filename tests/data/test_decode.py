@@ -3,6 +3,7 @@
 files are indexed by presentation order, and broken files raise VideoDecodeError."""
 from __future__ import annotations
 
+import os
 import numpy as np
 import pytest
 import torch
@@ -37,7 +38,7 @@ def test_probe(good_clips, name):
     info = probe_video(good_clips[name])
     assert info.num_frames == N_FRAMES
     assert (info.height, info.width) == (64, 96)
-    assert info.codec == name.split("_")[-1].split(".")[0].replace("gop5", "h264") or info.codec in name
+    assert info.codec == {"hevc.mkv": "hevc", "vp9.webm": "vp9", "vfr_vp9.webm": "vp9", "av1.mp4": "av1"}.get(name, "h264")
     if name.startswith("vfr"):
         assert info.variable_frame_rate
         np.testing.assert_allclose(info.frame_times_s, vfr_times(), atol=1.5e-3)
@@ -65,11 +66,11 @@ def test_decode_returns_requested_frames_on_every_backend(good_clips, name):
         assert (data - ref).abs().mean() < 3.0, backend
 
 
-def test_dali_cpu_path_is_exercised():
-    """The DALI path must really run in CI: DALI is installed there (VP9 on its CPU backend)."""
-    if "dali-cpu" not in available_backends():
-        pytest.skip("nvidia-dali-cuda130 is not installed")
-    assert "dali-cpu" in available_backends()
+def test_dali_cpu_path_is_exercised_in_ci():
+    """CI installs `.[dev]`, which brings DALI: there its CPU path (VP9) must really run."""
+    if not os.environ.get("CI"):
+        pytest.skip("only enforced in CI (.ci/run sets CI=true)")
+    assert "dali-cpu" in available_backends(), "DALI did not import in CI: check the .[dev] install"
 
 
 def test_dali_cpu_rejects_gpu_only_codec(good_clips):

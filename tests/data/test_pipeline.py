@@ -17,8 +17,6 @@ from geovr.data.datasets import read_vsi590k
 from geovr.data.health import SkipLog
 from geovr.data.qwen_inputs import QwenTransform, collate
 from geovr.data.sampler import ResumableSampler, position_after
-from geovr.data.synthetic import WorldConfig, generate
-from geovr.data.tiny_tokenizer import build_tiny_tokenizer
 
 
 def _write_png(path, rgb: np.ndarray) -> None:
@@ -34,15 +32,8 @@ def _write_png(path, rgb: np.ndarray) -> None:
 
 
 @pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    out = tmp_path_factory.mktemp("syn")
-    generate(out, scenes=2, seed=5, cfg=WorldConfig(height=96, width=128, fps=4.0, seconds=4.0), progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tiny_tokenizer()
+def synthetic(synthetic_root):
+    return synthetic_root
 
 
 def with_bad_records(synthetic, bad_clips, tmp_path):

@@ -14,12 +14,6 @@ from geovr.data.datasets.records import Turn
 from geovr.data.qwen_inputs import collate
 from geovr.data.qwen_pixels import patchify, resize_uint8, to_qwen_pixels, to_teacher_frames
 from geovr.data.sampling import QwenVision
-from geovr.data.tiny_tokenizer import build_tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return build_tiny_tokenizer()
 
 
 def test_pixels_match_an_independent_patch_loop():

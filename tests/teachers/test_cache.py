@@ -1,7 +1,6 @@
 """The teacher-target cache: exact round trip, one entry per (video, frames), resume after a real
 kill, corrupt shards detected (readers fall back to the online teacher; the CLI recomputes)."""
 import json
-import os
 import signal
 import subprocess
 import sys

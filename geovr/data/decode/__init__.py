@@ -12,7 +12,7 @@ import os
 import torch
 
 from ..errors import VideoDecodeError
-from .dali_backend import dali_available, decode_dali
+from .dali_backend import dali_available, decode_dali, supports
 from .info import Frames, VideoInfo
 from .probe import probe_video
 from .pyav_backend import decode_pyav
@@ -68,11 +68,8 @@ def decode_frames(path: str | os.PathLike | VideoInfo, indices: list[int], backe
     if bad:
         raise ValueError(f"frame indices {bad[:5]} are outside 0..{info.num_frames - 1} of {info.path}")
     name = resolve_backend(backend)
-    if name == "dali-gpu" and backend == "auto":
-        from .dali_backend import supports
-
-        if not supports(info, "gpu"):
-            name = "pyav"
+    if name == "dali-gpu" and backend == "auto" and not supports(info, "gpu"):
+        name = "pyav"
     if name == "pyav":
         return decode_pyav(info, indices)
     return decode_dali(info, indices, device=name.split("-")[1], device_id=device_id)

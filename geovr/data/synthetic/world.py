@@ -7,7 +7,7 @@ import numpy as np
 
 from .camera import intrinsics, walkthrough
 from .qa import QA, generate_qa
-from .render import render
+from .render import camera_rays, render
 from .scene import Scene, random_scene
 
 
@@ -48,16 +48,12 @@ class RenderedScene:
 def metric_scale(depth: np.ndarray, extrinsics: np.ndarray, k: np.ndarray) -> float:
     """Mean Euclidean distance of every pixel's 3D point from the first camera's centre."""
     t, h, w = depth.shape
-    v, u = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
-    rays = np.stack([(u - k[0, 2]) / k[0, 0], (v - k[1, 2]) / k[1, 1], np.ones_like(u)], -1)
-    r0, t0 = extrinsics[0, :, :3], extrinsics[0, :, 3]
+    centre0 = -extrinsics[0, :, :3].T @ extrinsics[0, :, 3]
     total = 0.0
     for i in range(t):
-        r, tr = extrinsics[i, :, :3], extrinsics[i, :, 3]
-        x_cam = rays * depth[i, ..., None]
-        x_world = (x_cam - tr) @ r  # R^T (x - t)
-        x0 = x_world @ r0.T + t0
-        total += float(np.linalg.norm(x0, axis=-1).mean())
+        o, d = camera_rays(k, extrinsics[i], h, w)
+        points = o + d * depth[i].reshape(-1, 1).astype(np.float64)
+        total += float(np.linalg.norm(points - centre0, axis=-1).mean())
     return total / t
 
 
