@@ -187,12 +187,11 @@ class CachedTeacher(Teacher):
 # -------------------------------------------------------------------- the CLI
 
 def build_teacher(name: str, args: argparse.Namespace) -> Teacher:
-    if name == "synthetic":
-        from .synthetic import SyntheticTeacher
+    from .factory import make_teacher
 
-        root = args.teacher_root or os.path.dirname(os.path.abspath(args.data))
-        return SyntheticTeacher(root, feature_dim=args.feature_dim, exact=not args.resampled)
-    raise ValueError(f"unknown teacher {name!r}: choose from ['synthetic']")
+    root = args.teacher_root or os.path.dirname(os.path.abspath(args.data))
+    return make_teacher(name, root=root, vggt_weights=args.vggt_weights, metric_weights=args.metric_weights,
+                        feature_dim=args.feature_dim, exact=not args.resampled)
 
 
 def build_cache(args: argparse.Namespace) -> dict:
@@ -242,7 +241,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="annotation file (jsonl or json)")
     p.add_argument("--format", default="vsi590k", choices=["vsi590k", "vlm3r", "llava"])
     p.add_argument("--media-root", default=None, help="folder the records' video paths are relative to")
-    p.add_argument("--teacher", default="synthetic", choices=["synthetic"])
+    p.add_argument("--teacher", default="synthetic", choices=["synthetic", "vggt"])
+    p.add_argument("--vggt-weights", default=None, help="vggt: local VGGT-1B checkpoint (file or folder)")
+    p.add_argument("--metric-weights", default=None, help="vggt: local DA3 metric folder, for the scale target")
     p.add_argument("--teacher-root", default=None, help="synthetic: the dataset folder (default: --data's)")
     p.add_argument("--feature-dim", type=int, default=1024, help="synthetic: feature channels (default 1024)")
     p.add_argument("--resampled", action="store_true", help="synthetic: resample stored depth, no re-render")
