@@ -66,6 +66,9 @@ setup(
         "av>=12",  # PyAV: video decoding on the CPU and the synthetic world's encoder
         "tqdm>=4.60",
         "transformers>=4.57",  # Qwen3-VL: tokenizers, chat templates, the model classes
+        "safetensors>=0.4",  # teacher caches, GeoVR checkpoints
+        "pyyaml>=6",  # the trainer's config files
+        "tensorboard>=2.14",  # the trainer's event files
     ],
     extras_require={
         # Triton ships with CUDA torch builds; on CPU machines install it explicitly to run the

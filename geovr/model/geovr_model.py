@@ -113,15 +113,19 @@ class GeoVRModel(nn.Module):
         return inputs, plans, frames
 
     # ------------------------------------------------------------------ forward
-    def forward(self, batch: dict, teacher_sizes: list[tuple[int, int]] | None = None) -> GeoOutputs:
-        """teacher_sizes: (H', W') per video sample (default: from batch["teacher_frames"])."""
+    def forward(self, batch: dict, teacher_sizes: list[tuple[int, int]] | None = None,
+                num_items_in_batch: torch.Tensor | int | None = None) -> GeoOutputs:
+        """teacher_sizes: (H', W') per video sample (default: from batch["teacher_frames"]).
+        num_items_in_batch: when given, loss_text = summed token cross-entropy / this count (HF's
+        convention; the trainer passes the whole step's answer-token count) instead of the mean."""
         inputs, plans, frames = self.build_inputs(batch)
         media = {k: batch[k] for k in ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
                  if batch.get(k) is not None}
         taps = sorted(set(self.layer_map.values()))
         lm = self.base.model.language_model
         with tap_layers(lm.layers, lm.norm, taps, final=self.cfg.camera or self.cfg.scale) as store:
-            out = self.base(**inputs, **media)
+            extra = {"num_items_in_batch": num_items_in_batch} if num_items_in_batch is not None else {}
+            out = self.base(**inputs, **media, **extra)
         result = GeoOutputs(loss_text=out.loss, logits=out.logits,
                             taps=sum(1 for k in store if k != "final"))
         if not self.cfg.any_on:

@@ -203,7 +203,10 @@ def build_cache(args: argparse.Namespace) -> dict:
 
     teacher = build_teacher(args.teacher, args)
     res = read_dataset(args.format, args.data, args.media_root)
-    ds = VideoQADataset(res.records, backend=args.backend) if res.records else None
+    from ..data.sampling import FrameSampling
+
+    sampling = FrameSampling(fps=args.fps, min_frames=args.min_frames, max_frames=args.max_frames)
+    ds = VideoQADataset(res.records, sampling=sampling, backend=args.backend) if res.records else None
     cache = TeacherCache(args.out, teacher.cache_id, args.feature_dtype, args.shard_size)
     dropped = cache.verify()
     counts = {"records": len(res.records), "invalid": len(res.errors), "computed": 0, "cached": 0,
@@ -222,7 +225,7 @@ def build_cache(args: argparse.Namespace) -> dict:
             counts["skipped"] += 1
             logger.warning("skipping %s: %s", rec.id, err)
             continue
-        teacher_frames = to_teacher_frames(frames.data)
+        teacher_frames = to_teacher_frames(frames.data, longest=args.teacher_longest)
         key = cache_key(teacher.cache_id, rec.media_rel, frames.indices, tuple(teacher_frames.shape[-2:]))
         if key in seen or key in cache:
             counts["cached"] += key not in seen
@@ -250,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="cache folder (created; re-running resumes)")
     p.add_argument("--feature-dtype", default="fp16", choices=sorted(FEATURE_DTYPES))
     p.add_argument("--shard-size", type=int, default=64, help="samples per shard (default 64)")
+    p.add_argument("--fps", type=float, default=2.0, help="frames sampled per second (as data.fps; default 2)")
+    p.add_argument("--min-frames", type=int, default=4, help="as data.min_frames (default 4)")
+    p.add_argument("--max-frames", type=int, default=32, help="as data.max_frames (default 32)")
+    p.add_argument("--teacher-longest", type=int, default=504,
+                   help="teacher frames' longest edge, a multiple of 28 (as data.teacher_longest; default 504)")
     p.add_argument("--backend", default="auto", help="video decoder (auto, pyav, dali-gpu, dali-cpu)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)

@@ -1,0 +1,81 @@
+"""Data-parallel set-up: the process group from torchrun's environment (NCCL on GPUs, gloo on
+CPUs), the device of this rank, DDP wrapping, and sum-reductions that are no-ops in one process.
+
+This is the seam where the model is parallelised: `wrap_data_parallel` takes the built model;
+tensor/pipeline parallel back-ends replace it (and the model builder) without touching the loop.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_world(device: str = "auto", timeout_s: float = 1800.0) -> World:
+    """Join torchrun's process group when WORLD_SIZE > 1. device: auto (a GPU when present) | cpu | cuda."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("train.device=cuda but no CUDA GPU is visible; use train.device=cpu or auto")
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s),
+                                device_id=dev if dev.type == "cuda" else None)
+    return World(rank, world_size, local_rank, dev)
+
+
+def wrap_data_parallel(model: nn.Module, world: World, find_unused_parameters: bool = True) -> nn.Module:
+    """DDP over the world (the model itself in one process)."""
+    if not world.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(model, device_ids=[world.local_rank] if world.device.type == "cuda" else None,
+               find_unused_parameters=find_unused_parameters)
+
+
+def all_reduce_sum(x: torch.Tensor, world: World) -> torch.Tensor:
+    """Sum of `x` over the ranks (a copy; `x` itself in one process)."""
+    if not world.distributed:
+        return x
+    y = x.clone()
+    dist.all_reduce(y, op=dist.ReduceOp.SUM)
+    return y
+
+
+def barrier(world: World) -> None:
+    if world.distributed:
+        dist.barrier()
+
+
+def shutdown(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()

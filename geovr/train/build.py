@@ -1,0 +1,134 @@
+"""Building a run's parts from its config: path checks (before any work), the synthetic data when
+absent, the tokenizer, the GeoVR model, the dataset and the teacher."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from ..model.config import GeoVRConfig
+from ..model.geovr_model import GeoVRModel
+from ..teachers.base import Teacher
+from .config import Config, ConfigError
+
+logger = logging.getLogger("geovr.train")
+
+
+def data_root(cfg: Config) -> Path:
+    return Path(cfg.data.path).resolve().parent
+
+
+def check_paths(cfg: Config) -> None:
+    """Every path the run needs exists (the synthetic data may still be made). Raises ConfigError."""
+    m, d, t = cfg.model, cfg.data, cfg.teacher
+    if m.path is not None and not (Path(m.path) / "config.json").is_file():
+        raise ConfigError("model.path", f"{m.path} is not a Qwen3-VL folder (no config.json); pass a local "
+                          "checkpoint folder, or leave it unset for the tiny random model")
+    if m.tokenizer is not None and not Path(m.tokenizer).is_dir():
+        raise ConfigError("model.tokenizer", f"folder {m.tokenizer} not found")
+    if not Path(d.path).is_file() and not d.synthetic:
+        raise ConfigError("data.path", f"{d.path} not found (or set data.synthetic=true to make the synthetic world)")
+    if d.media_root is not None and not Path(d.media_root).is_dir():
+        raise ConfigError("data.media_root", f"folder {d.media_root} not found")
+    for name in ("vggt_weights", "metric_weights"):
+        value = getattr(t, name)
+        if value and not Path(value).exists():
+            raise ConfigError(f"teacher.{name}", f"{value} not found (a local checkpoint path)")
+    if t.root is not None and not Path(t.root).is_dir():
+        raise ConfigError("teacher.root", f"folder {t.root} not found")
+
+
+def ensure_data(cfg: Config, progress: bool = True) -> Path:
+    """The annotation file, writing the synthetic world first when it is absent and allowed."""
+    path = Path(cfg.data.path)
+    if path.is_file():
+        return path
+    d = cfg.data
+    from ..data.synthetic import WorldConfig, generate
+
+    logger.warning("data %s not found: writing the synthetic world (%d scenes) to %s", path, d.synthetic_scenes, path.parent)
+    world = WorldConfig(height=d.synthetic_height, width=d.synthetic_width, seconds=d.synthetic_seconds)
+    written = generate(path.parent, scenes=d.synthetic_scenes, seed=d.synthetic_seed, cfg=world, progress=progress)
+    if written.resolve() != path.resolve():
+        raise ConfigError("data.path", f"the synthetic world writes {written.name}; set data.path={written}")
+    return path
+
+
+def build_tokenizer(cfg: Config):
+    if cfg.model.path is None and cfg.model.tokenizer is None:
+        from ..data.tiny_tokenizer import build_tiny_tokenizer
+
+        return build_tiny_tokenizer()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.path, local_files_only=True)
+
+
+def geovr_config(cfg: Config) -> GeoVRConfig:
+    base = GeoVRConfig.paper() if cfg.model.geovr == "paper" else GeoVRConfig.off()
+    w = cfg.loss
+    base = dataclasses.replace(base, camera=base.camera and w.pose > 0, depth=base.depth and w.depth > 0,
+                               align=base.align and w.align > 0, scale=base.scale and w.scale > 0,
+                               teacher_dim=cfg.teacher.feature_dim)
+    if cfg.model.heads == "small":
+        base = dataclasses.replace(base, camera_hidden=128, scale_hidden=64, dpt_channels=(32, 64, 64, 64),
+                                   dpt_features=32, projector_hidden=128)
+    return base
+
+
+def build_model(cfg: Config, tokenizer, device: torch.device) -> GeoVRModel:
+    """The GeoVR model on `device` (initialised identically on every rank: seed first)."""
+    from .optim import freeze_vision
+
+    if cfg.model.path is None:
+        from ..model.tiny import tiny_qwen3vl
+
+        base = tiny_qwen3vl(tokenizer, layers=cfg.model.tiny_layers, hidden=cfg.model.tiny_hidden, seed=cfg.train.seed)
+    else:
+        from ..model.qwen_sizes import load_qwen3vl
+
+        base = load_qwen3vl(cfg.model.path)
+    if cfg.model.gradient_checkpointing:
+        if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x
+            base.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model = GeoVRModel(base, geovr_config(cfg))
+    if cfg.model.freeze_vision:
+        freeze_vision(model)
+    return model.to(device).train()
+
+
+def build_dataset(cfg: Config, tokenizer):
+    """(VideoQADataset, the reader's invalid-record errors)."""
+    from ..data.dataset import VideoQADataset
+    from ..data.datasets import read_dataset
+    from ..data.qwen_inputs import QwenTransform
+    from ..data.sampling import FrameSampling, QwenVision
+
+    d = cfg.data
+    res = read_dataset(d.format, d.path, d.media_root)
+    if not res.records:
+        raise ConfigError("data.path", f"{d.path} holds no valid records ({len(res.errors)} invalid; first: "
+                          f"{res.errors[0] if res.errors else 'none'})")
+    transform = QwenTransform(tokenizer, vision=QwenVision(max_tokens_per_frame=d.tokens_per_frame),
+                              teacher_longest=d.teacher_longest, max_length=d.max_length)
+    sampling = FrameSampling(fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames)
+    return VideoQADataset(res.records, sampling=sampling, backend=d.backend, transform=transform), res.errors
+
+
+def build_teacher(cfg: Config, device: torch.device) -> Teacher:
+    from ..teachers.factory import make_teacher
+
+    t = cfg.teacher
+    root = t.root or os.fspath(data_root(cfg))
+    teacher = make_teacher(t.name, root=root, vggt_weights=t.vggt_weights, metric_weights=t.metric_weights,
+                           feature_dim=t.feature_dim, exact=t.exact, device=str(device))
+    if t.cache:
+        from ..teachers.cache import CachedTeacher, TeacherCache
+
+        teacher = CachedTeacher(teacher, TeacherCache(t.cache, teacher.cache_id))
+    return teacher

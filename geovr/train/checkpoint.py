@@ -1,0 +1,143 @@
+"""`Checkpointer`: training checkpoints with `torch.distributed.checkpoint`, written atomically.
+
+Layout under `<output>/checkpoints/`:
+  step_00000040/            a complete checkpoint (only complete ones carry this name)
+    .metadata, *.distcp     model + optimizer (DCP; every rank writes its part)
+    rank_00000.pt ...       per rank: RNG states (torch, CUDA, numpy, python)
+    trainer_state.json      step, data position, scheduler, counters (written last)
+  .step_00000040.tmp/       being written; renamed to step_00000040 when every rank is done
+
+`latest()` returns the newest complete checkpoint, so a run killed at any moment (even mid-write)
+resumes from the last one that finished; the last `keep` are kept.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed.checkpoint as dcp
+from torch import nn
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from ..parallel.data_parallel import World, barrier
+
+_NAME = re.compile(r"^step_(\d{8})$")
+STATE_FILE = "trainer_state.json"
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Checkpointer:
+    """folder: `<output>/checkpoints`; keep: how many complete checkpoints to keep."""
+
+    def __init__(self, folder: str | os.PathLike, world: World, keep: int = 3):
+        self.folder, self.world, self.keep = Path(folder), world, keep
+
+    # ------------------------------------------------------------------ finding
+    def complete(self) -> list[Path]:
+        """Complete checkpoints, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        found = [p for p in self.folder.iterdir() if _NAME.match(p.name) and (p / STATE_FILE).is_file()]
+        return sorted(found, key=lambda p: int(_NAME.match(p.name).group(1)))
+
+    def latest(self) -> Path | None:
+        done = self.complete()
+        return done[-1] if done else None
+
+    def resolve(self, resume: str) -> Path | None:
+        """resume: none | auto | a checkpoint folder. auto with no checkpoint yet starts fresh."""
+        if resume in ("none", ""):
+            return None
+        if resume == "auto":
+            return self.latest()
+        path = Path(resume)
+        if not (path / STATE_FILE).is_file():
+            raise FileNotFoundError(f"checkpoint.resume={resume}: not a complete checkpoint (no {STATE_FILE}); "
+                                    f"use checkpoint.resume=auto to take the newest under {self.folder}")
+        return path
+
+    # ------------------------------------------------------------------ saving
+    def save(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, trainer_state: dict) -> Path:
+        """Write checkpoint `step` atomically (collective: every rank calls it)."""
+        final = self.folder / f"step_{step:08d}"
+        tmp = self.folder / f".step_{step:08d}.tmp"
+        if self.world.main:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+        barrier(self.world)
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
+            warnings.filterwarnings("ignore", message=".*single process.*")
+            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+        torch.save(rng_state(), tmp / f"rank_{self.world.rank:05d}.pt")
+        barrier(self.world)
+        if self.world.main:
+            state_path = tmp / STATE_FILE
+            with open(state_path, "w") as f:
+                json.dump({**trainer_state, "step": step, "world_size": self.world.world_size}, f, indent=1)
+                f.flush()
+                os.fsync(f.fileno())
+            _fsync_dir(tmp)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _fsync_dir(self.folder)
+            self._prune()
+        barrier(self.world)
+        return final
+
+    def _prune(self) -> None:
+        for old in self.complete()[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        for stale in self.folder.glob(".step_*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+    # ------------------------------------------------------------------ loading
+    def load(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+        """Restore model, optimizer and this rank's RNG from `path`; returns the trainer state."""
+        state = json.loads((path / STATE_FILE).read_text())
+        if state.get("world_size") != self.world.world_size:
+            raise ValueError(f"checkpoint {path} was written by {state.get('world_size')} ranks, this run has "
+                             f"{self.world.world_size}: resume with the same number of processes")
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        sd = {"model": model_sd, "optim": optim_sd}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*single process.*")
+            dcp.load(sd, checkpoint_id=str(path))
+        set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
+        rng = path / f"rank_{self.world.rank:05d}.pt"
+        set_rng_state(torch.load(rng, weights_only=False))
+        return state

@@ -1,0 +1,264 @@
+"""The trainer's configuration: typed dataclasses, the `tiny` and `paper` presets, and validation
+that names the field at fault. YAML files and `section.field=value` overrides: `config_io.py`."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+PRESETS = ("tiny", "paper")
+
+
+class ConfigError(ValueError):
+    """A bad setting: `field` is its dotted name (e.g. "train.micro_batch")."""
+
+    def __init__(self, field_name: str, problem: str):
+        self.field = field_name
+        super().__init__(f"config {field_name}: {problem}")
+
+
+@dataclass
+class ModelConfig:
+    """path: a local Qwen3-VL folder (config.json + safetensors), or None for the tiny random model
+    (`tiny_layers` x `tiny_hidden`). tokenizer: a local tokenizer folder (default: `path`; the tiny
+    model uses the built-in tiny tokenizer). geovr: "paper" (every objective) or "off" (plain
+    fine-tuning). heads: "paper" (the release's widths) or "small" (for tiny models). dtype:
+    "auto" (bf16 autocast on a GPU, fp32 on a CPU), "bf16" or "fp32"."""
+
+    path: str | None = None
+    tokenizer: str | None = None
+    tiny_layers: int = 6
+    tiny_hidden: int = 64
+    geovr: str = "paper"
+    heads: str = "paper"
+    freeze_vision: bool = True
+    gradient_checkpointing: bool = False
+    dtype: str = "auto"
+
+
+@dataclass
+class DataConfig:
+    """path: the annotation file; format: vsi590k | vlm3r | llava. synthetic: write the synthetic
+    world at path's folder when the file is absent (`synthetic_*` set its size). Frames: `fps`,
+    `min_frames`..`max_frames`, at most `tokens_per_frame` merged tokens each; teacher frames have
+    longest edge `teacher_longest` (a multiple of 28). max_length: longer samples are skipped."""
+
+    path: str = "geovr_runs/synthetic/train.jsonl"
+    format: str = "vsi590k"
+    media_root: str | None = None
+    synthetic: bool = True
+    synthetic_scenes: int = 8
+    synthetic_height: int = 240
+    synthetic_width: int = 320
+    synthetic_seconds: float = 6.0
+    synthetic_seed: int = 0
+    fps: float = 2.0
+    min_frames: int = 4
+    max_frames: int = 32
+    tokens_per_frame: int = 300
+    teacher_longest: int = 504
+    max_length: int = 16384
+    backend: str = "auto"
+    workers: int = 0
+    shuffle: bool = True
+
+
+@dataclass
+class TeacherConfig:
+    """name: synthetic | vggt. root: the synthetic dataset's folder (default: the data file's).
+    vggt_weights / metric_weights: local checkpoints. feature_dim: the teacher's feature width.
+    cache: a target-cache folder (`python -m geovr.teachers.cache`): read when present, the teacher
+    runs online on a miss. exact: synthetic only, re-render depth at the teacher's size."""
+
+    name: str = "synthetic"
+    root: str | None = None
+    vggt_weights: str | None = None
+    metric_weights: str | None = None
+    feature_dim: int = 1024
+    cache: str | None = None
+    exact: bool = False
+
+
+@dataclass
+class OptimConfig:
+    """AdamW. lr: the LLM and the merger; lr_new: every GeoVR part (tokens, heads, projectors).
+    schedule: cosine | constant, after a linear warmup over `warmup_ratio` of the steps. clip: the
+    global gradient-norm limit (0 = off)."""
+
+    lr: float = 2e-5
+    lr_new: float = 1e-4
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    warmup_ratio: float = 0.03
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.0
+    clip: float = 1.0
+
+
+@dataclass
+class LossConfig:
+    """Weights of the total: L = text L_text + pose L_cam + depth L_depth + align L_align + scale L_scale."""
+
+    text: float = 1.0
+    pose: float = 2.5
+    depth: float = 1.0
+    align: float = 1.0
+    scale: float = 1.0
+
+
+@dataclass
+class LoopConfig:
+    """steps: optimizer steps (None: `epochs` over the data). global_batch = micro_batch x
+    accumulation x data-parallel ranks. device: auto | cpu | cuda. output: the run's folder
+    (checkpoints, TensorBoard, metrics.jsonl). max_bad_steps: NaN/inf steps in a row that stop the run."""
+
+    steps: int | None = None
+    epochs: int = 1
+    global_batch: int = 32
+    micro_batch: int = 2
+    seed: int = 0
+    device: str = "auto"
+    output: str = "geovr_runs/run"
+    max_bad_steps: int = 5
+    find_unused_parameters: bool = True
+
+
+@dataclass
+class CheckpointConfig:
+    """every: steps between checkpoints (0 = only at the end); keep: the last K; resume: none |
+    auto (the newest complete checkpoint under output/checkpoints) | a checkpoint folder.
+    export: write a GeoVR model folder (`output/final`, for `python -m geovr.export`) at the end."""
+
+    every: int = 500
+    keep: int = 3
+    resume: str = "none"
+    export: bool = True
+
+
+@dataclass
+class MetricsConfig:
+    """log_every: steps between metric records; tensorboard: event files under output/tensorboard;
+    progress: the progress bar."""
+
+    log_every: int = 1
+    tensorboard: bool = True
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def tiny() -> Config:
+    """The embedded default: a tiny random Qwen3-VL, the synthetic world (made if absent), the
+    synthetic teacher, the CPU; a few minutes on 2 cores, and the loss parts fall."""
+    return Config(
+        model=ModelConfig(path=None, heads="small"),
+        data=DataConfig(path="geovr_runs/synthetic/train.jsonl", synthetic=True, synthetic_scenes=8,
+                        synthetic_seconds=6.0, max_frames=16, teacher_longest=336, backend="pyav"),
+        teacher=TeacherConfig(name="synthetic", feature_dim=64),
+        optim=OptimConfig(lr=1e-3, lr_new=2e-3, warmup_ratio=0.05),
+        train=LoopConfig(steps=120, global_batch=4, micro_batch=2, device="auto", output="geovr_runs/tiny"),
+        checkpoint=CheckpointConfig(every=40, keep=2),
+    )
+
+
+def paper() -> Config:
+    """The release's recipe (set model.path, data.path and the teacher's weights): lr 2e-5 LLM +
+    merger, 1e-4 new parts, cosine, 3% warmup, weight decay 0, clip 1.0, loss weights
+    1/2.5/1/1/1, 32 frames at 2 fps, ViT frozen, 32 samples per step, one epoch, 16k tokens."""
+    return Config(
+        model=ModelConfig(path=None, heads="paper", gradient_checkpointing=True),
+        data=DataConfig(path="", synthetic=False, max_frames=32),
+        teacher=TeacherConfig(name="vggt", feature_dim=1024),
+        train=LoopConfig(steps=None, epochs=1, global_batch=32, micro_batch=2, output="geovr_runs/paper"),
+    )
+
+
+def preset(name: str) -> Config:
+    if name not in PRESETS:
+        raise ConfigError("preset", f"unknown preset {name!r}; choose from {list(PRESETS)}")
+    return {"tiny": tiny, "paper": paper}[name]()
+
+
+def _choice(name: str, value, options) -> None:
+    if value not in options:
+        raise ConfigError(name, f"{value!r} is not one of {list(options)}")
+
+
+def _positive(name: str, value, allow_zero: bool = False) -> None:
+    if value is None or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def validate(cfg: Config, world_size: int = 1) -> int:
+    """Check every setting (not the paths: `check_paths`). Returns the gradient-accumulation steps."""
+    m, d, t, o, l, r, c, x = cfg.model, cfg.data, cfg.teacher, cfg.optim, cfg.loss, cfg.train, cfg.checkpoint, cfg.metrics
+    _choice("model.geovr", m.geovr, ("paper", "off"))
+    _choice("model.heads", m.heads, ("paper", "small"))
+    _choice("model.dtype", m.dtype, ("auto", "bf16", "fp32"))
+    _positive("model.tiny_layers", m.tiny_layers)
+    _positive("model.tiny_hidden", m.tiny_hidden)
+    if m.tiny_hidden % 16:
+        raise ConfigError("model.tiny_hidden", f"must be a multiple of 16 (the head size), got {m.tiny_hidden}")
+    _choice("data.format", d.format, ("vsi590k", "vlm3r", "llava"))
+    _choice("data.backend", d.backend, ("auto", "pyav", "dali-gpu", "dali-cpu"))
+    if not d.path:
+        raise ConfigError("data.path", "no annotation file given; set data.path=<train.jsonl>")
+    for name in ("fps",):
+        _positive(f"data.{name}", getattr(d, name))
+    for name in ("min_frames", "max_frames", "tokens_per_frame", "synthetic_scenes", "max_length"):
+        _positive(f"data.{name}", getattr(d, name))
+    if d.min_frames > d.max_frames:
+        raise ConfigError("data.min_frames", f"{d.min_frames} exceeds data.max_frames={d.max_frames}")
+    if d.teacher_longest <= 0 or d.teacher_longest % 28:
+        raise ConfigError("data.teacher_longest", f"must be a positive multiple of 28, got {d.teacher_longest}")
+    if d.synthetic and (d.synthetic_height % 16 or d.synthetic_width % 16):
+        raise ConfigError("data.synthetic_height", f"synthetic frames must be multiples of 16, got "
+                          f"{d.synthetic_height}x{d.synthetic_width}")
+    _positive("data.workers", d.workers, allow_zero=True)
+    _choice("teacher.name", t.name, ("synthetic", "vggt"))
+    _positive("teacher.feature_dim", t.feature_dim)
+    if t.name == "vggt" and not t.vggt_weights:
+        raise ConfigError("teacher.vggt_weights", "teacher vggt needs the local VGGT-1B checkpoint path")
+    if t.name == "vggt" and m.geovr == "paper" and l.scale > 0 and not t.metric_weights:
+        raise ConfigError("teacher.metric_weights", "the scale loss needs a metric-depth teacher: set "
+                          "teacher.metric_weights=<DA3 metric folder>, or loss.scale=0")
+    for name in ("lr", "lr_new"):
+        _positive(f"optim.{name}", getattr(o, name))
+    _positive("optim.weight_decay", o.weight_decay, allow_zero=True)
+    _positive("optim.clip", o.clip, allow_zero=True)
+    if not 0 <= o.warmup_ratio < 1:
+        raise ConfigError("optim.warmup_ratio", f"must be in [0, 1), got {o.warmup_ratio}")
+    if not 0 <= o.min_lr_ratio <= 1:
+        raise ConfigError("optim.min_lr_ratio", f"must be in [0, 1], got {o.min_lr_ratio}")
+    _choice("optim.schedule", o.schedule, ("cosine", "constant"))
+    for name in ("text", "pose", "depth", "align", "scale"):
+        _positive(f"loss.{name}", getattr(l, name), allow_zero=True)
+    if r.steps is not None:
+        _positive("train.steps", r.steps)
+    _positive("train.epochs", r.epochs)
+    _positive("train.micro_batch", r.micro_batch)
+    _positive("train.global_batch", r.global_batch)
+    _positive("train.max_bad_steps", r.max_bad_steps)
+    _choice("train.device", r.device, ("auto", "cpu", "cuda"))
+    per_step = r.micro_batch * world_size
+    if r.global_batch % per_step:
+        raise ConfigError("train.global_batch", f"{r.global_batch} is not a multiple of train.micro_batch "
+                          f"({r.micro_batch}) x {world_size} data-parallel ranks")
+    _positive("checkpoint.every", c.every, allow_zero=True)
+    _positive("checkpoint.keep", c.keep)
+    _positive("metrics.log_every", x.log_every)
+    return r.global_batch // per_step

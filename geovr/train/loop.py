@@ -1,0 +1,256 @@
+"""`Trainer`: the training loop. One optimizer step = `accum` micro-batches on each of the
+data-parallel ranks; teachers run frozen on the step's videos; bf16 autocast on GPUs; a NaN/inf
+step is skipped and counted; checkpoints every `checkpoint.every` steps, on SIGTERM and at the end.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.health import SkipLog
+from ..data.qwen_inputs import IGNORE_INDEX, collate
+from ..data.sampler import ResumableSampler, position_after
+from ..parallel.data_parallel import all_reduce_sum, barrier, init_world, shutdown, wrap_data_parallel
+from ..teachers.base import TeacherRequest
+from . import build
+from .checkpoint import Checkpointer
+from .config import Config, validate
+from .metrics import MetricsLogger, peak_memory_gb
+from .objective import PARTS, micro_loss
+from .optim import build_optimizer, build_scheduler
+
+logger = logging.getLogger("geovr.train")
+
+
+class TooManyBadSteps(RuntimeError):
+    pass
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.to(device, non_blocking=True)
+        elif k == "teacher_frames":
+            out[k] = [x.to(device, non_blocking=True) for x in v]
+        else:
+            out[k] = v
+    return out
+
+
+class Trainer:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.world = init_world(cfg.train.device)
+        self.accum = validate(cfg, self.world.world_size)
+        build.check_paths(cfg)
+        self.output = Path(cfg.train.output)
+        if self.world.main:
+            build.ensure_data(cfg, progress=cfg.metrics.progress)
+        barrier(self.world)
+        torch.manual_seed(cfg.train.seed)
+        self.tokenizer = build.build_tokenizer(cfg)
+        self.dataset, invalid = build.build_dataset(cfg, self.tokenizer)
+        self.records = {r.id: r for r in self.dataset.records}
+        self.skips = SkipLog()
+        self.skips.add_invalid_records(invalid)
+        self.sampler = ResumableSampler(len(self.dataset), seed=cfg.train.seed, shuffle=cfg.data.shuffle,
+                                        rank=self.world.rank, world_size=self.world.world_size)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.loader = DataLoader(self.dataset, batch_size=cfg.train.micro_batch, sampler=self.sampler,
+                                 collate_fn=lambda s: collate(s, pad), num_workers=cfg.data.workers, drop_last=True,
+                                 persistent_workers=False)
+        micro_per_epoch = len(self.sampler.order(0)) // cfg.train.micro_batch
+        if micro_per_epoch < self.accum and cfg.train.steps is None:
+            raise ValueError(f"one epoch holds {micro_per_epoch} micro-batches per rank, fewer than the {self.accum} "
+                             "of one step: lower train.global_batch or set train.steps")
+        self.total_steps = cfg.train.steps or cfg.train.epochs * (micro_per_epoch // self.accum)
+        self.teacher = build.build_teacher(cfg, self.world.device)
+        self.geo = build.build_model(cfg, self.tokenizer, self.world.device)
+        self.enabled = {"pose": self.geo.cfg.camera, "depth": self.geo.cfg.depth, "align": self.geo.cfg.align,
+                        "scale": self.geo.cfg.scale}
+        self.model = wrap_data_parallel(self.geo, self.world, cfg.train.find_unused_parameters)
+        self.optimizer = build_optimizer(self.geo, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, cfg.optim)
+        self.checkpointer = Checkpointer(self.output / "checkpoints", self.world, cfg.checkpoint.keep)
+        self.step, self.bad_steps, self.bad_in_a_row = 0, 0, 0
+        self.samples_seen, self.tokens_seen = 0, 0
+        resume = self.checkpointer.resolve(cfg.checkpoint.resume)
+        if resume is not None:
+            self._restore(resume)
+        self.amp = self._autocast()
+        self._stop_signal = None
+
+    # ------------------------------------------------------------------ state
+    def _trainer_state(self, position: tuple[int, int]) -> dict:
+        return {"sampler": self.sampler.state_dict(position), "scheduler": self.scheduler.state_dict(),
+                "bad_steps": self.bad_steps, "bad_in_a_row": self.bad_in_a_row, "samples_seen": self.samples_seen,
+                "tokens_seen": self.tokens_seen, "skips": dict(self.skips.total_counts),
+                "config": self.cfg.to_dict()}
+
+    def _restore(self, path: Path) -> None:
+        state = self.checkpointer.load(path, self.model, self.optimizer)
+        self.step = int(state["step"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.bad_steps, self.bad_in_a_row = state["bad_steps"], state["bad_in_a_row"]
+        self.samples_seen, self.tokens_seen = state["samples_seen"], state["tokens_seen"]
+        self.skips.total_counts.update(state.get("skips", {}))
+        if self.world.main:
+            logger.warning("resumed from %s at step %d (epoch %d, sample %d)", path, self.step,
+                           self.sampler.epoch, self.sampler.start)
+
+    def _autocast(self):
+        dtype = self.cfg.model.dtype
+        if dtype == "bf16" or (dtype == "auto" and self.world.device.type == "cuda"):
+            return lambda: torch.autocast(self.world.device.type, dtype=torch.bfloat16)
+        return nullcontext
+
+    # ------------------------------------------------------------------ data
+    def _micro_batches(self):
+        """Micro-batches forever, epoch after epoch (the sampler knows where a resumed run was)."""
+        while True:
+            full_epoch = self.sampler.start == 0
+            yielded = False
+            for batch in self.loader:
+                yielded = True
+                yield batch
+            if full_epoch and not yielded:
+                raise RuntimeError(f"an epoch holds fewer than train.micro_batch={self.cfg.train.micro_batch} samples "
+                                   "per rank: add data or lower the batch")
+            epoch = self.sampler.epoch
+            if self.world.main:
+                self.skips.end_epoch(epoch)
+            self.sampler.set_epoch(epoch + 1)
+
+    def _targets(self, batch: dict) -> list:
+        out = []
+        for i, sid in enumerate(batch["ids"]):
+            if not bool((batch["mm_token_type_ids"][i] == 2).any()):
+                continue
+            rec = self.records[sid]
+            out.append(self.teacher(TeacherRequest(sid, batch["teacher_frames"][i], batch["frame_indices"][i],
+                                                   rec.extra, rec.media_rel)))
+        return out
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, micro: list[dict]) -> dict:
+        dev, world = self.world.device, self.world
+        t0 = time.perf_counter()
+        teacher_s = time.perf_counter()
+        targets = [self._targets(b) for b in micro]
+        teacher_s = time.perf_counter() - teacher_s
+        local = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
+                              sum(len(t) for t in targets),
+                              sum(int(b["attention_mask"].sum()) for b in micro)], dtype=torch.float64)
+        n_tokens, n_video, n_all = all_reduce_sum(local.to(dev), world).tolist()
+        parts = {k: torch.zeros((), device=dev) for k in PARTS}
+        finite = True
+        for j, (batch, tgt) in enumerate(zip(micro, targets)):
+            sync = nullcontext() if (not world.distributed or j == len(micro) - 1) else self.model.no_sync()
+            with sync:
+                with self.amp():
+                    out = self.model(_to(batch, dev), num_items_in_batch=torch.tensor(max(n_tokens, 1.0), device=dev))
+                share = len(tgt) / n_video if n_video else 0.0
+                loss = micro_loss(out, tgt, self.cfg.loss, share, self.enabled)
+                (loss.total * world.world_size).backward()
+            finite &= loss.finite
+            for k, v in loss.parts.items():
+                parts[k] += v
+        parts = all_reduce_sum(torch.stack([parts[k] for k in PARTS]), world)
+        flags = all_reduce_sum(torch.tensor([0.0 if finite else 1.0], device=dev), world)
+        clip = self.cfg.optim.clip or float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], clip)
+        bad = flags.item() > 0 or not bool(torch.isfinite(grad_norm))
+        if bad:
+            self.bad_steps += 1
+            self.bad_in_a_row += 1
+        else:
+            self.optimizer.step()
+            self.bad_in_a_row = 0
+        lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.step += 1
+        dt = time.perf_counter() - t0
+        samples = self.cfg.train.global_batch
+        self.samples_seen += samples
+        self.tokens_seen += int(n_all)
+        weights = self.cfg.loss
+        part_values = dict(zip(PARTS, parts.tolist()))
+        active = {k: v for k, v in part_values.items() if k == "text" or self.enabled.get(k)}
+        record = {"step": self.step, "loss": sum(getattr(weights, k) * v for k, v in active.items()),
+                  **{f"loss/{k}": v for k, v in active.items()}, **lrs, "grad_norm": float(grad_norm),
+                  "samples_per_s": samples / dt, "tokens_per_s": n_all / dt, "step_s": dt,
+                  "teacher_s": teacher_s, "peak_memory_gb": peak_memory_gb(dev), "bad_steps": self.bad_steps,
+                  "skipped_step": int(bad), **self.skips.metrics()}
+        if self.bad_in_a_row >= self.cfg.train.max_bad_steps:
+            raise TooManyBadSteps(
+                f"{self.bad_in_a_row} steps in a row had a NaN/inf loss or gradient (step {self.step}); stopping. "
+                "Lower optim.lr / optim.lr_new, check the teacher targets, or resume from an earlier checkpoint.")
+        return record
+
+    # ------------------------------------------------------------------ the run
+    def _on_sigterm(self, signum, frame) -> None:
+        self._stop_signal = signum
+
+    def _save(self, position: tuple[int, int]) -> None:
+        path = self.checkpointer.save(self.step, self.model, self.optimizer, self._trainer_state(position))
+        if self.world.main:
+            logger.info("checkpoint %s", path)
+
+    def train(self) -> dict:
+        cfg, world = self.cfg, self.world
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        metrics = MetricsLogger(self.output, self.total_steps, self.step, world.main, cfg.metrics.progress,
+                                cfg.metrics.tensorboard)
+        position = (self.sampler.epoch, self.sampler.start)
+        stopped = None
+        try:
+            batches = self._micro_batches()
+            while self.step < self.total_steps:
+                micro = [next(batches) for _ in range(self.accum)]
+                for b in micro:
+                    if world.main:
+                        self.skips.add_batch(b)
+                position = position_after([p for b in micro for p in b["positions"]])
+                record = self.train_step(micro)
+                if self.step % cfg.metrics.log_every == 0 or self.step == self.total_steps:
+                    metrics.log(record)
+                metrics.advance()
+                stop = all_reduce_sum(torch.tensor([1.0 if self._stop_signal else 0.0], device=world.device), world)
+                if stop.item() > 0:
+                    self._save(position)
+                    stopped = "SIGTERM"
+                    metrics.note(f"SIGTERM: saved checkpoint step {self.step}; exiting")
+                    break
+                if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 and self.step < self.total_steps:
+                    self._save(position)
+            if stopped is None:
+                latest = self.checkpointer.latest()
+                if latest is None or not latest.name.endswith(f"{self.step:08d}"):
+                    self._save(position)
+                if cfg.checkpoint.export and world.main:
+                    from ..model.checkpoint import save_geovr
+
+                    save_geovr(self.geo, self.output / "final", tokenizer=self.tokenizer,
+                               processor_files_from=cfg.model.path)
+            summary = metrics.summary({"steps": self.step, "bad_steps": self.bad_steps,
+                                       "samples_seen": self.samples_seen, "tokens_seen": self.tokens_seen,
+                                       "stopped": stopped or "done", **self.skips.metrics()})
+            if hasattr(self.teacher, "hits"):
+                summary.update({"teacher_cache_hits": self.teacher.hits, "teacher_cache_misses": self.teacher.misses})
+            return summary
+        finally:
+            metrics.close()
+            signal.signal(signal.SIGTERM, previous)
+            barrier(world)
+
+    def close(self) -> None:
+        shutdown(self.world)

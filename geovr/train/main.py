@@ -1,0 +1,60 @@
+"""`python -m geovr.train` / `torchrun --nproc_per_node N -m geovr.train`.
+
+  python -m geovr.train                                  the tiny embedded job (CPU, minutes)
+  python -m geovr.train --preset paper --config run.yaml model.path=/models/Qwen3-VL-2B-Instruct
+  python -m geovr.train train.steps=50 optim.lr=5e-4     overrides: section.field=value
+  python -m geovr.train --resume auto                    continue the newest checkpoint
+  python -m geovr.train --print-config                   show the resolved config and exit
+
+Order of precedence: preset < --config YAML < overrides.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .config import PRESETS, ConfigError, preset
+from .config_io import apply_dict, apply_overrides, dump_yaml, load_yaml
+
+
+def parse_config(argv: list[str] | None = None):
+    p = argparse.ArgumentParser(prog="python -m geovr.train", description="Train a GeoVR model.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--preset", default=None, choices=PRESETS, help="base config (default tiny, or the YAML's 'preset')")
+    p.add_argument("--config", default=None, help="YAML file with sections model/data/teacher/optim/loss/train/"
+                                                 "checkpoint/metrics")
+    p.add_argument("--resume", default=None, help="none | auto | a checkpoint folder (= checkpoint.resume)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument("overrides", nargs="*", help="section.field=value")
+    args = p.parse_args(argv)
+    data = load_yaml(args.config) if args.config else {}
+    cfg = preset(args.preset or data.get("preset", "tiny"))
+    apply_dict(cfg, data, args.config or "config")
+    apply_overrides(cfg, args.overrides)
+    if args.resume is not None:
+        cfg.checkpoint.resume = args.resume
+    return cfg, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg, args = parse_config(argv)
+        if args.print_config:
+            print(dump_yaml(cfg), end="")
+            return 0
+        from .loop import Trainer
+
+        trainer = Trainer(cfg)
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        summary = trainer.train()
+    finally:
+        trainer.close()
+    if trainer.world.main:
+        print("summary: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
+    return 0

@@ -1,0 +1,86 @@
+"""The GeoVR training objective for one micro-batch: the four geometric losses against the
+teacher's targets plus the text loss, weighted as the config says.
+
+Normalisation, so that any split of a step's batch over micro-batches and data-parallel ranks
+gives the same gradient: the text loss is a sum over answer tokens divided by the step's total
+token count (`num_items_in_batch`, all micro-batches of all ranks), and each geometric loss is the
+micro-batch's per-sample mean times (its video samples / the step's video samples). Summing
+micro-batches and ranks then gives exact step means.
+
+A non-finite prediction does not raise: its part becomes NaN (still connected to the graph, so
+every rank runs the same backward) and the loop skips the step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..losses import align_loss, depth_loss, pose_loss, scale_loss
+from ..model.geovr_model import GeoOutputs
+from ..teachers.base import TeacherTargets
+from .config import LossConfig
+
+PARTS = ("text", "pose", "depth", "align", "scale")
+
+
+@dataclass
+class MicroLoss:
+    """total: the weighted sum to backpropagate; parts: each unweighted part already scaled to its
+    share of the step (sum over micro-batches and ranks = the step's value); finite: all parts finite."""
+
+    total: Tensor
+    parts: dict[str, Tensor] = field(default_factory=dict)
+    finite: bool = True
+
+
+def _nan_like(tensors: list[Tensor]) -> Tensor:
+    return sum(t.float().sum() for t in tensors) * float("nan")
+
+
+def _finite(tensors: list[Tensor]) -> bool:
+    return bool(torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).all()) if tensors else True
+
+
+def pooled_features(targets: TeacherTargets, layer: int) -> Tensor:
+    """Teacher features [T, h, w, C] -> 2x2 average pooled [T, h/2, w/2, C] (the alignment target)."""
+    f = targets.features[layer]
+    return F.avg_pool2d(f.permute(0, 3, 1, 2).float(), 2).permute(0, 2, 3, 1)
+
+
+def micro_loss(out: GeoOutputs, targets: list[TeacherTargets], weights: LossConfig, video_share: float,
+               enabled: dict[str, bool]) -> MicroLoss:
+    """out: the model's outputs (its loss_text already normalised by the step's token count);
+    targets: one per video sample, in `out.video_samples` order; video_share: this micro-batch's
+    video samples / the step's; enabled: which geometric parts the model computes."""
+    parts: dict[str, Tensor] = {}
+    if out.loss_text is not None:
+        parts["text"] = out.loss_text
+    if targets:
+        if enabled.get("pose"):
+            pred, tgt = out.pose, [t.pose_enc.to(out.pose[0].device) for t in targets]
+            parts["pose"] = pose_loss(pred, tgt)[0] if _finite(pred + tgt) else _nan_like(pred)
+        if enabled.get("depth"):
+            pred, tgt = out.depth, [t.depth.to(out.depth[0].device) for t in targets]
+            parts["depth"] = depth_loss([p.float() for p in pred], tgt)[0] if _finite(pred + tgt) else _nan_like(pred)
+        if enabled.get("align"):
+            layers = sorted(out.features)
+            student = [[f.reshape(-1, f.shape[-1]).float() for f in out.features[g]] for g in layers]
+            teacher = [[pooled_features(t, g).to(student[0][0].device).reshape(-1, student[k][0].shape[-1])
+                        for t in targets] for k, g in enumerate(layers)]
+            flat_s, flat_t = [x for s in student for x in s], [x for s in teacher for x in s]
+            parts["align"] = align_loss(student, teacher) if _finite(flat_s + flat_t) else _nan_like(flat_s)
+        if enabled.get("scale"):
+            if any(t.scale is None for t in targets):
+                raise ValueError("the scale loss is on but the teacher gives no scale target: add a metric-depth "
+                                 "teacher (teacher.metric_weights) or set loss.scale=0")
+            tgt = torch.stack([t.scale.reshape(()) for t in targets]).to(out.scale.device).float()
+            parts["scale"] = scale_loss(out.scale.float(), tgt) if _finite([out.scale, tgt]) else _nan_like([out.scale])
+    scaled = {k: (v if k == "text" else v * video_share) for k, v in parts.items()}
+    total = sum(getattr(weights, k) * v for k, v in scaled.items() if getattr(weights, k) > 0)
+    if not isinstance(total, Tensor):
+        total = out.logits.sum() * 0.0
+    finite = bool(torch.isfinite(torch.stack([v.detach().float() for v in scaled.values()])).all()) if scaled else True
+    return MicroLoss(total=total, parts={k: v.detach().float() for k, v in scaled.items()}, finite=finite)

@@ -1,0 +1,85 @@
+"""Config: presets, YAML and overrides typed per field, and errors that name the field."""
+import pytest
+
+from geovr.train.config import ConfigError, paper, preset, tiny, validate
+from geovr.train.config_io import apply_dict, apply_overrides, dump_yaml, load_yaml
+from geovr.train.main import main, parse_config
+
+
+def test_presets():
+    t, p = tiny(), paper()
+    assert t.model.path is None and t.teacher.name == "synthetic" and t.data.synthetic
+    assert validate(t) == 2  # global 4 = micro 2 x 2 accumulation steps on one rank
+    assert (p.optim.lr, p.optim.lr_new, p.optim.schedule, p.optim.warmup_ratio, p.optim.weight_decay, p.optim.clip) \
+        == (2e-5, 1e-4, "cosine", 0.03, 0.0, 1.0)
+    assert (p.loss.text, p.loss.pose, p.loss.depth, p.loss.align, p.loss.scale) == (1.0, 2.5, 1.0, 1.0, 1.0)
+    assert (p.data.fps, p.data.max_frames, p.train.global_batch, p.model.freeze_vision) == (2.0, 32, 32, True)
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("huge")
+
+
+def test_accumulation_and_world_size():
+    cfg = tiny()
+    cfg.train.global_batch, cfg.train.micro_batch = 8, 2
+    assert validate(cfg, world_size=1) == 4
+    assert validate(cfg, world_size=2) == 2
+    with pytest.raises(ConfigError, match="train.global_batch.*3 data-parallel ranks"):
+        validate(cfg, world_size=3)
+
+
+@pytest.mark.parametrize("override, field", [
+    ("train.micro_batch=0", "train.micro_batch"),
+    ("optim.lr=-1", "optim.lr"),
+    ("optim.schedule=linear", "optim.schedule"),
+    ("data.teacher_longest=500", "data.teacher_longest"),
+    ("data.min_frames=40", "data.min_frames"),
+    ("optim.warmup_ratio=1.5", "optim.warmup_ratio"),
+    ("model.dtype=fp8", "model.dtype"),
+    ("teacher.name=vggt", "teacher.vggt_weights"),
+])
+def test_validation_names_the_field(override, field):
+    cfg = apply_overrides(tiny(), [override])
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert err.value.field == field and field in str(err.value)
+
+
+def test_overrides_are_typed():
+    cfg = apply_overrides(tiny(), ["train.steps=7", "optim.lr=3e-4", "data.shuffle=false", "model.path=none",
+                                   "teacher.cache=/tmp/c", "train.steps=8.0"])
+    assert cfg.train.steps == 8 and cfg.optim.lr == 3e-4 and cfg.data.shuffle is False
+    assert cfg.model.path is None and cfg.teacher.cache == "/tmp/c"
+    for bad, field in (("train.steps=abc", "train.steps"), ("train.stepz=1", "train.stepz"),
+                       ("trian.steps=1", "trian"), ("data.shuffle=maybe", "data.shuffle"), ("steps=1", "steps"),
+                       ("train.steps", "train.steps")):
+        with pytest.raises(ConfigError) as err:
+            apply_overrides(tiny(), [bad])
+        assert err.value.field == field
+
+
+def test_yaml_round_trip_and_precedence(tmp_path):
+    cfg = tiny()
+    cfg.train.steps, cfg.optim.lr_new = 11, 5e-3
+    path = tmp_path / "run.yaml"
+    path.write_text(dump_yaml(cfg))
+    again = apply_dict(tiny(), load_yaml(path))
+    assert again == cfg
+    path.write_text("preset: paper\ntrain:\n  steps: 3\n")
+    parsed, _ = parse_config(["--config", str(path), "train.steps=4", "--resume", "auto"])
+    assert parsed.train.steps == 4 and parsed.train.global_batch == 32 and parsed.checkpoint.resume == "auto"
+    path.write_text("train: [1, 2]\n")
+    with pytest.raises(ConfigError, match="train"):
+        apply_dict(tiny(), load_yaml(path))
+
+
+def test_cli_errors_before_any_work(tmp_path, capsys):
+    assert main(["model.path=" + str(tmp_path / "no_model"), f"train.output={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err
+    assert "model.path" in err and "config.json" in err
+    assert not (tmp_path / "out").exists()
+    assert main(["data.synthetic=false", f"data.path={tmp_path / 'none.jsonl'}"]) == 2
+    assert "data.path" in capsys.readouterr().err
+    assert main(["teacher.name=vggt", f"teacher.vggt_weights={tmp_path / 'nope.pt'}", "loss.scale=0"]) == 2
+    assert "teacher.vggt_weights" in capsys.readouterr().err
+    assert main(["--print-config", "train.steps=3"]) == 0
+    assert "steps: 3" in capsys.readouterr().out

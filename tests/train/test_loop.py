@@ -1,0 +1,109 @@
+"""The training loop in-process: the loss parts fall, a diverging run skips its NaN steps and stops
+with a clear message, checkpoints are complete or invisible, groups and schedule as configured."""
+import json
+
+import pytest
+import torch
+
+from geovr.train.checkpoint import Checkpointer
+from geovr.train.loop import TooManyBadSteps, Trainer
+from geovr.train.optim import lr_factor
+from geovr.train.config import OptimConfig
+from train_helpers import losses, small_config
+
+
+def test_loss_parts_fall(synthetic_root, tmp_path):
+    cfg = small_config(synthetic_root, tmp_path / "run", steps=24)
+    cfg.checkpoint.every, cfg.checkpoint.export = 12, True
+    cfg.metrics.tensorboard = True
+    trainer = Trainer(cfg)
+    summary = trainer.train()
+    for part in ("text", "pose", "depth", "align", "scale"):
+        assert summary[f"loss/{part} last"] < 0.9 * summary[f"loss/{part} first"], part
+    assert summary["steps"] == 24 and summary["bad_steps"] == 0 and summary["stopped"] == "done"
+    recs = losses(tmp_path / "run")
+    assert sorted(recs) == list(range(1, 25))
+    first = recs[1]
+    for key in ("loss", "lr/llm", "lr/new", "grad_norm", "samples_per_s", "tokens_per_s", "peak_memory_gb",
+                "teacher_s", "data/skipped"):
+        assert key in first, key
+    # groups: the new parts at 2x the LLM's rate (tiny preset), warmup then cosine
+    assert recs[5]["lr/new"] == pytest.approx(2 * recs[5]["lr/llm"])
+    assert recs[24]["lr/llm"] < recs[12]["lr/llm"]
+    # TensorBoard event files, the kept checkpoints, the exported model
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    names = [p.name for p in Checkpointer(tmp_path / "run" / "checkpoints", trainer.world).complete()]
+    assert names == ["step_00000012", "step_00000024"]
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step_00000024" / "trainer_state.json").read_text())
+    assert state["step"] == 24 and state["samples_seen"] == 96
+    assert (tmp_path / "run" / "final" / "geovr.safetensors").is_file()
+    # the frozen ViT did not move; the merger did
+    vit = [n for n, p in trainer.geo.named_parameters() if n.startswith("base.model.visual.blocks")]
+    assert vit and all(not dict(trainer.geo.named_parameters())[n].requires_grad for n in vit)
+
+
+def test_diverging_run_skips_nan_steps_then_stops(synthetic_root, tmp_path):
+    cfg = small_config(synthetic_root, tmp_path / "run", steps=20, max_bad_steps=3)
+    cfg.optim.lr, cfg.optim.lr_new, cfg.optim.warmup_ratio, cfg.optim.clip = 1e30, 1e30, 0.0, 0.0
+    trainer = Trainer(cfg)
+    with pytest.raises(TooManyBadSteps, match="3 steps in a row had a NaN/inf"):
+        trainer.train()
+    recs = losses(tmp_path / "run")
+    assert recs[1]["skipped_step"] == 0  # the first step is finite and blows the weights up
+    bad = [s for s, r in recs.items() if r["skipped_step"]]
+    assert bad == [2, 3] and trainer.bad_steps == 3  # the 3rd raises before it is logged
+    params = {n: p.detach().clone() for n, p in trainer.geo.named_parameters()}
+    batches = trainer._micro_batches()
+    with pytest.raises(TooManyBadSteps):  # one more bad step: skipped, the weights stay as they were
+        trainer.train_step([next(batches) for _ in range(trainer.accum)])
+    assert trainer.bad_steps == 4
+    assert all(torch.equal(p, params[n]) for n, p in trainer.geo.named_parameters())
+
+
+def test_incomplete_checkpoints_are_invisible(tmp_path):
+    from geovr.parallel.data_parallel import World
+
+    ck = Checkpointer(tmp_path, World(0, 1, 0, torch.device("cpu")), keep=2)
+    (tmp_path / ".step_00000009.tmp").mkdir()
+    (tmp_path / "step_00000008").mkdir()  # no trainer_state.json: killed mid-rename cannot produce this, still ignored
+    assert ck.latest() is None and ck.resolve("auto") is None
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        ck.resolve(str(tmp_path / "step_00000008"))
+
+
+def test_schedule():
+    cfg = OptimConfig(warmup_ratio=0.1)
+    f = [lr_factor(s, 100, cfg) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0) and f[10] == pytest.approx(1.0)
+    assert f[55] == pytest.approx(0.5, abs=0.02) and f[99] < 0.001
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+    assert lr_factor(50, 100, OptimConfig(schedule="constant", warmup_ratio=0.0)) == 1.0
+
+
+def test_training_reads_the_teacher_cache(synthetic_root, tmp_path):
+    from geovr.teachers.cache import main as cache_main
+
+    cfg = small_config(synthetic_root, tmp_path / "run", steps=2)
+    d = cfg.data
+    assert cache_main(["--data", d.path, "--out", str(tmp_path / "cache"), "--feature-dim", str(cfg.teacher.feature_dim),
+                       "--teacher-longest", str(d.teacher_longest), "--max-frames", str(d.max_frames),
+                       "--backend", d.backend, "--resampled", "--quiet"]) == 0
+    cfg.teacher.cache = str(tmp_path / "cache")
+    trainer = Trainer(cfg)
+    summary = trainer.train()
+    assert summary["teacher_cache_hits"] == 2 * cfg.train.global_batch and summary["teacher_cache_misses"] == 0
+    # the cached targets train exactly as the online teacher does (fp16 features aside)
+    online = Trainer(small_config(synthetic_root, tmp_path / "online", steps=2)).train()
+    assert summary["loss first"] == pytest.approx(online["loss first"], rel=1e-3)
+
+
+def test_gradient_checkpointing_gives_the_same_step(synthetic_root, tmp_path):
+    plain = small_config(synthetic_root, tmp_path / "a", steps=2)
+    ckpt = small_config(synthetic_root, tmp_path / "b", steps=2)
+    ckpt.model.gradient_checkpointing = True
+    Trainer(plain).train()
+    Trainer(ckpt).train()
+    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+    for step in (1, 2):
+        for key in ("loss/text", "loss/depth", "loss/align", "grad_norm"):
+            assert b[step][key] == pytest.approx(a[step][key], rel=1e-5), (step, key)
