@@ -8,6 +8,7 @@ import logging
 import signal
 import time
 from contextlib import nullcontext
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -64,7 +65,7 @@ class Trainer:
                                         rank=self.world.rank, world_size=self.world.world_size)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.loader = DataLoader(self.dataset, batch_size=cfg.train.micro_batch, sampler=self.sampler,
-                                 collate_fn=lambda s: collate(s, pad), num_workers=cfg.data.workers, drop_last=True,
+                                 collate_fn=partial(collate, pad_token_id=pad), num_workers=cfg.data.workers, drop_last=True,
                                  persistent_workers=False)
         micro_per_epoch = len(self.sampler.order(0)) // cfg.train.micro_batch
         if micro_per_epoch < self.accum and cfg.train.steps is None:
@@ -246,11 +247,11 @@ class Trainer:
                                        "stopped": stopped or "done", **self.skips.metrics()})
             if hasattr(self.teacher, "hits"):
                 summary.update({"teacher_cache_hits": self.teacher.hits, "teacher_cache_misses": self.teacher.misses})
+            barrier(world)  # on success only: after an error on one rank a barrier would hang the others
             return summary
         finally:
             metrics.close()
             signal.signal(signal.SIGTERM, previous)
-            barrier(world)
 
     def close(self) -> None:
         shutdown(self.world)

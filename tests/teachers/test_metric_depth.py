@@ -86,3 +86,15 @@ def test_metric_errors(tmp_path, monkeypatch, sample):
     bad = TeacherRequest("s", torch.rand(2, 3, 30, 28), [0, 1])
     with pytest.raises(ValueError, match="multiples of 14"):
         MetricDepthTeacher(model=TinyDA3(1.0, 0), device="cpu")(bad)
+
+
+def test_real_da3_metric_network_when_installed():
+    """Depth-Anything-3's own metric-large network (random weights: no hub here) through
+    MetricDepthTeacher; skipped where the package is not installed."""
+    cfg = pytest.importorskip("depth_anything_3.cfg")
+    registry = pytest.importorskip("depth_anything_3.registry")
+    net = cfg.create_object(cfg.load_config(registry.MODEL_REGISTRY["da3metric-large"])).eval()
+    out = MetricDepthTeacher(model=net, device="cpu", weights_id="random")(
+        TeacherRequest("s", torch.rand(2, 3, 56, 70), [0, 1]))
+    assert out.raw.shape == (2, 56, 70) and out.sky.shape == (2, 56, 70)
+    assert torch.isfinite(out.raw).all() and (out.sky >= 0).all() and (out.sky <= 1).all()
