@@ -81,7 +81,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, cfg.optim)
         self.checkpointer = Checkpointer(self.output / "checkpoints", self.world, cfg.checkpoint.keep)
         self.step, self.bad_steps, self.bad_in_a_row = 0, 0, 0
-        self.samples_seen, self.tokens_seen = 0, 0
+        self.samples_seen, self.tokens_seen, self.skipped_total = 0, 0, len(invalid)
         resume = self.checkpointer.resolve(cfg.checkpoint.resume)
         if resume is not None:
             self._restore(resume)
@@ -93,6 +93,7 @@ class Trainer:
         return {"sampler": self.sampler.state_dict(position), "scheduler": self.scheduler.state_dict(),
                 "bad_steps": self.bad_steps, "bad_in_a_row": self.bad_in_a_row, "samples_seen": self.samples_seen,
                 "tokens_seen": self.tokens_seen, "skips": dict(self.skips.total_counts),
+                "skipped_total": self.skipped_total,
                 "config": self.cfg.to_dict()}
 
     def _restore(self, path: Path) -> None:
@@ -103,6 +104,7 @@ class Trainer:
         self.bad_steps, self.bad_in_a_row = state["bad_steps"], state["bad_in_a_row"]
         self.samples_seen, self.tokens_seen = state["samples_seen"], state["tokens_seen"]
         self.skips.total_counts.update(state.get("skips", {}))
+        self.skipped_total = int(state.get("skipped_total", 0))
         if self.world.main:
             logger.warning("resumed from %s at step %d (epoch %d, sample %d)", path, self.step,
                            self.sampler.epoch, self.sampler.start)
@@ -149,8 +151,10 @@ class Trainer:
         teacher_s = time.perf_counter() - teacher_s
         local = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
                               sum(len(t) for t in targets),
-                              sum(int(b["attention_mask"].sum()) for b in micro)], dtype=torch.float64)
-        n_tokens, n_video, n_all = all_reduce_sum(local.to(dev), world).tolist()
+                              sum(int(b["attention_mask"].sum()) for b in micro),
+                              sum(len(b["skipped"]) for b in micro)], dtype=torch.float64)
+        n_tokens, n_video, n_all, n_skipped = all_reduce_sum(local.to(dev), world).tolist()
+        self.skipped_total += int(n_skipped)
         parts = {k: torch.zeros((), device=dev) for k in PARTS}
         finite = True
         for j, (batch, tgt) in enumerate(zip(micro, targets)):
@@ -190,7 +194,7 @@ class Trainer:
                   **{f"loss/{k}": v for k, v in active.items()}, **lrs, "grad_norm": float(grad_norm),
                   "samples_per_s": samples / dt, "tokens_per_s": n_all / dt, "step_s": dt,
                   "teacher_s": teacher_s, "peak_memory_gb": peak_memory_gb(dev), "bad_steps": self.bad_steps,
-                  "skipped_step": int(bad), **self.skips.metrics()}
+                  "skipped_step": int(bad), **self.skips.metrics(), "data/skipped": float(self.skipped_total)}
         if self.bad_in_a_row >= self.cfg.train.max_bad_steps:
             raise TooManyBadSteps(
                 f"{self.bad_in_a_row} steps in a row had a NaN/inf loss or gradient (step {self.step}); stopping. "
@@ -244,7 +248,8 @@ class Trainer:
                                processor_files_from=cfg.model.path)
             summary = metrics.summary({"steps": self.step, "bad_steps": self.bad_steps,
                                        "samples_seen": self.samples_seen, "tokens_seen": self.tokens_seen,
-                                       "stopped": stopped or "done", **self.skips.metrics()})
+                                       "stopped": stopped or "done", **self.skips.metrics(),
+                                       "data/skipped": float(self.skipped_total)})
             if hasattr(self.teacher, "hits"):
                 summary.update({"teacher_cache_hits": self.teacher.hits, "teacher_cache_misses": self.teacher.misses})
             barrier(world)  # on success only: after an error on one rank a barrier would hang the others

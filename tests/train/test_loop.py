@@ -116,3 +116,20 @@ def test_bf16_autocast_step_is_close_to_fp32(synthetic_root, tmp_path):
     a, b = Trainer(fp32).train(), Trainer(bf16).train()
     for key in ("loss/text first", "loss/depth first", "loss/align first", "loss/pose first"):
         assert b[key] == pytest.approx(a[key], rel=3e-2), key
+
+
+def test_corrupt_video_and_bad_record_are_skipped_and_counted(synthetic_root, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_root, data)
+    videos = sorted((data / "videos").iterdir())
+    videos[0].write_bytes(videos[0].read_bytes()[: 2000])  # truncated mid-stream
+    with open(data / "train.jsonl", "a") as f:
+        f.write('{"id": "broken", "video": "videos/none.mp4", "conversations": "oops"}\n')  # bad turns
+    cfg = small_config(data, tmp_path / "run", steps=4)
+    summary = Trainer(cfg).train()
+    assert summary["steps"] == 4 and summary["bad_steps"] == 0
+    recs = losses(tmp_path / "run")
+    assert summary["data/skipped"] >= 2 and recs[4]["data/skipped"] == summary["data/skipped"]
+    assert summary.get("data/skipped/invalid_record") == 1
