@@ -9,6 +9,11 @@ from torch import Tensor
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+class NonFiniteError(ValueError):
+    """An input holds NaN or inf (a ValueError, so callers may treat it like any bad input; the
+    trainer catches it to skip the step)."""
+
+
 def check_batch(name: str, tensors: object, ndim: int, what: str) -> list[Tensor]:
     """Check `tensors` is a non-empty list of floating tensors of rank `ndim` on one device.
 
@@ -84,7 +89,7 @@ def check_finite(named: dict[str, list[Tensor]]) -> None:
     ok = torch.stack(flags).cpu()
     bad = [n for n, f in zip(names, ok.tolist()) if not f]
     if bad:
-        raise ValueError(
+        raise NonFiniteError(
             f"{', '.join(bad)}: contains NaN or inf; pass valid_mask=... to exclude invalid target "
             f"pixels (non-finite targets under a mask are ignored), and check the model for "
             f"diverging predictions"

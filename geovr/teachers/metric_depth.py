@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,12 +18,11 @@ from torch import Tensor, nn
 
 from ..losses.scale import FOCAL_REF, focal_from_pose_enc, scale_target
 from .base import Teacher, TeacherRequest, TeacherTargets
+from .runtime import IMAGENET_MEAN, IMAGENET_STD, gpu_autocast, resolve_device
 
 DA3_INSTALL_HINT = ("Depth-Anything-3 is not installed. Install it from its public repository, e.g.\n"
                     "    pip install git+https://github.com/ByteDance-Seed/Depth-Anything-3\n"
                     "and pass the local folder of the DA3METRIC-LARGE weights (config.json + model.safetensors).")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -57,8 +55,7 @@ class MetricDepthTeacher(MetricDepthModel):
             if weights is None:
                 raise ValueError("MetricDepthTeacher: pass weights=<local DA3 metric folder> (or model=<a module>)")
             model = load_da3(weights)
-        self.device = torch.device(device) if device is not None else (
-            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.autocast = autocast
         self.cache_id = "da3metric-" + (weights_id or (Path(weights).name if weights is not None else type(model).__name__))
@@ -72,16 +69,12 @@ class MetricDepthTeacher(MetricDepthModel):
         if h % 14 or w % 14:
             raise ValueError(f"{request.sample_id}: metric-depth frames {h}x{w} must be multiples of 14")
         x = (frames.to(self.device, torch.float32)[None] - self._mean) / self._std
-        amp = (torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast and self.device.type == "cuda"
-               else nullcontext())
-        with amp:
+        with gpu_autocast(self.device, self.autocast):
             out = self.model(x)
-        depth = out["depth"]
-        sky = out.get("sky") if hasattr(out, "get") else None
-        raw = depth.float().reshape(t, *depth.shape[-2:]) if depth.dim() == 4 else depth.float().reshape(t, h, w)
-        if tuple(raw.shape[-2:]) != (h, w):
-            raise ValueError(f"MetricDepthTeacher: depth came back {tuple(raw.shape[-2:])}, frames are {h}x{w}")
-        return MetricDepth(raw=raw, sky=None if sky is None else sky.float().reshape(t, h, w))
+        depth, sky = out["depth"], out.get("sky")
+        if depth.numel() != t * h * w:
+            raise ValueError(f"MetricDepthTeacher: depth came back {tuple(depth.shape)}, frames are {t}x{h}x{w}")
+        return MetricDepth(raw=depth.float().reshape(t, h, w), sky=None if sky is None else sky.float().reshape(t, h, w))
 
 
 def load_da3(weights: str | os.PathLike) -> nn.Module:

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .runtime import IMAGENET_MEAN, IMAGENET_STD
+
 SPECIAL_TOKENS = 5  # 1 camera + 4 registers
 
 
@@ -27,8 +29,8 @@ class _Aggregator(nn.Module):
         block = lambda: nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True)  # noqa: E731
         self.frame_blocks = nn.ModuleList(block() for _ in range(depth))
         self.global_blocks = nn.ModuleList(block() for _ in range(depth))
-        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], int]:
         b, s, _, h, w = images.shape

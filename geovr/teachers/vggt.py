@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ from torch import nn
 
 from ..model.layer_map import VGGT_DEPTH, VGGT_LAYERS
 from .base import Teacher, TeacherRequest, TeacherTargets
+from .runtime import gpu_autocast, resolve_device
 
 INSTALL_HINT = ("VGGT is not installed. Install it from its public repository, e.g.\n"
                 "    pip install git+https://github.com/facebookresearch/vggt\n"
@@ -96,8 +96,7 @@ class VGGTTeacher(Teacher):
         bad = [l for l in layers if not 0 <= l < depth]
         if bad:
             raise ValueError(f"VGGTTeacher: layers {bad} are outside the aggregator's 0..{depth - 1}")
-        self.device = torch.device(device) if device is not None else (
-            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.layers, self.depth = tuple(layers), depth
         self.patch_size, self.feature_dim, self.autocast = patch_size, feature_dim, autocast
@@ -106,12 +105,6 @@ class VGGTTeacher(Teacher):
     @property
     def cache_id(self) -> str:
         return f"vggt-{self._weights_id}-l{'-'.join(map(str, self.layers))}-c{self.feature_dim}-p{self.patch_size}"
-
-    def _amp(self):
-        if self.autocast and self.device.type == "cuda":
-            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return nullcontext()
 
     @torch.no_grad()
     def __call__(self, request: TeacherRequest) -> TeacherTargets:
@@ -125,7 +118,7 @@ class VGGTTeacher(Teacher):
             raise ValueError(f"{request.sample_id}: teacher frames {h}x{w} must be multiples of the patch {p} "
                              "(use geovr.data.qwen_pixels.to_teacher_frames)")
         images = frames.to(self.device, torch.float32)[None]  # [1, T, 3, H, W]
-        with self._amp():
+        with gpu_autocast(self.device, self.autocast):
             tokens, start = self.model.aggregator(images)
         if len(tokens) != self.depth:
             raise ValueError(f"VGGTTeacher: the aggregator returned {len(tokens)} layers, expected depth={self.depth}")

@@ -157,11 +157,12 @@ class Trainer:
         self.skipped_total += int(n_skipped)
         parts = {k: torch.zeros((), device=dev) for k in PARTS}
         finite = True
+        step_tokens = torch.tensor(max(n_tokens, 1.0), device=dev)
         for j, (batch, tgt) in enumerate(zip(micro, targets)):
             sync = nullcontext() if (not world.distributed or j == len(micro) - 1) else self.model.no_sync()
             with sync:
                 with self.amp():
-                    out = self.model(_to(batch, dev), num_items_in_batch=torch.tensor(max(n_tokens, 1.0), device=dev))
+                    out = self.model(_to(batch, dev), num_items_in_batch=step_tokens)
                 share = len(tgt) / n_video if n_video else 0.0
                 loss = micro_loss(out, tgt, self.cfg.loss, share, self.enabled)
                 (loss.total * world.world_size).backward()

@@ -7,8 +7,9 @@ token count (`num_items_in_batch`, all micro-batches of all ranks), and each geo
 micro-batch's per-sample mean times (its video samples / the step's video samples). Summing
 micro-batches and ranks then gives exact step means.
 
-A non-finite prediction does not raise: its part becomes NaN (still connected to the graph, so
-every rank runs the same backward) and the loop skips the step.
+A non-finite prediction or target does not raise: the loss's own check (`NonFiniteError`) turns
+its part into NaN, still connected to the graph so every rank runs the same backward, and the loop
+skips the step.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..losses import align_loss, depth_loss, pose_loss, scale_loss
+from ..losses import NonFiniteError, align_loss, depth_loss, pose_loss, scale_loss
 from ..model.geovr_model import GeoOutputs
 from ..teachers.base import TeacherTargets
 from .config import LossConfig
@@ -36,12 +37,12 @@ class MicroLoss:
     finite: bool = True
 
 
-def _nan_like(tensors: list[Tensor]) -> Tensor:
-    return sum(t.float().sum() for t in tensors) * float("nan")
-
-
-def _finite(tensors: list[Tensor]) -> bool:
-    return bool(torch.stack([torch.isfinite(t.detach()).all() for t in tensors]).all()) if tensors else True
+def _guarded(loss_fn, preds: list[Tensor]) -> Tensor:
+    """loss_fn(), or NaN connected to `preds` when an input is not finite."""
+    try:
+        return loss_fn()
+    except NonFiniteError:
+        return sum(t.float().sum() for t in preds) * float("nan")
 
 
 def pooled_features(targets: TeacherTargets, layer: int) -> Tensor:
@@ -60,24 +61,23 @@ def micro_loss(out: GeoOutputs, targets: list[TeacherTargets], weights: LossConf
         parts["text"] = out.loss_text
     if targets:
         if enabled.get("pose"):
-            pred, tgt = out.pose, [t.pose_enc.to(out.pose[0].device) for t in targets]
-            parts["pose"] = pose_loss(pred, tgt)[0] if _finite(pred + tgt) else _nan_like(pred)
+            tgt = [t.pose_enc.to(out.pose[0].device) for t in targets]
+            parts["pose"] = _guarded(lambda: pose_loss(out.pose, tgt)[0], out.pose)
         if enabled.get("depth"):
-            pred, tgt = out.depth, [t.depth.to(out.depth[0].device) for t in targets]
-            parts["depth"] = depth_loss([p.float() for p in pred], tgt)[0] if _finite(pred + tgt) else _nan_like(pred)
+            pred, tgt = [p.float() for p in out.depth], [t.depth.to(out.depth[0].device) for t in targets]
+            parts["depth"] = _guarded(lambda: depth_loss(pred, tgt)[0], pred)
         if enabled.get("align"):
             layers = sorted(out.features)
             student = [[f.reshape(-1, f.shape[-1]).float() for f in out.features[g]] for g in layers]
             teacher = [[pooled_features(t, g).to(student[0][0].device).reshape(-1, student[k][0].shape[-1])
                         for t in targets] for k, g in enumerate(layers)]
-            flat_s, flat_t = [x for s in student for x in s], [x for s in teacher for x in s]
-            parts["align"] = align_loss(student, teacher) if _finite(flat_s + flat_t) else _nan_like(flat_s)
+            parts["align"] = _guarded(lambda: align_loss(student, teacher), [x for s in student for x in s])
         if enabled.get("scale"):
             if any(t.scale is None for t in targets):
                 raise ValueError("the scale loss is on but the teacher gives no scale target: add a metric-depth "
                                  "teacher (teacher.metric_weights) or set loss.scale=0")
             tgt = torch.stack([t.scale.reshape(()) for t in targets]).to(out.scale.device).float()
-            parts["scale"] = scale_loss(out.scale.float(), tgt) if _finite([out.scale, tgt]) else _nan_like([out.scale])
+            parts["scale"] = _guarded(lambda: scale_loss(out.scale.float(), tgt), [out.scale])
     scaled = {k: (v if k == "text" else v * video_share) for k, v in parts.items()}
     total = sum(getattr(weights, k) * v for k, v in scaled.items() if getattr(weights, k) > 0)
     if not isinstance(total, Tensor):
