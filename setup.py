@@ -76,8 +76,12 @@ setup(
         "triton": ["triton>=3.2"],
         # NVIDIA DALI decodes video on the GPU; its CPU backend (VP8/VP9) lets CI test that path.
         "dali": ["nvidia-dali-cuda130>=2.0"],
+        # Megatron-core tensor/pipeline parallelism of the student's LLM (0.16.1 is the newest on
+        # Python 3.11); psutil: its dist_checkpointing. Pin it in the same pip command as torch on CPU
+        # machines, or it pulls a CUDA torch.
+        "megatron": ["megatron-core>=0.16.1", "psutil>=5"],
         "dev": ["triton>=3.2", "pytest>=7", "hypothesis>=6", "scipy>=1.10", "pybind11>=2.10",
-                "nvidia-dali-cuda130>=2.0", "pillow>=9"],
+                "nvidia-dali-cuda130>=2.0", "pillow>=9", "megatron-core>=0.16.1", "psutil>=5"],
         "gpu": ["triton>=3.2", "nvidia-dali-cuda130>=2.0"],
     },
 )

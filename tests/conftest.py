@@ -51,3 +51,17 @@ def synthetic_root(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic")
     generate(out, scenes=2, seed=5, cfg=WorldConfig(height=96, width=128, fps=4.0, seconds=4.0), progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def batch(synthetic_root, tok):
+    """Two video samples (8 frames each) from the two scenes of `synthetic_root`, through the data
+    pipeline (PyAV decoding, Qwen inputs, collate): (collated batch, [their records])."""
+    from geovr.data.dataset import VideoQADataset
+    from geovr.data.datasets import read_vsi590k
+    from geovr.data.qwen_inputs import QwenTransform, collate
+
+    recs = read_vsi590k(str(synthetic_root / "train.jsonl")).records
+    ds = VideoQADataset(recs, backend="pyav", transform=QwenTransform(tok))
+    last = max(i for i, r in enumerate(recs) if r.extra["scene"] != recs[0].extra["scene"])
+    return collate([ds[0], ds[last]], tok.pad_token_id), [recs[0], recs[last]]

@@ -1,0 +1,132 @@
+"""`Qwen3VLTextModel`: one pipeline stage of Qwen3-VL's language model on megatron-core.
+
+Built from megatron-core's own parts: the vocab-parallel embedding (first stage), a
+`TransformerBlock` of GPT layers (GQA, q/k RMSNorm, SwiGLU, RMSNorm; the stage's share of the layers,
+numbered globally), the final norm and the column-parallel output layer (last stage; tied to the
+embedding when the config ties them, kept in sync across stages by megatron-core's embedding group).
+The layers are run by this module's own loop so that DeepStack can add the vision tower's
+multi-level features after the first layers and so that chosen hidden states can be tapped.
+
+Activations are [S, B, H] (Megatron's layout). Attention is causal only: batches are right-padded
+(`geovr.data.qwen_inputs.collate`), so padding never reaches a real token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from megatron.core.models.common.language_module.language_module import LanguageModule
+from torch import Tensor
+
+from .config import TextDims, padded_vocab
+from .rope import mrope_angles
+
+
+def layer_spec():
+    """megatron-core's local GPT layer (no Transformer Engine) with RMSNorm and q/k norms."""
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+
+    return get_gpt_layer_local_spec(qk_layernorm=True, normalization="RMSNorm")
+
+
+@dataclass
+class Visual:
+    """Where the vision tower's features go: index [N] into the flattened [S*B] token positions
+    (s*B + b), and the DeepStack features of each level, [N, H] in the same order."""
+
+    index: Tensor
+    deepstack: list[Tensor] = field(default_factory=list)
+
+
+def add_at(hidden: Tensor, index: Tensor, values: Tensor) -> Tensor:
+    """hidden [S, B, H] with `values` [N, H] added at the flattened positions `index` (out of place)."""
+    s, b, h = hidden.shape
+    return hidden.reshape(s * b, h).index_add(0, index, values.to(hidden.dtype)).view(s, b, h)
+
+
+class Qwen3VLTextModel(LanguageModule):
+    """config: from `transformer_config(dims, tp, pp)`; pre_process / post_process: this stage holds
+    the embedding / the final norm and output layer (megatron-core's names)."""
+
+    def __init__(self, config, dims: TextDims, pre_process: bool = True, post_process: bool = True, spec=None):
+        from megatron.core import tensor_parallel
+        from megatron.core.models.common.embeddings.language_model_embedding import LanguageModelEmbedding
+        from megatron.core.transformer.transformer_block import TransformerBlock
+
+        super().__init__(config)
+        self.dims = dims
+        self.pre_process, self.post_process = pre_process, post_process
+        self.share_embeddings_and_output_weights = dims.tied
+        self.vocab_size = padded_vocab(dims.vocab, config.tensor_model_parallel_size)
+        if pre_process:
+            self.embedding = LanguageModelEmbedding(config, self.vocab_size, max_sequence_length=0,
+                                                    position_embedding_type="none")
+        self.decoder = TransformerBlock(config, spec or layer_spec(), pre_process=pre_process,
+                                        post_process=post_process)
+        if post_process:
+            self.output_layer = tensor_parallel.ColumnParallelLinear(
+                dims.hidden, self.vocab_size, config=config, init_method=config.init_method, bias=False,
+                gather_output=False, skip_bias_add=False,
+                skip_weight_param_allocation=pre_process and dims.tied)
+        self.input_tensor: Tensor | None = None
+        self.setup_embeddings_and_output_layer()
+
+    # ------------------------------------------------------------------ pipeline plumbing
+    def set_input_tensor(self, input_tensor) -> None:
+        """The previous stage's output (megatron-core's schedules call this before `forward`)."""
+        if isinstance(input_tensor, (list, tuple)):
+            input_tensor = input_tensor[0]
+        self.input_tensor = input_tensor
+
+    @property
+    def layer_numbers(self) -> list[int]:
+        """Global 0-based indices of this stage's layers."""
+        return [layer.layer_number - 1 for layer in self.decoder.layers]
+
+    # ------------------------------------------------------------------ forward
+    def embed(self, input_ids: Tensor, visual: Visual | None = None, visual_embeds: Tensor | None = None) -> Tensor:
+        """input_ids [B, S] -> [S, B, H]: token embeddings with the vision tower's merged features
+        (visual_embeds [N, H]) written at `visual.index`."""
+        hidden = self.embedding.word_embeddings(input_ids).transpose(0, 1).contiguous()
+        if visual is not None and visual_embeds is not None:
+            s, b, h = hidden.shape
+            flat = hidden.reshape(s * b, h).clone()
+            flat[visual.index] = visual_embeds.to(flat.dtype)
+            hidden = flat.view(s, b, h)
+        return hidden
+
+    def forward(self, input_ids: Tensor | None, position_ids: Tensor, visual: Visual | None = None,
+                visual_embeds: Tensor | None = None, labels: Tensor | None = None,
+                taps: dict | None = None) -> Tensor:
+        """input_ids [B, S] (first stage); position_ids [3, B, S]; labels [B, S] (last stage: then the
+        per-token loss [B, S] is returned instead of the vocab-parallel logits [S, B, V/tp]).
+        Non-last stages return the hidden states [S, B, H] for the next stage. taps: a dict whose
+        keys are hidden-state indices k (the input of layer k; k = num_layers: the last layer's
+        output, before the final norm) to fill with [S, B, H] when they live on this stage."""
+        if self.pre_process:
+            hidden = self.embed(input_ids, visual, visual_embeds)
+        else:
+            if self.input_tensor is None:
+                raise RuntimeError("a non-first pipeline stage needs set_input_tensor() before forward()")
+            hidden = self.input_tensor
+        rope = mrope_angles(position_ids, self.dims.head_dim, self.dims.rope_theta, self.dims.mrope_section)
+        rope = rope.to(hidden.device)
+        deepstack = visual.deepstack if visual is not None else []
+        for layer in self.decoder.layers:
+            k = layer.layer_number - 1
+            if taps is not None and k in taps:
+                taps[k] = hidden
+            hidden, _ = layer(hidden_states=hidden, attention_mask=None, rotary_pos_emb=rope)
+            if k < len(deepstack):
+                hidden = add_at(hidden, visual.index, deepstack[k])
+        if not self.post_process:
+            return hidden
+        if taps is not None and self.dims.layers in taps:
+            taps[self.dims.layers] = hidden
+        hidden = self.decoder.final_layernorm(hidden)
+        if taps is not None and "final" in taps:
+            taps["final"] = hidden
+        weight = self.shared_embedding_or_output_weight() if self.share_embeddings_and_output_weights else None
+        logits, _ = self.output_layer(hidden, weight=weight)
+        if labels is None:
+            return logits
+        return self.compute_language_model_loss(labels, logits)

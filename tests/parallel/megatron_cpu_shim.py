@@ -1,0 +1,65 @@
+"""Test-only shim: lets megatron-core 0.16 run on CPU with gloo (our CI machines have no GPU).
+
+megatron-core assumes CUDA in a handful of places; each patch below replaces one such assumption
+with its CPU equivalent and says why. Nothing here changes numerics: with dropout at 0 the RNG
+tracker's state is never consumed, and every redirected tensor is a scratch or communication buffer.
+Never imported by the `geovr` package: on a GPU megatron-core runs unpatched.
+
+`apply()` is idempotent; call it before building any Megatron module.
+"""
+from __future__ import annotations
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+_APPLIED = False
+
+# torch functions that take a `device=` and that megatron-core calls with device="cuda" or
+# torch.cuda.current_device() (buffers in the pipeline schedules, p2p shapes, loss reductions)
+_FACTORIES = {torch.empty, torch.zeros, torch.ones, torch.full, torch.tensor, torch.arange, torch.randn,
+              torch.empty_like, torch.zeros_like, torch.ones_like, torch.full_like, torch.as_tensor}
+
+
+def _is_cuda(device) -> bool:
+    if isinstance(device, torch.device):
+        return device.type == "cuda"
+    if isinstance(device, str):
+        return device.startswith("cuda")
+    return isinstance(device, int)  # an index means a CUDA ordinal in megatron-core's calls
+
+
+class _CudaToCpu(TorchFunctionMode):
+    """Tensor factories asked for a CUDA device get the CPU; `Tensor.cuda()` / `.to("cuda")` stay put."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _FACTORIES and _is_cuda(kwargs.get("device")):
+            kwargs["device"] = "cpu"
+        elif func is torch.Tensor.cuda:
+            return args[0]
+        elif func is torch.Tensor.to:
+            if args[1:] and _is_cuda(args[1]):
+                args = (args[0], "cpu", *args[2:])
+            if _is_cuda(kwargs.get("device")):
+                kwargs["device"] = "cpu"
+        return func(*args, **kwargs)
+
+
+def apply() -> None:
+    global _APPLIED
+    if _APPLIED:
+        return
+    from megatron.core.tensor_parallel import random as tp_random
+
+    # scratch buffers (global memory buffer, schedules) are placed on torch.cuda.current_device()
+    torch.cuda.current_device = lambda: "cpu"
+    # the tensor-parallel RNG tracker saves/restores the CUDA generator around dropout: use the CPU one
+    torch.cuda.get_rng_state = lambda device="cuda": torch.get_rng_state()
+    torch.cuda.manual_seed = lambda seed: None
+    tp_random._get_cuda_rng_state = lambda *a, **k: torch.get_rng_state()
+    tp_random._set_cuda_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
+    # p2p communication synchronises the CUDA stream after sends and receives
+    torch.cuda.synchronize = lambda *a, **k: None
+    # hard-coded device="cuda" tensors (pipeline schedules, loss reductions, p2p shape exchange)
+    _CudaToCpu().__enter__()
+    _APPLIED = True
