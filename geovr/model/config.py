@@ -35,6 +35,10 @@ class GeoVRConfig:
         """No geometric part: the model is plain Qwen3-VL."""
         return GeoVRConfig(camera=False, depth=False, scale=False, align=False)
 
+    def pooled_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The alignment grid of teacher frames of `size` (H', W'): the teacher's patch grid, 2x2 pooled."""
+        return size[0] // (2 * self.teacher_patch), size[1] // (2 * self.teacher_patch)
+
     @property
     def any_on(self) -> bool:
         return self.camera or self.depth or self.scale or self.align

@@ -33,7 +33,8 @@ def test_token_placement_positions_and_labels(tok, batch):
     b, _ = batch
     base = tiny_qwen3vl(tok)
     model = GeoVRModel(base, small_heads())
-    inputs, plans, _ = model.build_inputs(b)
+    inputs, geo = model.build_inputs(b)
+    plans = geo.plans
     rope = base.model.get_rope_index(b["input_ids"], b["mm_token_type_ids"], None, b["video_grid_thw"],
                                      b["attention_mask"])[0]
     for i, p in enumerate(plans):

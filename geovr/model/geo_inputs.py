@@ -1,0 +1,114 @@
+"""The GeoVR sequence of a collated batch, shared by the HF wrapper and the Megatron backend.
+
+`plan_geo_inputs` inserts the camera/scale slots (`tokens.py`) into every sample: new token ids
+(0 in the slots), attention mask, labels (ignored in the slots) and M-RoPE positions (copied from
+the original tokens). `write_geometry_embeds` puts the learned camera/scale embeddings into the
+slots of an embedded sequence. `video_slots` says, per video sample, where its visual tokens,
+camera tokens and scale token are and the merged grid its visual tokens form.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .tokens import CAMERA_FIRST, CAMERA_LATER, IGNORE_INDEX, SCALE, Inserted, frame_runs, insert_geometry_tokens
+
+
+@dataclass
+class GeoInputs:
+    """input_ids, attention_mask, labels [B, L']; position_ids [3, B, L']; plans: one `Inserted`
+    per sample; frames: the frame count of each video of each sample."""
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    labels: Tensor | None
+    position_ids: Tensor
+    plans: list[Inserted]
+    frames: list[list[int]]
+
+
+@dataclass
+class VideoSlot:
+    """One video sample: its batch index; merged grid (t, h, w); positions in L' of its visual
+    tokens [t*h*w] (row-major), camera tokens [t] and scale token [1]; the teacher's (H', W')."""
+
+    sample: int
+    grid: tuple[int, int, int]
+    video_pos: Tensor
+    camera_pos: Tensor
+    scale_pos: Tensor
+    size: tuple[int, int]
+
+
+def videos_per_sample(batch: dict) -> list[list[int]]:
+    """Frames of each video of each sample (a sample holds at most one video here)."""
+    b = batch["input_ids"].shape[0]
+    grids = batch.get("video_grid_thw")
+    out, k = [], 0
+    for i in range(b):
+        n_video = int((batch["mm_token_type_ids"][i] == 2).any())
+        out.append([int(grids[k + j][0]) for j in range(n_video)] if grids is not None else [])
+        k += n_video
+    return out
+
+
+def plan_geo_inputs(batch: dict, rope: Tensor, camera: bool, scale: bool) -> GeoInputs:
+    """batch: collated; rope: the original tokens' M-RoPE positions [3, B, L] (HF's get_rope_index)."""
+    ids, mask, mm = batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"]
+    labels = batch.get("labels")
+    frames = videos_per_sample(batch)
+    plans = []
+    for i in range(ids.shape[0]):
+        n = int(mask[i].sum())
+        runs = frame_runs(mm[i, :n], frames[i]) if frames[i] else []
+        plans.append(insert_geometry_tokens(n, runs, camera, scale))
+    length = max(len(p.src) for p in plans)
+    b = ids.shape[0]
+    new_ids = torch.zeros(b, length, dtype=ids.dtype, device=ids.device)
+    new_mask = torch.zeros(b, length, dtype=mask.dtype, device=ids.device)
+    new_labels = torch.full((b, length), IGNORE_INDEX, dtype=torch.long, device=ids.device)
+    pos = torch.zeros(3, b, length, dtype=rope.dtype, device=ids.device)
+    for i, p in enumerate(plans):
+        m, src = len(p.src), p.src.to(ids.device)
+        orig = p.original.to(ids.device)
+        new_ids[i, :m] = torch.where(orig, ids[i, src], torch.zeros_like(src))
+        new_mask[i, :m] = 1
+        if labels is not None:
+            new_labels[i, :m] = torch.where(orig, labels[i, src], torch.full_like(src, IGNORE_INDEX))
+        pos[:, i, :m] = rope[:, i, src]
+    return GeoInputs(new_ids, new_mask, new_labels if labels is not None else None, pos, plans, frames)
+
+
+def write_geometry_embeds(embeds: Tensor, plans: list[Inserted], camera_embed: nn.Embedding | None,
+                          scale_embed: nn.Embedding | None, seq_first: bool = False) -> Tensor:
+    """embeds [B, L', H] (or [L', B, H] with seq_first) with the camera/scale rows written into the
+    slots (a new tensor; `embeds` itself when there is no table)."""
+    if camera_embed is None and scale_embed is None:
+        return embeds
+    embeds = embeds.clone()
+    view = embeds.transpose(0, 1) if seq_first else embeds
+    for i, p in enumerate(plans):
+        kind = p.kind.to(embeds.device)
+        for k, table, row in ((CAMERA_FIRST, camera_embed, 0), (CAMERA_LATER, camera_embed, 1), (SCALE, scale_embed, 0)):
+            where = torch.nonzero(kind == k).flatten()
+            if len(where) and table is not None:
+                view[i, where] = table.weight[row].to(embeds.dtype)
+    return embeds
+
+
+def video_slots(batch: dict, geo: GeoInputs, merge: int, teacher_sizes: list[tuple[int, int]] | None = None) -> list[VideoSlot]:
+    """The video samples in batch order. teacher_sizes: (H', W') per video sample (default: the
+    shape of batch["teacher_frames"][i])."""
+    grids = batch.get("video_grid_thw")
+    out = []
+    for i, p in enumerate(geo.plans):
+        if not geo.frames[i]:
+            continue
+        t, gh, gw = (int(v) for v in grids[len(out)])
+        size = teacher_sizes[len(out)] if teacher_sizes else tuple(batch["teacher_frames"][i].shape[-2:])
+        video_pos = torch.nonzero(p.original & (batch["mm_token_type_ids"][i, p.src].cpu() == 2)).flatten()
+        out.append(VideoSlot(i, (t, gh // merge, gw // merge), video_pos, p.camera_positions(), p.scale_positions(),
+                             size))
+    return out
