@@ -52,10 +52,11 @@ def pooled_features(targets: TeacherTargets, layer: int) -> Tensor:
 
 
 def micro_loss(out: GeoOutputs, targets: list[TeacherTargets], weights: LossConfig, video_share: float,
-               enabled: dict[str, bool]) -> MicroLoss:
+               enabled: dict[str, bool], align_share: float = 1.0) -> MicroLoss:
     """out: the model's outputs (its loss_text already normalised by the step's token count);
     targets: one per video sample, in `out.video_samples` order; video_share: this micro-batch's
-    video samples / the step's; enabled: which geometric parts the model computes."""
+    video samples / the step's; enabled: which geometric parts the model computes; align_share:
+    the share of the aligned layers in `out.features` (a pipeline stage holding some of them)."""
     parts: dict[str, Tensor] = {}
     if out.loss_text is not None:
         parts["text"] = out.loss_text
@@ -71,7 +72,7 @@ def micro_loss(out: GeoOutputs, targets: list[TeacherTargets], weights: LossConf
             student = [[f.reshape(-1, f.shape[-1]).float() for f in out.features[g]] for g in layers]
             teacher = [[pooled_features(t, g).to(student[0][0].device).reshape(-1, student[k][0].shape[-1])
                         for t in targets] for k, g in enumerate(layers)]
-            parts["align"] = _guarded(lambda: align_loss(student, teacher), [x for s in student for x in s])
+            parts["align"] = _guarded(lambda: align_loss(student, teacher), [x for s in student for x in s]) * align_share
         if enabled.get("scale"):
             if any(t.scale is None for t in targets):
                 raise ValueError("the scale loss is on but the teacher gives no scale target: add a metric-depth "

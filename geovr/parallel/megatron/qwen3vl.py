@@ -112,6 +112,20 @@ class MegatronQwen3VL(MegatronModule):
                          taps=taps)
 
 
+VISION_MERGERS = ("merger.", "deepstack_merger_list.")
+
+
+def freeze_vision(stage: MegatronQwen3VL) -> int:
+    """Freeze the vision tower except its mergers (as the HF path does). Returns the frozen count."""
+    frozen = 0
+    if stage.visual is not None:
+        for name, p in stage.visual.named_parameters():
+            if not name.startswith(VISION_MERGERS):
+                p.requires_grad_(False)
+                frozen += p.numel()
+    return frozen
+
+
 def ranks() -> tuple[int, int, int, int]:
     """(tp, tp_rank, pp, pp_rank) from megatron-core's parallel state."""
     return (parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_tensor_model_parallel_rank(),
@@ -144,25 +158,29 @@ def load_hf(stage: MegatronQwen3VL, hf: Mapping[str, Tensor]) -> None:
         stage.visual.load_state_dict(visual_state(hf), strict=True)
 
 
-def gather_hf(stage: MegatronQwen3VL) -> dict[str, Tensor] | None:
+def gather_hf(stage: MegatronQwen3VL, values: Mapping[str, Tensor] | None = None,
+              extra: Mapping[str, Tensor] | None = None) -> dict[str, Tensor] | None:
     """The whole model as an HF state dict, joined from every TP x PP rank of this model-parallel
     group (a collective: every rank calls it); returned on the group's first rank, None elsewhere.
+    values: tensors to join instead of the weights, keyed by this stage's parameter names (e.g. the
+    gradients; the text model's must all be there); extra: entries passed through unchanged.
     Tensors travel as objects: meant for export and tests; use dist_checkpointing for big models."""
     tp, tp_rank, pp, pp_rank = ranks()
-    text = {k: v.detach().cpu() for k, v in stage.text.state_dict().items() if not k.endswith("_extra_state")}
-    visual = ({HF_VISUAL + k: v.detach().cpu() for k, v in stage.visual.state_dict().items()}
-              if stage.visual is not None and tp_rank == 0 else {})
+    if values is None:
+        values = {k: v for k, v in stage.state_dict().items() if not k.endswith("_extra_state")}
+    text = {k[len("text."):]: v.detach().cpu() for k, v in values.items() if k.startswith("text.")}
+    visual = ({HF_VISUAL + k[len("visual."):]: v.detach().cpu() for k, v in values.items() if k.startswith("visual.")}
+              if tp_rank == 0 else {})
+    visual.update(extra or {})
     group = parallel_state.get_model_parallel_group()
-    items = [None] * dist.get_world_size(group) if dist.is_initialized() else [None]
     mine = (pp_rank, tp_rank, text, visual)
+    items = [None] * dist.get_world_size(group) if dist.is_initialized() else [mine]
     if dist.is_initialized():
         dist.all_gather_object(items, mine, group=group)
-    else:
-        items = [mine]
-    if dist.is_initialized() and dist.get_rank(group) != 0:
-        return None
+        if dist.get_rank(group) != 0:
+            return None
     shards = {(p, t): sd for p, t, sd, _ in items}
     out = mcore_to_hf(shards, stage.text.dims, tp, pp)
-    for _, _, _, vis in items:
-        out.update(vis)
+    for _, _, _, other in items:
+        out.update(other)
     return out

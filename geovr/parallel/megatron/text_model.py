@@ -96,13 +96,17 @@ class Qwen3VLTextModel(LanguageModule):
 
     def forward(self, input_ids: Tensor | None, position_ids: Tensor, visual: Visual | None = None,
                 visual_embeds: Tensor | None = None, labels: Tensor | None = None,
-                taps: dict | None = None) -> Tensor:
+                taps: dict | None = None, decoder_input: Tensor | None = None) -> Tensor:
         """input_ids [B, S] (first stage); position_ids [3, B, S]; labels [B, S] (last stage: then the
         per-token loss [B, S] is returned instead of the vocab-parallel logits [S, B, V/tp]).
         Non-last stages return the hidden states [S, B, H] for the next stage. taps: a dict whose
         keys are hidden-state indices k (the input of layer k; k = num_layers: the last layer's
-        output, before the final norm) to fill with [S, B, H] when they live on this stage."""
-        if self.pre_process:
+        output, before the final norm; "final": after it) to fill with [S, B, H] when they live on
+        this stage. decoder_input [S, B, H]: the stage's input when the caller built it (a wrapper
+        that adds tokens on the first stage or unpacks a richer pipeline tensor on the others)."""
+        if decoder_input is not None:
+            hidden = decoder_input
+        elif self.pre_process:
             hidden = self.embed(input_ids, visual, visual_embeds)
         else:
             if self.input_tensor is None:
