@@ -98,16 +98,14 @@ class Checkpointer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
         barrier(self.world)
-        model_sd, optim_sd = get_state_dict(model, optimizer)
-        with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
-            warnings.filterwarnings("ignore", message=".*single process.*")
-            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(tmp))
+        self._write(tmp, model, optimizer)
         torch.save(rng_state(), tmp / f"rank_{self.world.rank:05d}.pt")
         barrier(self.world)
         if self.world.main:
             state_path = tmp / STATE_FILE
             with open(state_path, "w") as f:
-                json.dump({**trainer_state, "step": step, "world_size": self.world.world_size}, f, indent=1)
+                json.dump({**trainer_state, "step": step, "world_size": self.world.world_size, **self._layout()}, f,
+                          indent=1)
                 f.flush()
                 os.fsync(f.fileno())
             _fsync_dir(tmp)
@@ -119,6 +117,30 @@ class Checkpointer:
         barrier(self.world)
         return final
 
+    def _write(self, folder: Path, model: nn.Module, optimizer) -> None:
+        """Model + optimizer into `folder` (collective)."""
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
+            warnings.filterwarnings("ignore", message=".*single process.*")
+            dcp.save({"model": model_sd, "optim": optim_sd}, checkpoint_id=str(folder))
+
+    def _read(self, folder: Path, model: nn.Module, optimizer) -> None:
+        model_sd, optim_sd = get_state_dict(model, optimizer)
+        sd = {"model": model_sd, "optim": optim_sd}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*single process.*")
+            dcp.load(sd, checkpoint_id=str(folder))
+        set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
+
+    def _layout(self) -> dict:
+        """How the run was split (written into trainer_state.json)."""
+        return {}
+
+    def _check_layout(self, path: Path, state: dict) -> None:
+        if state.get("world_size") != self.world.world_size:
+            raise ValueError(f"checkpoint {path} was written by {state.get('world_size')} ranks, this run has "
+                             f"{self.world.world_size}: resume with the same number of processes")
+
     def _prune(self) -> None:
         for old in self.complete()[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
@@ -129,15 +151,9 @@ class Checkpointer:
     def load(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
         """Restore model, optimizer and this rank's RNG from `path`; returns the trainer state."""
         state = json.loads((path / STATE_FILE).read_text())
-        if state.get("world_size") != self.world.world_size:
-            raise ValueError(f"checkpoint {path} was written by {state.get('world_size')} ranks, this run has "
-                             f"{self.world.world_size}: resume with the same number of processes")
-        model_sd, optim_sd = get_state_dict(model, optimizer)
-        sd = {"model": model_sd, "optim": optim_sd}
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*single process.*")
-            dcp.load(sd, checkpoint_id=str(path))
-        set_state_dict(model, optimizer, model_state_dict=sd["model"], optim_state_dict=sd["optim"])
+        self._check_layout(path, state)
+        self._read(path, model, optimizer)
         rng = path / f"rank_{self.world.rank:05d}.pt"
-        set_rng_state(torch.load(rng, weights_only=False))
+        if rng.is_file():  # absent when a resharded run has more ranks than the one that saved
+            set_rng_state(torch.load(rng, weights_only=False))
         return state

@@ -147,6 +147,23 @@ class MetricsConfig:
 
 
 @dataclass
+class ParallelConfig:
+    """tp x pp: tensor and pipeline parallel sizes of the LLM (megatron-core); the remaining factor of
+    the world size is data parallel. backend: auto (megatron when tp or pp > 1, else torch DDP) |
+    ddp | megatron. distributed_optimizer: shard the optimizer state over the data-parallel ranks
+    (megatron backend)."""
+
+    tp: int = 1
+    pp: int = 1
+    backend: str = "auto"
+    distributed_optimizer: bool = False
+
+    @property
+    def megatron(self) -> bool:
+        return self.backend == "megatron" or (self.backend == "auto" and (self.tp > 1 or self.pp > 1))
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -156,6 +173,7 @@ class Config:
     train: LoopConfig = field(default_factory=LoopConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -254,10 +272,23 @@ def validate(cfg: Config, world_size: int = 1) -> int:
     _positive("train.global_batch", r.global_batch)
     _positive("train.max_bad_steps", r.max_bad_steps)
     _choice("train.device", r.device, ("auto", "cpu", "cuda"))
-    per_step = r.micro_batch * world_size
+    p = cfg.parallel
+    _choice("parallel.backend", p.backend, ("auto", "ddp", "megatron"))
+    _positive("parallel.tp", p.tp)
+    _positive("parallel.pp", p.pp)
+    if p.backend == "ddp" and (p.tp > 1 or p.pp > 1):
+        raise ConfigError("parallel.backend", "tensor/pipeline parallelism needs the megatron backend "
+                          "(parallel.backend=megatron or auto)")
+    if world_size % (p.tp * p.pp):
+        raise ConfigError("parallel.tp", f"{world_size} processes cannot hold tp={p.tp} x pp={p.pp}: the number "
+                          "of processes (torchrun --nproc_per_node x nodes) must be a multiple of tp*pp")
+    if p.distributed_optimizer and not p.megatron:
+        raise ConfigError("parallel.distributed_optimizer", "needs the megatron backend (parallel.backend=megatron)")
+    dp = world_size // (p.tp * p.pp)
+    per_step = r.micro_batch * dp
     if r.global_batch % per_step:
         raise ConfigError("train.global_batch", f"{r.global_batch} is not a multiple of train.micro_batch "
-                          f"({r.micro_batch}) x {world_size} data-parallel ranks")
+                          f"({r.micro_batch}) x {dp} data-parallel ranks")
     _positive("checkpoint.every", c.every, allow_zero=True)
     _positive("checkpoint.keep", c.keep)
     _positive("metrics.log_every", x.log_every)

@@ -50,6 +50,7 @@ class Trainer:
         self.cfg = cfg
         self.world = init_world(cfg.train.device)
         self.accum = validate(cfg, self.world.world_size)
+        self.dp_rank, self.dp_size = self._setup_parallel()
         build.check_paths(cfg)
         self.output = Path(cfg.train.output)
         if self.world.main:
@@ -62,7 +63,7 @@ class Trainer:
         self.skips = SkipLog()
         self.skips.add_invalid_records(invalid)
         self.sampler = ResumableSampler(len(self.dataset), seed=cfg.train.seed, shuffle=cfg.data.shuffle,
-                                        rank=self.world.rank, world_size=self.world.world_size)
+                                        rank=self.dp_rank, world_size=self.dp_size)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.loader = DataLoader(self.dataset, batch_size=cfg.train.micro_batch, sampler=self.sampler,
                                  collate_fn=partial(collate, pad_token_id=pad), num_workers=cfg.data.workers, drop_last=True,
@@ -73,13 +74,10 @@ class Trainer:
                              "of one step: lower train.global_batch or set train.steps")
         self.total_steps = cfg.train.steps or cfg.train.epochs * (micro_per_epoch // self.accum)
         self.teacher = build.build_teacher(cfg, self.world.device)
-        self.geo = build.build_model(cfg, self.tokenizer, self.world.device)
-        self.enabled = {"pose": self.geo.cfg.camera, "depth": self.geo.cfg.depth, "align": self.geo.cfg.align,
-                        "scale": self.geo.cfg.scale}
-        self.model = wrap_data_parallel(self.geo, self.world, cfg.train.find_unused_parameters)
-        self.optimizer = build_optimizer(self.geo, cfg.optim)
-        self.scheduler = build_scheduler(self.optimizer, self.total_steps, cfg.optim)
-        self.checkpointer = Checkpointer(self.output / "checkpoints", self.world, cfg.checkpoint.keep)
+        self._build_model()
+        geo_cfg = build.geovr_config(cfg)
+        self.enabled = {"pose": geo_cfg.camera, "depth": geo_cfg.depth, "align": geo_cfg.align, "scale": geo_cfg.scale}
+        self.checkpointer = self._make_checkpointer()
         self.step, self.bad_steps, self.bad_in_a_row = 0, 0, 0
         self.samples_seen, self.tokens_seen, self.skipped_total = 0, 0, len(invalid)
         resume = self.checkpointer.resolve(cfg.checkpoint.resume)
@@ -87,6 +85,31 @@ class Trainer:
             self._restore(resume)
         self.amp = self._autocast()
         self._stop_signal = None
+
+    # ------------------------------------------------------------------ back-end hooks (torch DDP here)
+    def _setup_parallel(self) -> tuple[int, int]:
+        """(data-parallel rank, data-parallel size)."""
+        return self.world.rank, self.world.world_size
+
+    def _build_model(self) -> None:
+        """Sets geo (the GeoVRModel), model (what the step calls), optimizer, scheduler."""
+        self.geo = build.build_model(self.cfg, self.tokenizer, self.world.device)
+        self.model = wrap_data_parallel(self.geo, self.world, self.cfg.train.find_unused_parameters)
+        self.optimizer = build_optimizer(self.geo, self.cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, self.total_steps, self.cfg.optim)
+
+    def _make_checkpointer(self) -> Checkpointer:
+        return Checkpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep)
+
+    def _dp_sum(self, x: torch.Tensor) -> torch.Tensor:
+        """Sum over the data-parallel ranks (each holds different samples)."""
+        return all_reduce_sum(x, self.world)
+
+    def _export(self) -> None:
+        if self.world.main:
+            from ..model.checkpoint import save_geovr
+
+            save_geovr(self.geo, self.output / "final", tokenizer=self.tokenizer, processor_files_from=self.cfg.model.path)
 
     # ------------------------------------------------------------------ state
     def _trainer_state(self, position: tuple[int, int]) -> dict:
@@ -153,7 +176,7 @@ class Trainer:
                               sum(len(t) for t in targets),
                               sum(int(b["attention_mask"].sum()) for b in micro),
                               sum(len(b["skipped"]) for b in micro)], dtype=torch.float64)
-        n_tokens, n_video, n_all, n_skipped = all_reduce_sum(local.to(dev), world).tolist()
+        n_tokens, n_video, n_all, n_skipped = self._dp_sum(local.to(dev)).tolist()
         self.skipped_total += int(n_skipped)
         parts = {k: torch.zeros((), device=dev) for k in PARTS}
         finite = True
@@ -174,14 +197,21 @@ class Trainer:
         clip = self.cfg.optim.clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], clip)
         bad = flags.item() > 0 or not bool(torch.isfinite(grad_norm))
+        if not bad:
+            self.optimizer.step()
+        lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._finish_step(parts.tolist(), bad, float(grad_norm), lrs, t0, teacher_s, n_all)
+
+    def _finish_step(self, parts: list[float], bad: bool, grad_norm: float, lrs: dict, t0: float, teacher_s: float,
+                     n_all: float) -> dict:
+        """After the optimizer step (or its skip): counters, the schedule, the step's metrics record;
+        raises TooManyBadSteps after train.max_bad_steps bad steps in a row. parts: in PARTS order."""
         if bad:
             self.bad_steps += 1
             self.bad_in_a_row += 1
         else:
-            self.optimizer.step()
             self.bad_in_a_row = 0
-        lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
-        self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         self.step += 1
         dt = time.perf_counter() - t0
@@ -189,13 +219,14 @@ class Trainer:
         self.samples_seen += samples
         self.tokens_seen += int(n_all)
         weights = self.cfg.loss
-        part_values = dict(zip(PARTS, parts.tolist()))
+        part_values = dict(zip(PARTS, parts))
         active = {k: v for k, v in part_values.items() if k == "text" or self.enabled.get(k)}
         record = {"step": self.step, "loss": sum(getattr(weights, k) * v for k, v in active.items()),
-                  **{f"loss/{k}": v for k, v in active.items()}, **lrs, "grad_norm": float(grad_norm),
+                  **{f"loss/{k}": v for k, v in active.items()}, **lrs, "grad_norm": grad_norm,
                   "samples_per_s": samples / dt, "tokens_per_s": n_all / dt, "step_s": dt,
-                  "teacher_s": teacher_s, "peak_memory_gb": peak_memory_gb(dev), "bad_steps": self.bad_steps,
-                  "skipped_step": int(bad), **self.skips.metrics(), "data/skipped": float(self.skipped_total)}
+                  "teacher_s": teacher_s, "peak_memory_gb": peak_memory_gb(self.world.device),
+                  "bad_steps": self.bad_steps, "skipped_step": int(bad), **self.skips.metrics(),
+                  "data/skipped": float(self.skipped_total)}
         if self.bad_in_a_row >= self.cfg.train.max_bad_steps:
             raise TooManyBadSteps(
                 f"{self.bad_in_a_row} steps in a row had a NaN/inf loss or gradient (step {self.step}); stopping. "
@@ -242,11 +273,8 @@ class Trainer:
                 latest = self.checkpointer.latest()
                 if latest is None or not latest.name.endswith(f"{self.step:08d}"):
                     self._save(position)
-                if cfg.checkpoint.export and world.main:
-                    from ..model.checkpoint import save_geovr
-
-                    save_geovr(self.geo, self.output / "final", tokenizer=self.tokenizer,
-                               processor_files_from=cfg.model.path)
+                if cfg.checkpoint.export:
+                    self._export()
             summary = metrics.summary({"steps": self.step, "bad_steps": self.bad_steps,
                                        "samples_seen": self.samples_seen, "tokens_seen": self.tokens_seen,
                                        "stopped": stopped or "done", **self.skips.metrics(),

@@ -5,6 +5,7 @@
   python -m geovr.train train.steps=50 optim.lr=5e-4     overrides: section.field=value
   python -m geovr.train --resume auto                    continue the newest checkpoint
   python -m geovr.train --print-config                   show the resolved config and exit
+  torchrun --nproc_per_node 4 -m geovr.train --tp 2 --pp 2   Megatron tensor x pipeline parallel LLM
 
 Order of precedence: preset < --config YAML < overrides.
 """
@@ -26,15 +27,21 @@ def parse_config(argv: list[str] | None = None):
     p.add_argument("--config", default=None, help="YAML file with sections model/data/teacher/optim/loss/train/"
                                                  "checkpoint/metrics")
     p.add_argument("--resume", default=None, help="none | auto | a checkpoint folder (= checkpoint.resume)")
+    p.add_argument("--tp", type=int, default=None, help="tensor parallel size (= parallel.tp; megatron-core)")
+    p.add_argument("--pp", type=int, default=None, help="pipeline parallel size (= parallel.pp; megatron-core)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("overrides", nargs="*", help="section.field=value")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # overrides may come before and after the flags
     data = load_yaml(args.config) if args.config else {}
     cfg = preset(args.preset or data.get("preset", "tiny"))
     apply_dict(cfg, data, args.config or "config")
     apply_overrides(cfg, args.overrides)
     if args.resume is not None:
         cfg.checkpoint.resume = args.resume
+    if args.tp is not None:
+        cfg.parallel.tp = args.tp
+    if args.pp is not None:
+        cfg.parallel.pp = args.pp
     return cfg, args
 
 
@@ -45,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             print(dump_yaml(cfg), end="")
             return 0
-        from .loop import Trainer
+        if cfg.parallel.megatron:
+            from .megatron_loop import MegatronTrainer as Trainer
+        else:
+            from .loop import Trainer
 
         trainer = Trainer(cfg)
     except (ConfigError, FileNotFoundError) as err:

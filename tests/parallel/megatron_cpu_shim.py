@@ -9,6 +9,8 @@ Never imported by the `geovr` package: on a GPU megatron-core runs unpatched.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from torch.overrides import TorchFunctionMode
 
@@ -45,10 +47,23 @@ class _CudaToCpu(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def _clip_grad_by_total_norm_cpu(parameters, max_norm, total_norm, use_decoupled_grad=False):
+    """megatron-core's clip_grad_by_total_norm_fp32 asserts CUDA grads; the same scaling on the CPU."""
+    if isinstance(parameters, torch.Tensor):
+        parameters = [parameters]
+    attr = "decoupled_grad" if use_decoupled_grad else "grad"
+    grads = [getattr(p, attr) for p in parameters if getattr(p, attr, None) is not None]
+    coeff = max_norm / (total_norm + 1.0e-6)
+    if coeff < 1.0:
+        for g in grads:
+            g.detach().mul_(coeff)
+
+
 def apply() -> None:
     global _APPLIED
     if _APPLIED:
         return
+    from megatron.core.optimizer import optimizer as mc_optimizer
     from megatron.core.tensor_parallel import random as tp_random
 
     # scratch buffers (global memory buffer, schedules) are placed on torch.cuda.current_device()
@@ -60,6 +75,10 @@ def apply() -> None:
     tp_random._set_cuda_rng_state = lambda state, *a, **k: torch.set_rng_state(state)
     # p2p communication synchronises the CUDA stream after sends and receives
     torch.cuda.synchronize = lambda *a, **k: None
+    # gradient clipping asserts `param.grad.type() == 'torch.cuda.FloatTensor'`
+    mc_optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
     # hard-coded device="cuda" tensors (pipeline schedules, loss reductions, p2p shape exchange)
     _CudaToCpu().__enter__()
+    # tells geovr's Megatron trainer that a CPU run is deliberate (geovr/train/megatron_loop.py)
+    os.environ["GEOVR_MEGATRON_CPU_SHIM"] = "1"
     _APPLIED = True

@@ -83,3 +83,35 @@ def test_cli_errors_before_any_work(tmp_path, capsys):
     assert "teacher.vggt_weights" in capsys.readouterr().err
     assert main(["--print-config", "train.steps=3"]) == 0
     assert "steps: 3" in capsys.readouterr().out
+
+
+def test_parallel_section_and_flags():
+    cfg, _ = parse_config(["--tp", "2", "train.steps=3", "--pp", "2", "train.global_batch=8"])
+    assert (cfg.parallel.tp, cfg.parallel.pp, cfg.parallel.megatron, cfg.train.steps) == (2, 2, True, 3)
+    assert validate(cfg, world_size=8) == 2  # 8 ranks / (2 x 2) = 2 data-parallel ranks x micro 2 x accum 2
+    assert not tiny().parallel.megatron  # tp = pp = 1: the torch DDP path
+    with pytest.raises(ConfigError, match="parallel.tp: 6 processes cannot hold tp=2 x pp=2"):
+        validate(cfg, world_size=6)
+    with pytest.raises(ConfigError, match="parallel.backend: tensor/pipeline parallelism needs the megatron"):
+        c = tiny()
+        apply_overrides(c, ["parallel.backend=ddp", "parallel.tp=2"])
+        validate(c, world_size=2)
+    with pytest.raises(ConfigError, match="parallel.distributed_optimizer: needs the megatron backend"):
+        c = tiny()
+        apply_overrides(c, ["parallel.distributed_optimizer=true"])
+        validate(c)
+
+
+def test_megatron_backend_on_cpu_without_the_shim_says_so(monkeypatch):
+    pytest.importorskip("megatron.core")
+    import torch
+
+    from geovr.train.megatron_loop import CPU_SHIM_FLAG, MegatronTrainer
+
+    if torch.cuda.is_available():
+        pytest.skip("the message is for machines without a GPU")
+    monkeypatch.delenv(CPU_SHIM_FLAG, raising=False)
+    cfg = tiny()
+    cfg.parallel.tp = 2
+    with pytest.raises(RuntimeError, match="the megatron backend .* runs on CUDA GPUs"):
+        MegatronTrainer(cfg)

@@ -45,8 +45,11 @@ def build_optimizer(model: nn.Module, lr: float, lr_new: float, weight_decay: fl
                              params_dtype=torch.bfloat16 if bf16 else torch.float32,
                              use_distributed_optimizer=distributed)
     new = ParamKey(with_name_predicate=ParamWithNamePredicate(name="geovr_parts", fn=lambda p, n: _is_new(n)))
-    # an explicit (non-None) override map: weight decay applies to every parameter, as in the HF path
-    return get_megatron_optimizer(config, [model], config_overrides={new: {"max_lr": lr_new}})
+    # An explicit (non-None) override map: weight decay applies to every parameter, as in the HF path.
+    # is_decoupled_lr marks the GeoVR group: megatron-core tells param groups apart by it (and by the
+    # weight-decay/lr multipliers) when loading a checkpoint; without it the two groups merge.
+    return get_megatron_optimizer(config, [model],
+                                  config_overrides={new: {"max_lr": lr_new, "is_decoupled_lr": True}})
 
 
 def set_lr(optimizer, factor: float) -> dict[str, float]:
@@ -54,5 +57,5 @@ def set_lr(optimizer, factor: float) -> dict[str, float]:
     out = {}
     for group in optimizer.param_groups:
         group["lr"] = group["max_lr"] * factor
-        out["lr/new" if group.get("default_config") is False else "lr/llm"] = group["lr"]
+        out["lr/new" if group.get("is_decoupled_lr") else "lr/llm"] = group["lr"]
     return out

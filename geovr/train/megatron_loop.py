@@ -1,0 +1,187 @@
+"""`MegatronTrainer`: the training loop on the Megatron backend (`parallel.tp` x `parallel.pp` x DP).
+
+The loop, data, teacher, metrics and checkpoint cadence are `Trainer`'s; this class swaps the
+back-end hooks: megatron-core's process groups, the model built as one `MegatronGeoVR` stage per
+rank from the same initial weights as the HF path (an HF GeoVRModel built on the CPU, then sharded),
+megatron-core's DDP and optimizer, the pipelined step (`megatron_step.py`) and dist_checkpointing.
+The teacher runs on the first pipeline stage; its targets are broadcast down the pipeline.
+
+Every rank of a model-parallel group (its TP x PP ranks) reads the same samples: the sampler is
+sharded over the data-parallel ranks only.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import torch
+import torch.distributed as dist
+
+from ..data.qwen_inputs import IGNORE_INDEX
+from . import build
+from .config import Config
+from .loop import Trainer, _to
+from .megatron_checkpoint import MegatronCheckpointer
+from .objective import PARTS
+from .optim import lr_factor
+
+logger = logging.getLogger("geovr.train")
+CPU_SHIM_FLAG = "GEOVR_MEGATRON_CPU_SHIM"  # set by the test suite's shim (megatron-core on CPU)
+
+
+class FactorSchedule:
+    """The HF path's warmup + cosine factor applied to megatron-core's param groups (state: the step)."""
+
+    def __init__(self, optimizer, total: int, cfg):
+        self.optimizer, self.total, self.cfg, self.last = optimizer, total, cfg, 0
+
+    def apply(self) -> dict[str, float]:
+        from ..parallel.megatron.training import set_lr
+
+        return set_lr(self.optimizer, lr_factor(self.last, self.total, self.cfg))
+
+    def step(self) -> None:
+        self.last += 1
+
+    def state_dict(self) -> dict:
+        return {"last_epoch": self.last}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last = int(state["last_epoch"])
+
+
+def _single_process_group(device: torch.device) -> None:
+    """megatron-core needs a process group even for one process."""
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if "MASTER_PORT" not in os.environ:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=0, world_size=1)
+
+
+class MegatronTrainer(Trainer):
+    def __init__(self, cfg: Config):
+        try:
+            import megatron.core  # noqa: F401
+        except ImportError as err:
+            raise ImportError("parallel.tp/pp need megatron-core: pip install 'megatron-core>=0.16.1' psutil "
+                              "(on CPU machines in the same command as torch==2.13.0)") from err
+        on_gpu = cfg.train.device == "cuda" or (cfg.train.device == "auto" and torch.cuda.is_available())
+        if not on_gpu and os.environ.get(CPU_SHIM_FLAG) != "1":
+            raise RuntimeError("the megatron backend (parallel.tp/pp) runs on CUDA GPUs: megatron-core assumes CUDA. "
+                               "On CPU it runs only under the test suite's shim (tests/parallel/megatron_cpu_shim.py); "
+                               "use parallel.backend=ddp (the default for tp=pp=1) on this machine")
+        super().__init__(cfg)
+
+    # ------------------------------------------------------------------ back-end hooks
+    def _setup_parallel(self) -> tuple[int, int]:
+        from megatron.core import parallel_state
+
+        from ..parallel.megatron.groups import init_model_parallel
+
+        if not dist.is_initialized():
+            _single_process_group(self.world.device)
+        self.dims = init_model_parallel(self.cfg.parallel.tp, self.cfg.parallel.pp, seed=self.cfg.train.seed)
+        self.pp_rank = parallel_state.get_pipeline_model_parallel_rank()
+        return parallel_state.get_data_parallel_rank(), self.dims.dp
+
+    def _build_model(self) -> None:
+        from ..parallel.megatron.geovr_stage import MegatronGeoVR, load_geovr
+        from ..parallel.megatron.qwen3vl import build_stage, freeze_vision
+        from ..parallel.megatron.training import build_optimizer, wrap_ddp
+
+        cfg = self.cfg
+        if self.world.device.type != "cuda" and cfg.model.dtype == "bf16":
+            raise ValueError("model.dtype=bf16 on the megatron backend needs a GPU; use model.dtype=fp32 on a CPU")
+        bf16 = cfg.model.dtype == "bf16" or (cfg.model.dtype == "auto" and self.world.device.type == "cuda")
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        template = build.build_model(cfg, self.tokenizer, torch.device("cpu"))  # the initial weights
+        module = MegatronGeoVR(build_stage(template.base.config, dtype=dtype), template.cfg)
+        load_geovr(module, template.state_dict())
+        if cfg.model.freeze_vision:
+            freeze_vision(module.stage)
+        self.module = module.to(device=self.world.device, dtype=dtype).train()
+        self.geo = template if self.world.main else None  # kept for the final export only
+        self.model = wrap_ddp(self.module, cfg.parallel.distributed_optimizer)
+        o = cfg.optim
+        self.optimizer = build_optimizer(self.model, o.lr, o.lr_new, o.weight_decay, (o.beta1, o.beta2), o.eps, o.clip,
+                                         distributed=cfg.parallel.distributed_optimizer, bf16=bf16)
+        self.scheduler = FactorSchedule(self.optimizer, self.total_steps, o)
+
+    def _make_checkpointer(self) -> MegatronCheckpointer:
+        return MegatronCheckpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep, self.module,
+                                    self.dims.tp, self.dims.pp, self.dims.dp)
+
+    def _dp_sum(self, x: torch.Tensor) -> torch.Tensor:
+        from megatron.core import parallel_state
+
+        y = x.clone()
+        if self.dims.dp > 1:
+            dist.all_reduce(y, group=parallel_state.get_data_parallel_group())
+        return y
+
+    def _export(self) -> None:
+        from ..parallel.megatron.geovr_stage import gather_geovr
+
+        state = gather_geovr(self.module)
+        if self.world.main:
+            self.geo.load_state_dict({k: v.float() for k, v in state.items()})
+            super()._export()
+
+    # ------------------------------------------------------------------ one step
+    def _pipeline_targets(self, micro: list[dict]) -> list[list]:
+        """The teacher runs on the first stage; the other stages receive its targets."""
+        from megatron.core import parallel_state
+
+        targets = [self._targets(b) for b in micro] if self.pp_rank == 0 else None
+        if self.dims.pp > 1:
+            box = [targets]
+            dist.broadcast_object_list(box, src=parallel_state.get_pipeline_model_parallel_first_rank(),
+                                       group=parallel_state.get_pipeline_model_parallel_group())
+            targets = box[0]
+        return targets
+
+    def train_step(self, micro: list[dict]) -> dict:
+        from ..train.megatron_step import forward_backward, prepare
+
+        dev = self.world.device
+        t0 = time.perf_counter()
+        teacher_s = time.perf_counter()
+        targets = self._pipeline_targets(micro)
+        teacher_s = time.perf_counter() - teacher_s
+        local = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
+                              sum(len(t) for t in targets), sum(int(b["attention_mask"].sum()) for b in micro),
+                              sum(len(b["skipped"]) for b in micro)], dtype=torch.float64)
+        n_tokens, n_video, n_all, n_skipped = self._dp_sum(local.to(dev)).tolist()
+        self.skipped_total += int(n_skipped)
+        prepared = [prepare(_to(b, dev), self.module, tgt, len(tgt) / n_video if n_video else 0.0)
+                    for b, tgt in zip(micro, targets)]
+        self.model.zero_grad_buffer()
+        self.optimizer.zero_grad()
+        lrs = self.scheduler.apply()
+        parts, finite = forward_backward(self.model, self.module, prepared, self.cfg.loss, max(n_tokens, 1.0),
+                                         self.dims.dp)
+        parts = torch.stack([parts[k] for k in PARTS]).double()
+        grads_finite = all(bool(torch.isfinite(p.main_grad).all()) for p in self.model.parameters()
+                           if getattr(p, "main_grad", None) is not None)
+        flags = torch.cat([parts, torch.tensor([0.0 if (finite and grads_finite) else 1.0], dtype=torch.float64,
+                                               device=parts.device)]).to(dev)
+        dist.all_reduce(flags)
+        parts, bad = flags[:-1] / self.dims.tp, flags[-1].item() > 0  # every TP rank holds the same parts
+        grad_norm = float("nan")
+        if not bad:
+            _, norm, _ = self.optimizer.step()
+            grad_norm = float(norm) if norm is not None else 0.0
+        return self._finish_step(parts.tolist(), bad, grad_norm, lrs, t0, teacher_s, n_all)
+
+    def close(self) -> None:
+        from ..parallel.megatron.groups import destroy_model_parallel
+
+        destroy_model_parallel()
+        super().close()
+        if dist.is_initialized():
+            dist.destroy_process_group()
