@@ -77,18 +77,25 @@ def _fit(height: int, width: int, factor: int, min_pixels: int, max_pixels: int,
 
 
 @dataclass(frozen=True)
-class QwenVision:
-    """Qwen3-VL vision geometry. max_tokens_per_frame: merged tokens per real frame (release: 300)."""
+class QwenPatchGrid:
+    """Qwen3-VL's patch grid: patch size (px), spatial merge and temporal patch."""
 
     patch_size: int = 16
     merge_size: int = 2
     temporal_patch_size: int = 2
-    max_tokens_per_frame: int = 300
-    min_pixels: int = 128 * 32 * 32
 
     @property
     def factor(self) -> int:
+        """Side (px) of one merged token: resized frames are multiples of it."""
         return self.patch_size * self.merge_size
+
+
+@dataclass(frozen=True)
+class QwenVision(QwenPatchGrid):
+    """Qwen3-VL video geometry. max_tokens_per_frame: merged tokens per real frame (release: 300)."""
+
+    max_tokens_per_frame: int = 300
+    min_pixels: int = 128 * 32 * 32
 
 
 def qwen_frame_size(num_frames: int, height: int, width: int, vision: QwenVision = QwenVision()) -> tuple[int, int]:
@@ -99,18 +106,11 @@ def qwen_frame_size(num_frames: int, height: int, width: int, vision: QwenVision
 
 
 @dataclass(frozen=True)
-class QwenImageVision:
+class QwenImageVision(QwenPatchGrid):
     """Qwen3-VL image geometry (its preprocessor_config.json): min/max pixels of one image."""
 
-    patch_size: int = 16
-    merge_size: int = 2
-    temporal_patch_size: int = 2
     min_pixels: int = 65536
     max_pixels: int = 16777216
-
-    @property
-    def factor(self) -> int:
-        return self.patch_size * self.merge_size
 
 
 def qwen_image_size(height: int, width: int, vision: QwenImageVision = QwenImageVision()) -> tuple[int, int]:

@@ -172,12 +172,7 @@ class Trainer:
         teacher_s = time.perf_counter()
         targets = [self._targets(b) for b in micro]
         teacher_s = time.perf_counter() - teacher_s
-        local = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
-                              sum(len(t) for t in targets),
-                              sum(int(b["attention_mask"].sum()) for b in micro),
-                              sum(len(b["skipped"]) for b in micro)], dtype=torch.float64)
-        n_tokens, n_video, n_all, n_skipped = self._dp_sum(local.to(dev)).tolist()
-        self.skipped_total += int(n_skipped)
+        n_tokens, n_video, n_all = self._step_counts(micro, targets)
         parts = {k: torch.zeros((), device=dev) for k in PARTS}
         finite = True
         step_tokens = torch.tensor(max(n_tokens, 1.0), device=dev)
@@ -202,6 +197,17 @@ class Trainer:
         lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
         self.optimizer.zero_grad(set_to_none=True)
         return self._finish_step(parts.tolist(), bad, float(grad_norm), lrs, t0, teacher_s, n_all)
+
+    def _step_counts(self, micro: list[dict], targets: list[list]) -> tuple[float, float, float]:
+        """The step's answer tokens, video samples and tokens over the data-parallel ranks (the
+        loss normalisers); adds the step's skipped samples to the run's count."""
+        local = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
+                              sum(len(t) for t in targets),
+                              sum(int(b["attention_mask"].sum()) for b in micro),
+                              sum(len(b["skipped"]) for b in micro)], dtype=torch.float64)
+        n_tokens, n_video, n_all, n_skipped = self._dp_sum(local.to(self.world.device)).tolist()
+        self.skipped_total += int(n_skipped)
+        return n_tokens, n_video, n_all
 
     def _finish_step(self, parts: list[float], bad: bool, grad_norm: float, lrs: dict, t0: float, teacher_s: float,
                      n_all: float) -> dict:

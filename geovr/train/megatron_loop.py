@@ -18,7 +18,6 @@ import time
 import torch
 import torch.distributed as dist
 
-from ..data.qwen_inputs import IGNORE_INDEX
 from . import build
 from .config import Config
 from .loop import Trainer, _to
@@ -91,7 +90,8 @@ class MegatronTrainer(Trainer):
 
     def _build_model(self) -> None:
         from ..parallel.megatron.geovr_stage import MegatronGeoVR, load_geovr
-        from ..parallel.megatron.qwen3vl import build_stage, freeze_vision
+        from ..model.freeze import freeze_vision_tower
+        from ..parallel.megatron.qwen3vl import build_stage
         from ..parallel.megatron.training import build_optimizer, wrap_ddp
 
         cfg = self.cfg
@@ -102,8 +102,8 @@ class MegatronTrainer(Trainer):
         template = build.build_model(cfg, self.tokenizer, torch.device("cpu"))  # the initial weights
         module = MegatronGeoVR(build_stage(template.base.config, dtype=dtype), template.cfg)
         load_geovr(module, template.state_dict())
-        if cfg.model.freeze_vision:
-            freeze_vision(module.stage)
+        if cfg.model.freeze_vision and module.stage.visual is not None:
+            freeze_vision_tower(module.stage.visual)
         self.module = module.to(device=self.world.device, dtype=dtype).train()
         self.geo = template if self.world.main else None  # kept for the final export only
         self.model = wrap_ddp(self.module, cfg.parallel.distributed_optimizer)
@@ -153,11 +153,7 @@ class MegatronTrainer(Trainer):
         teacher_s = time.perf_counter()
         targets = self._pipeline_targets(micro)
         teacher_s = time.perf_counter() - teacher_s
-        local = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
-                              sum(len(t) for t in targets), sum(int(b["attention_mask"].sum()) for b in micro),
-                              sum(len(b["skipped"]) for b in micro)], dtype=torch.float64)
-        n_tokens, n_video, n_all, n_skipped = self._dp_sum(local.to(dev)).tolist()
-        self.skipped_total += int(n_skipped)
+        n_tokens, n_video, n_all = self._step_counts(micro, targets)
         prepared = [prepare(_to(b, dev), self.module, tgt, len(tgt) / n_video if n_video else 0.0)
                     for b, tgt in zip(micro, targets)]
         self.model.zero_grad_buffer()
@@ -166,10 +162,10 @@ class MegatronTrainer(Trainer):
         parts, finite = forward_backward(self.model, self.module, prepared, self.cfg.loss, max(n_tokens, 1.0),
                                          self.dims.dp)
         parts = torch.stack([parts[k] for k in PARTS]).double()
-        grads_finite = all(bool(torch.isfinite(p.main_grad).all()) for p in self.model.parameters()
-                           if getattr(p, "main_grad", None) is not None)
-        flags = torch.cat([parts, torch.tensor([0.0 if (finite and grads_finite) else 1.0], dtype=torch.float64,
-                                               device=parts.device)]).to(dev)
+        # one check per contiguous gradient buffer of megatron-core's DDP, one host sync for all
+        grads_finite = torch.stack([torch.isfinite(buf.grad_data).all() for buf in self.model.buffers]).all()
+        bad_here = torch.logical_not(grads_finite).double().reshape(1) + (0.0 if finite else 1.0)
+        flags = torch.cat([parts.to(dev), bad_here.to(dev)])
         dist.all_reduce(flags)
         parts, bad = flags[:-1] / self.dims.tp, flags[-1].item() > 0  # every TP rank holds the same parts
         grad_norm = float("nan")

@@ -12,19 +12,12 @@ import math
 import torch
 from torch import nn
 
+from ..model.freeze import freeze_vision_tower
 from .config import OptimConfig
-
-MERGERS = ("model.visual.merger.", "model.visual.deepstack_merger_list.")
-
 
 def freeze_vision(geo_model: nn.Module) -> int:
     """Freeze the ViT except its mergers. Returns the number of frozen parameters."""
-    frozen = 0
-    for name, p in geo_model.base.named_parameters():
-        if name.startswith("model.visual.") and not name.startswith(MERGERS):
-            p.requires_grad_(False)
-            frozen += p.numel()
-    return frozen
+    return freeze_vision_tower(geo_model.base.model.visual)
 
 
 def param_groups(geo_model: nn.Module, cfg: OptimConfig) -> list[dict]:

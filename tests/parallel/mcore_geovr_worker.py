@@ -21,7 +21,8 @@ megatron_cpu_shim.apply()
 
 from geovr.parallel.megatron.geovr_stage import MegatronGeoVR, gather_geovr, load_geovr  # noqa: E402
 from geovr.parallel.megatron.groups import destroy_model_parallel, init_model_parallel  # noqa: E402
-from geovr.parallel.megatron.qwen3vl import build_stage, freeze_vision  # noqa: E402
+from geovr.model.freeze import freeze_vision_tower  # noqa: E402
+from geovr.parallel.megatron.qwen3vl import build_stage  # noqa: E402
 from geovr.parallel.megatron.training import wrap_ddp  # noqa: E402
 from geovr.train.megatron_step import forward_backward, prepare  # noqa: E402
 from geovr.train.objective import PARTS  # noqa: E402
@@ -31,7 +32,8 @@ def run_layout(data: dict, case: dict, tp: int, pp: int) -> dict | None:
     dims = init_model_parallel(tp, pp, seed=1)
     module = MegatronGeoVR(build_stage(case["hf_config"]), case["geo_cfg"])
     load_geovr(module, case["state"])
-    freeze_vision(module.stage)
+    if module.stage.visual is not None:
+        freeze_vision_tower(module.stage.visual)
     model = wrap_ddp(module)
     micro = [prepare(data["batch"], module, data["targets"], video_share=1.0 / dims.dp)]
     parts, finite = forward_backward(model, module, micro, data["weights"], step_tokens=data["tokens"] * dims.dp,

@@ -87,7 +87,6 @@ class MegatronGeoVR(MegatronModule):
         later = self.depth_taps and deepest >= self.end and not self.last  # the depth stage is downstream
         self.carry_in = [k for k in self.depth_taps if k < self.start] if self.depth_taps and deepest >= self.start else []
         self.carry_out = [k for k in self.depth_taps if k < self.end] if later else []
-        self.input_tensor: Tensor | None = None
 
     # megatron-core's finalize_model_grads looks these up to sum the tied embedding's two copies
     @property
@@ -116,9 +115,8 @@ class MegatronGeoVR(MegatronModule):
                 "align": bool(self.aligned), "scale": self.scale_head is not None}
 
     def set_input_tensor(self, input_tensor) -> None:
-        if isinstance(input_tensor, (list, tuple)):
-            input_tensor = input_tensor[0]
-        self.input_tensor = input_tensor
+        """The previous stage's (packed) output; kept by the text model, unpacked in `forward`."""
+        self.stage.set_input_tensor(input_tensor)
 
     # ------------------------------------------------------------------ pipeline tensor
     @staticmethod
@@ -164,9 +162,10 @@ class MegatronGeoVR(MegatronModule):
             hidden = write_geometry_embeds(hidden, geo.plans, self.camera_embed, self.scale_embed, seq_first=True)
             carried: dict[int, Tensor] = {}
         else:
-            if self.input_tensor is None:
+            received = self.stage.text.input_tensor
+            if received is None:
                 raise RuntimeError("a non-first pipeline stage needs set_input_tensor() before forward()")
-            hidden, carried = self._unpack(self.input_tensor, seq, len(rows))
+            hidden, carried = self._unpack(received, seq, len(rows))
             visual = None
         wanted = {self.layer_map[g] for g in self.aligned} | set(self.carry_out)
         if self.depth_head is not None:

@@ -112,20 +112,6 @@ class MegatronQwen3VL(MegatronModule):
                          taps=taps)
 
 
-VISION_MERGERS = ("merger.", "deepstack_merger_list.")
-
-
-def freeze_vision(stage: MegatronQwen3VL) -> int:
-    """Freeze the vision tower except its mergers (as the HF path does). Returns the frozen count."""
-    frozen = 0
-    if stage.visual is not None:
-        for name, p in stage.visual.named_parameters():
-            if not name.startswith(VISION_MERGERS):
-                p.requires_grad_(False)
-                frozen += p.numel()
-    return frozen
-
-
 def ranks() -> tuple[int, int, int, int]:
     """(tp, tp_rank, pp, pp_rank) from megatron-core's parallel state."""
     return (parallel_state.get_tensor_model_parallel_world_size(), parallel_state.get_tensor_model_parallel_rank(),
