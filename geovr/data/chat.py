@@ -76,16 +76,8 @@ def tokenize_conversation(tokenizer, turns: tuple[Turn, ...], grid_thw, timestam
     Raises SampleRejected when longer than max_length."""
     messages = to_messages(turns)
     full = render_chat(tokenizer, messages)
-    pad = VIDEO_PAD if timestamps_s is not None else IMAGE_PAD
-    if full.count(pad) != 1:
-        raise ValueError(f"{item}: the chat template rendered {full.count(pad)} {pad} tokens, expected 1 "
-                         "(does the record hold one placeholder, and the template render media items?)")
-    if timestamps_s is not None:
-        expansion = video_placeholder(grid_thw, timestamps_s, merge_size)
-    else:
-        expansion = image_placeholder(grid_thw, merge_size)
+    pad, pad_at, expansion = _media_expansion(full, grid_thw, timestamps_s, item, merge_size)
     grow = len(expansion) - len(pad)
-    pad_at = full.index(pad)
 
     def expanded_len(prefix: str) -> int:  # a character offset in `full` -> in the expanded text
         return len(prefix) + (grow if len(prefix) > pad_at else 0)
@@ -110,14 +102,43 @@ def tokenize_conversation(tokenizer, turns: tuple[Turn, ...], grid_thw, timestam
     for start, end in spans:
         inside = (offsets[:, 0] >= start) & (offsets[:, 1] <= end) & (offsets[:, 1] > offsets[:, 0])
         labels[inside] = ids[inside]
-    video_id = tokenizer.convert_tokens_to_ids(VIDEO_PAD)
-    image_id = tokenizer.convert_tokens_to_ids(IMAGE_PAD)
+    mm = _media_types(tokenizer, ids, pad, grid_thw, item, merge_size)
+    return {"input_ids": ids, "labels": labels, "mm_token_type_ids": mm}
+
+
+def tokenize_prompt(tokenizer, turns: tuple[Turn, ...], grid_thw, timestamps_s: list[float] | None,
+                    item: str = "sample", merge_size: int = 2) -> dict[str, torch.Tensor]:
+    """Tokenize the turns of a question (ending with a user turn) followed by the assistant's
+    generation prompt, for `generate`. Returns int64 1-D `input_ids` and `mm_token_type_ids`."""
+    full = render_chat(tokenizer, to_messages(turns), add_generation_prompt=True)
+    pad, pad_at, expansion = _media_expansion(full, grid_thw, timestamps_s, item, merge_size)
+    text = full[:pad_at] + expansion + full[pad_at + len(pad):]
+    ids = torch.tensor(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+    return {"input_ids": ids, "mm_token_type_ids": _media_types(tokenizer, ids, pad, grid_thw, item, merge_size)}
+
+
+def _media_expansion(full: str, grid_thw, timestamps_s: list[float] | None, item: str,
+                     merge_size: int) -> tuple[str, int, str]:
+    """(the pad token, its character offset in `full`, its expansion)."""
+    pad = VIDEO_PAD if timestamps_s is not None else IMAGE_PAD
+    if full.count(pad) != 1:
+        raise ValueError(f"{item}: the chat template rendered {full.count(pad)} {pad} tokens, expected 1 "
+                         "(does the record hold one placeholder, and the template render media items?)")
+    if timestamps_s is not None:
+        expansion = video_placeholder(grid_thw, timestamps_s, merge_size)
+    else:
+        expansion = image_placeholder(grid_thw, merge_size)
+    return pad, full.index(pad), expansion
+
+
+def _media_types(tokenizer, ids: torch.Tensor, pad: str, grid_thw, item: str, merge_size: int) -> torch.Tensor:
+    """mm_token_type_ids: 2 on video tokens, 1 on image tokens; checks the media token count."""
     mm = torch.zeros_like(ids)
-    mm[ids == video_id] = 2
-    mm[ids == image_id] = 1
+    mm[ids == tokenizer.convert_tokens_to_ids(VIDEO_PAD)] = 2
+    mm[ids == tokenizer.convert_tokens_to_ids(IMAGE_PAD)] = 1
     n_media = int((mm == (2 if pad == VIDEO_PAD else 1)).sum())
     t, h, w = (int(v) for v in grid_thw)
     if n_media != t * h * w // (merge_size * merge_size):
         raise ValueError(f"{item}: {n_media} media tokens after tokenization, expected "
                          f"{t * h * w // merge_size ** 2}: the tokenizer splits {pad}")
-    return {"input_ids": ids, "labels": labels, "mm_token_type_ids": mm}
+    return mm

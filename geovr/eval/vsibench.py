@@ -1,0 +1,147 @@
+"""`python -m geovr.eval.vsibench`: score a model on VSI-Bench (or on any LLaVA-style spatial QA
+file with question types, such as the synthetic world's).
+
+  python -m geovr.eval.vsibench --model /models/Qwen3-VL-2B-Instruct --data /data/VSI-Bench --output runs/vsi
+  python -m geovr.eval.vsibench --model geovr_runs/tiny/final --data geovr_runs/synthetic_test/train.jsonl
+
+Greedy decoding by default, batched; answers are appended to `<output>/samples_<task>.jsonl` as
+they come, so a killed run continues where it stopped (same command). At the end:
+results.json, results.md (per task, overall, MRA per threshold) and the per-sample log.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from ..data.errors import VideoDecodeError
+from ..data.sampling import FrameSampling, QwenVision
+from .generation import GenerationSettings, generate_answers
+from .inputs import QuestionEncoder, collate_left
+from .questions import Question, detect_format, find_questions_file, read_questions
+from .results import SampleLog, sample_row, score_rows, write_results
+from .scoring import MRA_THRESHOLDS, Scored, aggregate, is_numeric, score_answer
+
+logger = logging.getLogger("geovr.eval")
+
+
+def _skipped_score(q: Question) -> Scored:
+    return Scored(0.0, None, [False] * len(MRA_THRESHOLDS) if is_numeric(q.question_type) else [])
+
+
+def evaluate(model, tokenizer, questions: list[Question], output: str | Path, run_config: dict,
+             settings: GenerationSettings = GenerationSettings(), sampling: FrameSampling = FrameSampling(),
+             vision: QwenVision = QwenVision(), backend: str = "auto", batch_size: int = 8, task: str = "vsibench",
+             overwrite: bool = False, progress: bool = True) -> dict:
+    """Answer and score `questions` with `model` (a Qwen3VLForConditionalGeneration); returns the
+    results dict also written to `output`/results.json. Resumes from `output`'s sample log."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    log = SampleLog(Path(output), task, run_config, overwrite=overwrite)
+    done = log.done
+    order = sorted(range(len(questions)), key=lambda i: (questions[i].video, i))  # reuse decoded videos
+    todo = [i for i in order if questions[i].id not in done]
+    encoder = QuestionEncoder(tokenizer, sampling, vision, backend)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(questions), initial=len(questions) - len(todo), desc=task, unit="q")
+    for start in range(0, len(todo), batch_size):
+        chunk, encoded, rows = todo[start:start + batch_size], [], []
+        for i in chunk:
+            q = questions[i]
+            try:
+                encoded.append((i, encoder(q)))
+            except VideoDecodeError as err:
+                logger.warning("skipping %s: %s", q.id, err)
+                rows.append(sample_row(i, q.doc, q.prompt, settings.to_dict(), None, _skipped_score(q),
+                                       q.ground_truth, skipped=f"{err.kind}: {err.reason}"))
+        if encoded:
+            answers = generate_answers(model, tokenizer, collate_left([e for _, e in encoded], pad), settings)
+            for (i, _), answer in zip(encoded, answers):
+                q = questions[i]
+                scored = score_answer(q.question_type, answer, q.ground_truth, list(q.options or []) or None)
+                rows.append(sample_row(i, q.doc, q.prompt, settings.to_dict(), answer, scored, q.ground_truth))
+        log.append(sorted(rows, key=lambda r: r["doc_id"]))
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    wanted = {q.id for q in questions}
+    rows = [r for r in log.rows if str(r["doc"]["id"]) in wanted]
+    report = aggregate(score_rows(rows))
+    return write_results(Path(output), task, report, run_config, len(rows), sum(r["skipped"] is not None for r in rows))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m geovr.eval.vsibench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--model", required=True, help="HF Qwen3-VL folder or GeoVR checkpoint (its base model is scored)")
+    p.add_argument("--data", required=True, help="VSI-Bench folder or questions file (.jsonl/.json/.parquet), "
+                                                 "or a LLaVA-style QA file")
+    p.add_argument("--video-root", default=None, help="folder holding <dataset>/<scene_name>.mp4 (default: "
+                                                      "the questions file's folder)")
+    p.add_argument("--format", default="auto", choices=("auto", "vsibench", "llava"))
+    p.add_argument("--output", default=None, help="results folder (default: geovr_runs/eval/<model name>)")
+    p.add_argument("--task", default=None, help="name in the results (default: vsibench, or spatial_qa for llava)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, default=2.0, help="frames sampled per second of video")
+    p.add_argument("--min-frames", type=int, default=4)
+    p.add_argument("--max-frames", type=int, default=32)
+    p.add_argument("--tokens-per-frame", type=int, default=300, help="merged visual tokens per frame")
+    p.add_argument("--backend", default="auto", choices=("auto", "pyav", "dali-gpu", "dali-cpu"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
+    p.add_argument("--overwrite", action="store_true", help="discard earlier answers in --output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    p = build_parser()
+    a = p.parse_args(argv)
+    from .model_io import load_model, model_folder, resolve_device, resolve_dtype
+
+    try:
+        model_folder(a.model)
+        questions = read_questions(a.data, a.format, a.video_root)
+        sampling = FrameSampling(a.fps, a.min_frames, a.max_frames)
+        settings = GenerationSettings(a.max_new_tokens, a.do_sample, a.temperature, a.top_p, a.seed)
+        device = resolve_device(a.device)
+        dtype = resolve_dtype(a.dtype, device)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if a.limit is not None:
+        questions = questions[:a.limit]
+    fmt = detect_format(find_questions_file(a.data)) if a.format == "auto" else a.format
+    task = a.task or ("vsibench" if fmt == "vsibench" else "spatial_qa")
+    output = a.output or str(Path("geovr_runs/eval") / Path(a.model).resolve().name)
+    model, tokenizer = load_model(a.model, device, dtype)
+    run_config = {"model": str(Path(a.model).resolve()), "data": str(Path(a.data).resolve()), "task": task,
+                  "n_questions": len(questions), "frames": {"fps": a.fps, "min": a.min_frames, "max": a.max_frames,
+                                                            "tokens_per_frame": a.tokens_per_frame},
+                  "generation": settings.to_dict(), "dtype": str(dtype)}
+    try:
+        result = evaluate(model, tokenizer, questions, output, run_config, settings, sampling,
+                          QwenVision(max_tokens_per_frame=a.tokens_per_frame), a.backend, a.batch_size, task,
+                          a.overwrite, progress=not a.quiet)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print((Path(output) / "results.md").read_text(), end="")
+    print(f"results: {Path(output) / 'results.json'}  samples: {Path(output) / f'samples_{task}.jsonl'}")
+    return 0 if result else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
