@@ -81,7 +81,10 @@ setup(
         # machines, or it pulls a CUDA torch.
         "megatron": ["megatron-core>=0.16.1", "psutil>=5"],
         "dev": ["triton>=3.2", "pytest>=7", "hypothesis>=6", "scipy>=1.10", "pybind11>=2.10",
-                "nvidia-dali-cuda130>=2.0", "pillow>=9", "megatron-core>=0.16.1", "psutil>=5"],
+                "nvidia-dali-cuda130>=2.0", "pillow>=9", "megatron-core>=0.16.1", "psutil>=5",
+                "matplotlib>=3.5"],
         "gpu": ["triton>=3.2", "nvidia-dali-cuda130>=2.0"],
+        # geovr.eval.probe's plots.
+        "eval": ["matplotlib>=3.5"],
     },
 )

@@ -1,0 +1,171 @@
+"""`python -m geovr.eval.probe`: how linearly decodable is 3D geometry from each LLM layer?
+
+  python -m geovr.eval.probe --model geovr_runs/tiny/final --data geovr_runs/synthetic_test --output runs/probe
+
+Freezes the model (a HF Qwen3-VL folder or a GeoVR checkpoint's base), collects the hidden states
+of the chosen layers on held-out videos with known geometry (`probe_data.py`), and fits
+closed-form ridge probes (`ridge.py`, penalty by GCV) for per-token depth, per-frame relative pose
+and per-video metric scale. Scores are out-of-fold over videos (grouped K-fold: a video's rows are
+always predicted by a probe fitted on other videos): R^2 per layer, plus errors in metres and
+degrees. Writes probe.json, probe.md and probe.png (score against layer).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .probe_data import ProbeData
+from .ridge import cross_validate
+
+PROBES = ("depth", "pose_translation", "pose_rotation", "scale")
+
+
+def fit_probes(data: ProbeData, folds: int = 5, seed: int = 0) -> dict:
+    """{layer: {probe: {"r2": ..., error metrics}}} for every collected layer."""
+    if len(data.names) < 3:
+        raise ValueError(f"probing needs at least 3 videos, got {len(data.names)}")
+    s = data.stacked()
+    out = {}
+    depth, pose, scale = s["token_depth"], s["frame_pose"], s["video_scale"]
+    for k in data.layers:
+        d = cross_validate(s["token_feats"][k], depth, s["token_group"], folds, seed)
+        p = cross_validate(s["frame_feats"][k], pose, s["frame_group"], folds, seed)
+        c = cross_validate(s["video_feats"][k], scale, s["video_group"], folds, seed)
+        trans_r2 = _pooled_r2(pose[:, :3], p.pred[:, :3])
+        rot_r2 = _pooled_r2(pose[:, 3:], p.pred[:, 3:])
+        out[k] = {
+            "depth": {"r2": d.r2, "abs_rel": float(np.mean(np.abs(np.exp(d.pred[:, 0]) - np.exp(depth)) / np.exp(depth))),
+                      "n": int(len(depth))},
+            "pose_translation": {"r2": trans_r2, "error_m": float(np.linalg.norm(p.pred[:, :3] - pose[:, :3], axis=1).mean()),
+                                 "n": int(len(pose))},
+            "pose_rotation": {"r2": rot_r2, "error_deg": float(np.degrees(np.linalg.norm(p.pred[:, 3:] - pose[:, 3:], axis=1)).mean()),
+                              "n": int(len(pose))},
+            "scale": {"r2": c.r2, "abs_rel": float(np.mean(np.abs(np.exp(c.pred[:, 0]) - np.exp(scale)) / np.exp(scale))),
+                      "n": int(len(scale))},
+        }
+    return out
+
+
+def _pooled_r2(y: np.ndarray, pred: np.ndarray) -> float:
+    sst = ((y - y.mean(0)) ** 2).sum()
+    return float(1 - ((y - pred) ** 2).sum() / sst) if sst > 0 else float("nan")
+
+
+def markdown(results: dict, title: str) -> str:
+    rows = [f"# {title}", "", "Out-of-fold R^2 (grouped by video) of linear ridge probes; errors of the same "
+            "predictions.", "", "| layer | depth R^2 | depth AbsRel | pose t R^2 | pose t err (m) | pose R R^2 | "
+            "pose R err (deg) | scale R^2 | scale AbsRel |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for k, r in results.items():
+        rows.append(f"| {k} | {r['depth']['r2']:.3f} | {r['depth']['abs_rel']:.3f} | {r['pose_translation']['r2']:.3f} | "
+                    f"{r['pose_translation']['error_m']:.3f} | {r['pose_rotation']['r2']:.3f} | "
+                    f"{r['pose_rotation']['error_deg']:.1f} | {r['scale']['r2']:.3f} | {r['scale']['abs_rel']:.3f} |")
+    return "\n".join(rows) + "\n"
+
+
+def plot(runs: dict[str, dict], path: str | os.PathLike, title: str = "linear probes") -> Path:
+    """One panel per probe, R^2 against layer, one line per run ({run name: fit_probes result});
+    R^2 below -1 (worse than predicting the mean) is drawn at -1."""
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError("the probe plot needs matplotlib: pip install matplotlib (or the 'eval' extra)") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(PROBES), figsize=(4 * len(PROBES), 3.4), sharex=True)
+    for ax, probe in zip(axes, PROBES):
+        for name, res in runs.items():
+            layers = [int(k) for k in res]
+            ax.plot(layers, [max(res[k][probe]["r2"], -1.0) for k in res], marker="o", label=name)
+        ax.set_title(probe.replace("_", " "))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("hidden state (0 = embeddings)")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("out-of-fold R$^2$ (below -1 drawn at -1)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".part.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(results: dict, output: str | os.PathLike, title: str, config: dict) -> None:
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "probe.json").write_text(json.dumps({"config": config, "layers": {str(k): v for k, v in results.items()}},
+                                                  indent=1))
+    (output / "probe.md").write_text(markdown(results, title))
+    plot({title: results}, output / "probe.png", title)
+
+
+def parse_layers(text: str) -> list[int] | None:
+    if text == "all":
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layers must be 'all' or comma-separated integers, got {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m geovr.eval.probe", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--model", required=True, help="HF Qwen3-VL folder or GeoVR checkpoint")
+    p.add_argument("--data", required=True, help="folder with videos/<name>.mp4 + geometry/<name>.npz")
+    p.add_argument("--output", default=None, help="results folder (default: geovr_runs/probe/<model name>)")
+    p.add_argument("--layers", type=parse_layers, default=None, help="'all' (default) or e.g. 0,4,8")
+    p.add_argument("--videos", type=int, default=None, help="use the first N videos")
+    p.add_argument("--folds", type=int, default=5, help="grouped cross-validation folds (over videos)")
+    p.add_argument("--max-tokens-per-video", type=int, default=256, help="visual tokens per video for the depth probe")
+    p.add_argument("--fps", type=float, default=2.0)
+    p.add_argument("--max-frames", type=int, default=32)
+    p.add_argument("--tokens-per-frame", type=int, default=300)
+    p.add_argument("--backend", default="auto", choices=("auto", "pyav", "dali-gpu", "dali-cpu"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    from ..data.sampling import FrameSampling, QwenVision
+    from .model_io import load_model, model_folder, resolve_device, resolve_dtype
+    from .probe_data import collect, find_probe_videos
+
+    try:
+        model_folder(a.model)
+        videos = find_probe_videos(a.data)[:a.videos]
+        if len(videos) < 3:
+            raise ValueError(f"probing needs at least 3 videos with geometry (the scale probe is fitted on "
+                             f"videos, leaving one out), found {len(videos)}")
+        device = resolve_device(a.device)
+        model, tok = load_model(a.model, device, resolve_dtype(a.dtype, device))
+        data = collect(model, tok, videos, a.layers, FrameSampling(a.fps, 2, a.max_frames),
+                       QwenVision(max_tokens_per_frame=a.tokens_per_frame), a.backend, a.max_tokens_per_video,
+                       a.seed, progress=not a.quiet)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    results = fit_probes(data, a.folds, a.seed)
+    output = a.output or str(Path("geovr_runs/probe") / Path(a.model).resolve().name)
+    config = {"model": str(Path(a.model).resolve()), "data": str(Path(a.data).resolve()), "videos": len(videos),
+              "folds": a.folds, "max_tokens_per_video": a.max_tokens_per_video, "seed": a.seed}
+    write_report(results, output, Path(a.model).resolve().name, config)
+    print((Path(output) / "probe.md").read_text(), end="")
+    print(f"results: {Path(output) / 'probe.json'}  plot: {Path(output) / 'probe.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""Hidden states of a frozen Qwen3-VL on videos with known geometry, and the probe targets.
+
+Input layout (the synthetic world's; export real scans to it): `videos/<name>.mp4` and
+`geometry/<name>.npz` holding `depth` [T, H, W] (metres, per video frame), `extrinsics` [T, 3, 4]
+(camera-from-world, OpenCV) and `metric_scale` [] (metres).
+
+Per video the model reads `<video>` + VSI-Bench's pre-prompt (the video comes first, so its
+tokens' states do not depend on any question). Hidden state k is the input of LLM layer k
+(0: the embeddings, i.e. the vision tower's merged tokens at the visual positions; L: the last
+layer's output). Targets:
+  depth  per visual token: log of the mean depth (m) over the token's footprint in its frame
+  pose   per frame t >= 1: the camera-from-frame-0 transform: translation (m) and rotation vector
+         (rad); features: the frame's mean visual state concatenated with frame 0's
+  scale  per video: log metric scale (m); features: the mean of all its visual states
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.chat import tokenize_prompt
+from ..data.datasets.records import VIDEO_PLACEHOLDER, Turn
+from ..data.decode import decode_frames, probe_video
+from ..data.qwen_pixels import to_qwen_pixels
+from ..data.sampling import FrameSampling, QwenVision, sample_indices
+from ..teachers.pose_encoding import relative_to_first, rotation_to_quaternion
+from .questions import PRE_PROMPT
+
+
+@dataclass(frozen=True)
+class ProbeVideo:
+    name: str
+    video: str
+    geometry: str
+
+
+def find_probe_videos(data: str) -> list[ProbeVideo]:
+    """Videos with geometry under `data` (a folder, or a file inside it such as train.jsonl)."""
+    root = data if os.path.isdir(data) else os.path.dirname(os.path.abspath(data))
+    out = []
+    for g in sorted(glob.glob(os.path.join(root, "geometry", "*.npz"))):
+        name = os.path.splitext(os.path.basename(g))[0]
+        video = os.path.join(root, "videos", f"{name}.mp4")
+        if os.path.isfile(video):
+            out.append(ProbeVideo(name, video, g))
+    if not out:
+        raise FileNotFoundError(f"--data {data}: no videos/<name>.mp4 with geometry/<name>.npz (the synthetic "
+                                "world's layout: python -m geovr.data.synthetic --out DIR --scenes N)")
+    return out
+
+
+def rotation_vector(r: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices [..., 3, 3] -> axis * angle [..., 3] (rad), through the quaternion."""
+    q = rotation_to_quaternion(r)
+    xyz, w = q[..., :3], q[..., 3:]
+    n = xyz.norm(dim=-1, keepdim=True)
+    factor = torch.where(n > 1e-8, 2 * torch.atan2(n, w) / n.clamp_min(1e-12), 2 / w.clamp_min(1e-12))
+    return xyz * factor
+
+
+@dataclass
+class ProbeData:
+    """Features per layer and targets, with the video each row comes from (`*_group`)."""
+
+    layers: list[int]
+    names: list[str] = field(default_factory=list)
+    token_feats: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    token_depth: list[np.ndarray] = field(default_factory=list)
+    token_group: list[np.ndarray] = field(default_factory=list)
+    frame_feats: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    frame_pose: list[np.ndarray] = field(default_factory=list)
+    frame_group: list[np.ndarray] = field(default_factory=list)
+    video_feats: dict[int, list[np.ndarray]] = field(default_factory=dict)
+    video_scale: list[float] = field(default_factory=list)
+
+    def stacked(self) -> dict:
+        """Every list concatenated into arrays."""
+        cat = np.concatenate
+        return {
+            "token_feats": {k: cat(v) for k, v in self.token_feats.items()}, "token_depth": cat(self.token_depth),
+            "token_group": cat(self.token_group),
+            "frame_feats": {k: cat(v) for k, v in self.frame_feats.items()}, "frame_pose": cat(self.frame_pose),
+            "frame_group": cat(self.frame_group),
+            "video_feats": {k: np.stack(v) for k, v in self.video_feats.items()},
+            "video_scale": np.array(self.video_scale), "video_group": np.arange(len(self.names)),
+        }
+
+
+@torch.no_grad()
+def collect(model, tokenizer, videos: list[ProbeVideo], layers: list[int] | None = None,
+            sampling: FrameSampling = FrameSampling(), vision: QwenVision = QwenVision(), backend: str = "auto",
+            max_tokens_per_video: int = 256, seed: int = 0, progress: bool = True) -> ProbeData:
+    """Run `model` (a Qwen3VLForConditionalGeneration) on each video and gather probe rows.
+    layers: hidden-state indices (default all, 0..L). max_tokens_per_video: visual tokens kept per
+    video for the depth probe (a seeded random subset; frame and video means use all tokens)."""
+    n_layers = model.config.text_config.num_hidden_layers
+    layers = list(range(n_layers + 1)) if layers is None else sorted(set(layers))
+    bad = [k for k in layers if not 0 <= k <= n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} are outside 0..{n_layers} (hidden state k is the input of layer k)")
+    data = ProbeData(layers, token_feats={k: [] for k in layers}, frame_feats={k: [] for k in layers},
+                     video_feats={k: [] for k in layers})
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    merge = vision.merge_size
+    it = videos
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(videos, desc="probe features", unit="video")
+    for v_idx, v in enumerate(it):
+        info = probe_video(v.video)
+        frames = decode_frames(info, sample_indices(info.num_frames, info.fps, sampling), backend=backend)
+        pixels, grid = to_qwen_pixels(frames.data, vision)
+        stamps = [i / info.fps for i in frames.indices]
+        text = tokenize_prompt(tokenizer, (Turn("user", f"{VIDEO_PLACEHOLDER}\n{PRE_PROMPT}"),), grid, stamps,
+                               item=v.name, merge_size=merge)
+        ids, mm = text["input_ids"][None].to(device), text["mm_token_type_ids"][None].to(device)
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=mm,
+                    pixel_values_videos=pixels.to(device, dtype), video_grid_thw=grid.view(1, 3).to(device),
+                    output_hidden_states=True, logits_to_keep=1)
+        t, gh, gw = (int(x) for x in grid)
+        h, w = gh // merge, gw // merge
+        pos = (mm[0] == 2).nonzero().squeeze(1)
+        geo = np.load(v.geometry)
+        idx = list(frames.indices)
+        depth = torch.from_numpy(np.asarray(geo["depth"][idx], dtype=np.float32))[:, None]
+        depth = F.adaptive_avg_pool2d(depth, (h, w)).reshape(-1).numpy()  # [T*h*w] in token order
+        ok = np.isfinite(depth) & (depth > 0)
+        keep = np.flatnonzero(ok)
+        rng = np.random.default_rng(seed * 1_000_003 + v_idx)
+        if len(keep) > max_tokens_per_video:
+            keep = np.sort(rng.choice(keep, max_tokens_per_video, replace=False))
+        ext = relative_to_first(torch.from_numpy(np.asarray(geo["extrinsics"][idx], dtype=np.float64)))
+        pose = torch.cat([ext[:, :, 3], rotation_vector(ext[:, :, :3])], -1).numpy()  # [T, 6]
+        for k in layers:
+            states = out.hidden_states[k][0, pos].float().reshape(t, h * w, -1).cpu().numpy()
+            data.token_feats[k].append(states.reshape(t * h * w, -1)[keep].astype(np.float32))
+            per_frame = states.mean(1)  # [T, D]
+            data.frame_feats[k].append(np.concatenate([per_frame[1:], np.repeat(per_frame[:1], t - 1, 0)], 1))
+            data.video_feats[k].append(per_frame.mean(0))
+        data.names.append(v.name)
+        data.token_depth.append(np.log(depth[keep]))
+        data.token_group.append(np.full(len(keep), v_idx))
+        data.frame_pose.append(pose[1:])
+        data.frame_group.append(np.full(t - 1, v_idx))
+        data.video_scale.append(float(np.log(float(geo["metric_scale"]))))
+    return data

@@ -1,0 +1,162 @@
+"""Linear probes: closed-form ridge against an independent solve, known linear signals recovered,
+grouped folds, and the probe tool end to end on synthetic videos with a tiny Qwen3-VL."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from geovr.eval.probe import fit_probes, main
+from geovr.eval.probe_data import ProbeData, collect, find_probe_videos, rotation_vector
+from geovr.eval.ridge import LAMBDAS, cross_validate, fit_ridge, group_folds, r2_score
+
+
+def test_ridge_equals_an_independent_solve_at_the_chosen_penalty():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 8)) * rng.uniform(0.1, 10, 8) + rng.normal(size=8)
+    y = x @ rng.normal(size=(8, 3)) + rng.normal(size=(60, 3))
+    fit = fit_ridge(x, y)
+    mu, sd = x.mean(0), x.std(0)
+    xs = (x - mu) / sd
+    w = np.linalg.solve(xs.T @ xs + fit.lam * np.eye(8), xs.T @ (y - y.mean(0)))
+    np.testing.assert_allclose(fit.predict(x), xs @ w + y.mean(0), rtol=1e-9, atol=1e-9)
+
+
+def test_gcv_matches_brute_force_leave_out_choice_direction():
+    """More noise -> a larger penalty."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(80, 30))
+    w = rng.normal(size=(30, 1))
+    clean = fit_ridge(x, x @ w + 0.01 * rng.normal(size=(80, 1)))
+    noisy = fit_ridge(x, x @ w + 30 * rng.normal(size=(80, 1)))
+    assert noisy.lam > clean.lam
+
+
+def test_known_linear_signal_is_recovered_and_noise_is_not():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(12), 25)
+    x = rng.normal(size=(300, 16))
+    w = rng.normal(size=(16, 2))
+    y = x @ w + 0.05 * rng.normal(size=(300, 2)) + 5
+    s = cross_validate(x, y, groups)
+    assert s.r2 > 0.99 and (s.r2_per_target > 0.99).all()
+    fit = fit_ridge(x, y)
+    np.testing.assert_allclose(fit.weights, w, atol=0.02)
+    assert cross_validate(x, rng.normal(size=(300, 2)), groups).r2 < 0.05
+
+
+def test_r2_by_hand():
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    assert r2_score(y, y)[0] == 1.0
+    assert r2_score(y, np.full(4, 2.5))[0] == 0.0
+    assert r2_score(y, np.array([2.0, 2.0, 3.0, 3.0]))[0] == pytest.approx(1 - 2 / 5)
+    assert np.isnan(r2_score(np.ones(3), np.ones(3))[0])
+
+
+def test_group_folds_keep_videos_together():
+    groups = np.repeat(np.arange(7), [3, 1, 4, 2, 5, 1, 2])
+    fold = group_folds(groups, folds=3)
+    for g in range(7):
+        assert len(set(fold[groups == g])) == 1
+    assert set(fold) == {0, 1, 2}
+    with pytest.raises(ValueError, match="at least 2 videos"):
+        group_folds(np.zeros(5), 3)
+    assert len(LAMBDAS) == 10
+
+
+def test_rotation_vector_against_scipy():
+    from scipy.spatial.transform import Rotation
+
+    rots = Rotation.concatenate([Rotation.random(50, random_state=3), Rotation.identity(),
+                                 Rotation.from_rotvec([[1e-9, 0, 0], [0, np.pi - 1e-6, 0], [0, 0, np.pi]])])
+    got = rotation_vector(torch.from_numpy(rots.as_matrix())).numpy()
+    want = rots.as_rotvec()
+    # at exactly pi the axis sign is ambiguous: compare as rotations
+    np.testing.assert_allclose(Rotation.from_rotvec(got).as_matrix(), rots.as_matrix(), atol=1e-6)
+    np.testing.assert_allclose(got[:-1], want[:-1], atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), np.linalg.norm(want, axis=1), atol=1e-6)
+
+
+def _planted(n_videos=8, dim=12, seed=0) -> ProbeData:
+    """Probe data whose layer 1 holds every target linearly, layer 0 none of them."""
+    rng = np.random.default_rng(seed)
+    d = ProbeData([0, 1], token_feats={0: [], 1: []}, frame_feats={0: [], 1: []}, video_feats={0: [], 1: []})
+    a_depth, a_pose, a_scale = rng.normal(size=dim), rng.normal(size=(6, 2 * dim)), rng.normal(size=dim)
+    for v in range(n_videos):
+        tok = rng.normal(size=(40, dim))
+        d.token_feats[1].append(tok)
+        d.token_feats[0].append(rng.normal(size=(40, dim)))
+        d.token_depth.append(tok @ a_depth * 0.1)
+        d.token_group.append(np.full(40, v))
+        fr = rng.normal(size=(5, 2 * dim))
+        d.frame_feats[1].append(fr)
+        d.frame_feats[0].append(rng.normal(size=(5, 2 * dim)))
+        d.frame_pose.append(fr @ a_pose.T * 0.1)
+        d.frame_group.append(np.full(5, v))
+        vid = rng.normal(size=dim)
+        d.video_feats[1].append(vid)
+        d.video_feats[0].append(rng.normal(size=dim))
+        d.video_scale.append(float(vid @ a_scale) * 0.1)
+        d.names.append(f"v{v}")
+    return d
+
+
+def test_fit_probes_finds_the_planted_layer():
+    r = fit_probes(_planted(n_videos=40))
+    for probe in ("depth", "pose_translation", "pose_rotation", "scale"):
+        assert r[1][probe]["r2"] > 0.9, probe
+        assert r[0][probe]["r2"] < 0.2, probe
+    assert r[1]["pose_translation"]["error_m"] < r[0]["pose_translation"]["error_m"]
+    with pytest.raises(ValueError, match="at least 3 videos"):
+        fit_probes(_planted(n_videos=2))
+
+
+@pytest.fixture(scope="module")
+def world3(tmp_path_factory):
+    from geovr.data.synthetic import WorldConfig, generate
+
+    out = tmp_path_factory.mktemp("world3")
+    generate(out, scenes=3, seed=11, cfg=WorldConfig(height=96, width=128, fps=4.0, seconds=3.0), progress=False)
+    return out
+
+
+def test_collect_targets_follow_the_geometry(tiny_model_dir, world3):
+    from scipy.spatial.transform import Rotation
+
+    from geovr.eval.model_io import load_model
+
+    model, tok = load_model(tiny_model_dir, torch.device("cpu"), torch.float32)
+    videos = find_probe_videos(str(world3 / "train.jsonl"))
+    data = collect(model, tok, videos, layers=[0, 2], max_tokens_per_video=10_000, progress=False)
+    s = data.stacked()
+    geo = np.load(videos[0].geometry)
+    n0 = (s["token_group"] == 0).sum()
+    frames = (s["frame_group"] == 0).sum() + 1
+    assert s["token_feats"][2].shape == (len(s["token_depth"]), 64) and s["frame_feats"][0].shape[1] == 128
+    # pose rows: camera-from-frame-0 of each later frame, as scipy composes them
+    idx = np.linspace(0, len(geo["extrinsics"]) - 1, frames).round().astype(int)
+    e = geo["extrinsics"][idx]
+    rel_r = e[1:, :, :3] @ e[0, :, :3].T
+    rel_t = e[1:, :, 3] - (rel_r @ e[0, :, 3:])[..., 0]
+    pose = s["frame_pose"][s["frame_group"] == 0]
+    np.testing.assert_allclose(pose[:, :3], rel_t, atol=1e-6)
+    np.testing.assert_allclose(pose[:, 3:], Rotation.from_matrix(rel_r).as_rotvec(), atol=1e-6)
+    # depth rows: log mean depth over each token's footprint (96x128 frames: 32x32-pixel tokens, no
+    # resize); all tokens kept, so their mean is the frames' mean
+    assert np.exp(s["token_depth"][:n0]).mean() == pytest.approx(geo["depth"][idx].mean(), rel=1e-4)
+    np.testing.assert_allclose(s["video_scale"], [np.log(float(np.load(v.geometry)["metric_scale"])) for v in videos])
+    with pytest.raises(ValueError, match="outside 0..2"):
+        collect(model, tok, videos, layers=[3], progress=False)
+
+
+def test_probe_cli_writes_table_json_and_plot(tiny_model_dir, world3, tmp_path, capsys):
+    out = tmp_path / "probe"
+    assert main(["--model", str(tiny_model_dir), "--data", str(world3), "--output", str(out), "--quiet",
+                 "--device", "cpu"]) == 0
+    res = json.loads((out / "probe.json").read_text())
+    assert sorted(res["layers"], key=int) == ["0", "1", "2"] and res["config"]["videos"] == 3
+    assert set(res["layers"]["1"]) == {"depth", "pose_translation", "pose_rotation", "scale"}
+    assert (out / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| layer |" in capsys.readouterr().out
+    assert main(["--model", str(tiny_model_dir), "--data", str(world3), "--videos", "2", "--quiet"]) == 2
+    assert "at least 3 videos" in capsys.readouterr().err
