@@ -57,6 +57,7 @@ setup(
     description="GeoVR: teach video multimodal LLMs 3D awareness with distilled geometric objectives",
     python_requires=">=3.10",
     packages=find_packages(include=["geovr", "geovr.*"]),
+    package_data={"geovr.eval": ["replication/*.yaml"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
     # Ranges admit the CPU torch 2.13.0 of our machines and the GPU images' torch 2.11 (Python 3.12).

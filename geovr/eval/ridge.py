@@ -6,7 +6,10 @@ X^T X = V diag(s) V^T and Z = V^T X^T Y, every quantity GCV needs is closed form
     W(lam) = V diag(1 / (s + lam)) Z,      df(lam) = sum s / (s + lam),
     RSS(lam) = |Y|^2 - 2 sum |Z_i|^2 / (s_i + lam) + sum s_i |Z_i|^2 / (s_i + lam)^2,
     GCV(lam) = N RSS / (N - df)^2,
-so the fit costs one D x D eigendecomposition per fold however many rows there are.
+so the fit costs one D x D eigendecomposition per fold however many rows there are. When the rows
+come in groups (videos) and the training part holds at least 3 of them, the penalty is instead the
+one with the lowest error under an inner grouped K-fold split: GCV assumes independent rows and,
+with fewer rows than features (a per-video probe on a few videos), picks a near-zero penalty.
 """
 from __future__ import annotations
 
@@ -29,9 +32,43 @@ class RidgeFit:
         return x @ self.weights + self.bias
 
 
-def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: tuple[float, ...] = LAMBDAS) -> RidgeFit:
-    """x [N, D], y [N, K] (or [N]) -> the ridge fit whose penalty minimises GCV. The penalties
-    are multiples of the mean eigenvalue of the standardised Gram matrix."""
+def _solve(xs: np.ndarray, yc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(eigenvalues s [D], eigenvectors V [D, D], Z = V^T X^T Y [D, K]) of standardised xs."""
+    s, v = np.linalg.eigh(xs.T @ xs)
+    return np.clip(s, 0.0, None), v, v.T @ (xs.T @ yc)
+
+
+def _gcv_penalty(n: int, s: np.ndarray, z: np.ndarray, yy: float, lambdas) -> float:
+    z2 = (z ** 2).sum(1)
+    best = None
+    for lam in lambdas:
+        rss = yy - 2 * float((z2 / (s + lam)).sum()) + float((s * z2 / (s + lam) ** 2).sum())
+        df = float((s / (s + lam)).sum())
+        gcv = n * max(rss, 0.0) / max(n - df, 1e-9) ** 2
+        if best is None or gcv < best[0]:
+            best = (gcv, lam)
+    return best[1]
+
+
+def _grouped_penalty(xs: np.ndarray, yc: np.ndarray, groups: np.ndarray, lambdas, folds: int, seed: int) -> float:
+    fold = group_folds(groups, folds, seed + 1)
+    err = np.zeros(len(lambdas))
+    for f in range(fold.max() + 1):
+        test = fold == f
+        xt, yt = xs[~test], yc[~test]
+        mt = yt.mean(0)
+        s, v, z = _solve(xt, yt - mt)
+        proj = xs[test] @ v  # [n_test, D]
+        for j, lam in enumerate(lambdas):
+            err[j] += float(((proj @ (z / (s + lam)[:, None]) + mt - yc[test]) ** 2).sum())
+    return float(lambdas[int(np.argmin(err))])
+
+
+def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: tuple[float, ...] = LAMBDAS, groups: np.ndarray | None = None,
+              folds: int = 5, seed: int = 0) -> RidgeFit:
+    """x [N, D], y [N, K] (or [N]) -> the ridge fit whose penalty minimises GCV, or, with `groups`
+    holding >= 3 distinct values, the inner grouped cross-validation error. The penalties are
+    multiples of the mean eigenvalue of the standardised Gram matrix."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64).reshape(len(x), -1)
     n = len(x)
@@ -42,21 +79,12 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: tuple[float, ...] = LAMBDAS
     xs = (x - mu) / sd
     ym = y.mean(0)
     yc = y - ym
-    s, v = np.linalg.eigh(xs.T @ xs)
-    s = np.clip(s, 0.0, None)
-    z = v.T @ (xs.T @ yc)  # [D, K]
-    z2 = (z ** 2).sum(1)
-    yy = float((yc ** 2).sum())
-    scale = max(float(s.mean()), 1e-12)
-    best = None
-    for rel in lambdas:
-        lam = rel * scale
-        rss = yy - 2 * float((z2 / (s + lam)).sum()) + float((s * z2 / (s + lam) ** 2).sum())
-        df = float((s / (s + lam)).sum())
-        gcv = n * max(rss, 0.0) / max(n - df, 1e-9) ** 2
-        if best is None or gcv < best[0]:
-            best = (gcv, lam)
-    lam = best[1]
+    s, v, z = _solve(xs, yc)
+    absolute = [rel * max(float(s.mean()), 1e-12) for rel in lambdas]
+    if groups is not None and len(np.unique(groups)) >= 3:
+        lam = _grouped_penalty(xs, yc, np.asarray(groups), absolute, folds, seed)
+    else:
+        lam = _gcv_penalty(n, s, z, float((yc ** 2).sum()), absolute)
     w_std = v @ (z / (s + lam)[:, None])  # [D, K] on standardised features
     w = w_std / sd[:, None]
     return RidgeFit(w, ym - mu @ w, lam)
@@ -97,14 +125,15 @@ class ProbeScore:
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0) -> ProbeScore:
-    """Grouped K-fold ridge probe: each video's rows are predicted by a probe fitted on other videos."""
+    """Grouped K-fold ridge probe: each video's rows are predicted by a probe fitted on other videos
+    (its penalty chosen by an inner grouped split of those videos)."""
     y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     fold = group_folds(np.asarray(groups), folds, seed)
     pred = np.zeros_like(y2)
     lams = []
     for f in range(fold.max() + 1):
         test = fold == f
-        fit = fit_ridge(x[~test], y2[~test])
+        fit = fit_ridge(x[~test], y2[~test], groups=np.asarray(groups)[~test], folds=folds, seed=seed)
         pred[test] = fit.predict(np.asarray(x[test], dtype=np.float64))
         lams.append(fit.lam)
     r2, per = r2_score(y2, pred)

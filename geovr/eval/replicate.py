@@ -1,0 +1,221 @@
+"""`python -m geovr.eval.replicate`: the paper's claim at laptop scale.
+
+Trains the tiny Qwen3-VL twice on the synthetic world with the same data, order, steps and seed:
+text loss only (`replication/text_only.yaml`) and text plus the four geometric losses
+(`replication/geovr.yaml`). Then, on held-out scenes, it scores both (and the untrained
+initialisation) on the synthetic spatial QA with the VSI-Bench harness and probes every LLM layer
+for depth, relative pose and metric scale. The question: do the geometric losses make the latents
+more 3D-aware?
+
+  python -m geovr.eval.replicate                          # 1 seed, 300 steps: ~20 min on 2 CPU cores
+  python -m geovr.eval.replicate --seeds 0 1 2 --steps 600
+
+Writes <out>/results.md (tables), results.json, probe.png (R^2 against layer, every run) and
+qa.png; runs, worlds and logs go under --work. Finished runs are reused (delete them to retrain).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger("geovr.eval")
+VARIANTS = ("text_only", "geovr")
+PROBE_COLUMNS = (("depth", "r2"), ("pose_translation", "r2"), ("pose_rotation", "r2"), ("scale", "r2"))
+
+
+def config_path(variant: str) -> str:
+    return str(resources.files("geovr.eval").joinpath("replication", f"{variant}.yaml"))
+
+
+def _train_args(variant: str, seed: int, steps: int, work: Path, progress: bool, extra: tuple[str, ...] = ()
+                ) -> list[str]:
+    return ["--config", config_path(variant), f"data.path={work / 'train_world' / 'train.jsonl'}",
+            f"train.output={work / 'runs' / f'{variant}_seed{seed}'}", f"train.seed={seed}", f"train.steps={steps}",
+            f"metrics.progress={str(progress).lower()}", "metrics.tensorboard=false", *extra]
+
+
+def train(variant: str, seed: int, steps: int, work: Path, progress: bool, extra: tuple[str, ...] = ()) -> Path:
+    """Train one run (skipped when its final model exists); returns the final GeoVR checkpoint."""
+    from ..train.main import main as train_main
+
+    final = work / "runs" / f"{variant}_seed{seed}" / "final"
+    if (final / "geovr_config.json").is_file():
+        logger.warning("reusing %s", final)
+        return final
+    rc = train_main(_train_args(variant, seed, steps, work, progress, extra))
+    if rc != 0 or not (final / "geovr_config.json").is_file():
+        raise RuntimeError(f"training {variant} (seed {seed}) failed with exit code {rc}")
+    return final
+
+
+def init_model(seed: int, work: Path, extra: tuple[str, ...] = ()) -> Path:
+    """The untrained starting point of both runs (same seed, same tiny config) as a HF folder."""
+    from ..train.build import build_model, build_tokenizer
+    from ..train.main import parse_config
+
+    out = work / "runs" / f"init_seed{seed}"
+    if (out / "config.json").is_file():
+        return out
+    cfg, _ = parse_config(_train_args("text_only", seed, 1, work, False, extra))
+    tok = build_tokenizer(cfg)
+    import torch
+
+    model = build_model(cfg, tok, torch.device("cpu"))
+    model.base.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def test_world(work: Path, scenes: int, seed: int, extra: tuple[str, ...] = ()) -> Path:
+    """Held-out scenes rendered like the training world (its size and length), another seed."""
+    from ..data.synthetic import WorldConfig, generate
+    from ..train.main import parse_config
+
+    root = work / "test_world"
+    if (root / "train.jsonl").is_file() and len(list((root / "geometry").glob("*.npz"))) == scenes:
+        return root
+    cfg, _ = parse_config(_train_args("geovr", 0, 1, work, False, extra))
+    d = cfg.data
+    if seed == d.synthetic_seed:
+        raise ValueError(f"the test world's seed ({seed}) must differ from the training world's ({d.synthetic_seed})")
+    generate(root, scenes=scenes, seed=seed, progress=True,
+             cfg=WorldConfig(height=d.synthetic_height, width=d.synthetic_width, seconds=d.synthetic_seconds))
+    return root
+
+
+def assess(model_dir: Path, name: str, world: Path, work: Path, progress: bool) -> dict:
+    """Synthetic-QA scores and per-layer probe results of one model."""
+    import torch
+
+    from ..data.sampling import FrameSampling
+    from .model_io import load_model
+    from .probe import fit_probes
+    from .probe_data import collect, find_probe_videos
+    from .questions import read_questions
+    from .vsibench import evaluate
+
+    model, tok = load_model(model_dir, torch.device("cpu"), torch.float32)
+    sampling = FrameSampling(max_frames=16)  # the tiny preset's training frames
+    qa = evaluate(model, tok, read_questions(str(world / "train.jsonl")), work / "eval" / name,
+                  {"model": str(model_dir), "data": str(world)}, sampling=sampling, backend="pyav",
+                  task="synthetic_qa", progress=progress)
+    data = collect(model, tok, find_probe_videos(str(world)), sampling=sampling, backend="pyav", progress=progress)
+    probes = fit_probes(data)
+    return {"qa": qa["results"]["synthetic_qa"], "probe": {str(k): v for k, v in probes.items()}}
+
+
+def _mean_std(values: list[float]) -> str:
+    v = np.array(values, dtype=float)
+    return f"{v.mean():.3f}" if len(v) == 1 else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
+
+
+def summarise(results: dict[str, list[dict]], meta: dict) -> str:
+    """The markdown report: QA per task, probe R^2 per layer, and the layer-averaged comparison."""
+    from .scoring import TASKS
+
+    names = list(results)
+    lines = ["# Replication at laptop scale: do the geometric losses make the latents more 3D-aware?", "",
+             f"Tiny Qwen3-VL ({meta['layers']} layers x {meta['hidden']} wide, random init), {meta['steps']} steps "
+             f"on {meta['train_scenes']} synthetic training scenes, seeds {meta['seeds']}; scored on "
+             f"{meta['test_scenes']} held-out scenes ({meta['questions']} questions). Values: mean over seeds"
+             + (" ± sample std." if len(meta["seeds"]) > 1 else "."), "",
+             "## Synthetic spatial QA (VSI-Bench scoring, %)", "",
+             "| task | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    tasks = [t for t in TASKS if t in results[names[0]][0]["qa"]["scores"]]
+    for t in tasks + ["overall"]:
+        cells = []
+        for n in names:
+            vals = [r["qa"]["overall"] if t == "overall" else r["qa"]["scores"][t] for r in results[n]]
+            cells.append(_mean_std(vals).replace(".000", ".0"))
+        lines.append(f"| {'**overall**' if t == 'overall' else t} | " + " | ".join(cells) + " |")
+    layers = list(results[names[0]][0]["probe"])
+    lines += ["", "## Linear probes: out-of-fold R^2 per hidden state (0 = embeddings)", ""]
+    for probe, key in PROBE_COLUMNS:
+        lines += [f"**{probe.replace('_', ' ')}**", "", "| run | " + " | ".join(layers) + " | mean 1..L |",
+                  "|---|" + "---:|" * (len(layers) + 1)]
+        for n in names:
+            per = [np.mean([r["probe"][k][probe][key] for r in results[n]]) for k in layers]
+            lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in per) + f" | {np.mean(per[1:]):.3f} |")
+        lines.append("")
+    lines += ["## Comparison (mean R^2 over LLM hidden states 1..L, GeoVR minus text-only, per seed)", ""]
+    for probe, key in PROBE_COLUMNS:
+        diffs = []
+        for rg, rt in zip(results["geovr"], results["text_only"]):
+            g = np.mean([rg["probe"][k][probe][key] for k in layers[1:]])
+            t = np.mean([rt["probe"][k][probe][key] for k in layers[1:]])
+            diffs.append(g - t)
+        better = sum(d > 0 for d in diffs)
+        lines.append(f"- {probe.replace('_', ' ')}: {', '.join(f'{d:+.3f}' for d in diffs)} "
+                     f"(GeoVR higher in {better} of {len(diffs)} seed(s))")
+    return "\n".join(lines) + "\n"
+
+
+def plots(results: dict[str, list[dict]], out: Path) -> None:
+    from .probe import plot
+
+    runs = {}
+    for n, rs in results.items():
+        layers = list(rs[0]["probe"])
+        runs[n] = {k: {p: {"r2": float(np.mean([r["probe"][k][p]["r2"] for r in rs]))} for p, _ in PROBE_COLUMNS}
+                   for k in layers}
+    plot(runs, out / "probe.png", "linear probes on held-out synthetic scenes (mean over seeds)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m geovr.eval.replicate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--out", default="results/replication", help="where the tables and plots go")
+    p.add_argument("--work", default="geovr_runs/replication", help="runs, worlds and evaluation logs")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--test-scenes", type=int, default=16)
+    p.add_argument("--test-seed", type=int, default=1)
+    p.add_argument("--train-scenes", type=int, default=None, help="training scenes (default: the configs' 24)")
+    p.add_argument("--frame-size", default=None, help="HxW of both worlds' frames (default: the tiny preset's 240x320)")
+    p.add_argument("--quiet", action="store_true")
+    a = p.parse_args(argv)
+    work, out = Path(a.work), Path(a.out)
+    progress = not a.quiet
+    extra: list[str] = []
+    if a.train_scenes is not None:
+        extra.append(f"data.synthetic_scenes={a.train_scenes}")
+    if a.frame_size is not None:
+        try:
+            h, w = (int(v) for v in a.frame_size.lower().split("x"))
+        except ValueError:
+            p.error(f"--frame-size must be HxW, e.g. 96x128, got {a.frame_size!r}")
+        extra += [f"data.synthetic_height={h}", f"data.synthetic_width={w}"]
+    extra = tuple(extra)
+    world = test_world(work, a.test_scenes, a.test_seed, extra)
+    results: dict[str, list[dict]] = {"init": [], "text_only": [], "geovr": []}
+    for seed in a.seeds:
+        models = {"init": init_model(seed, work, extra)}
+        for variant in VARIANTS:
+            models[variant] = train(variant, seed, a.steps, work, progress, extra)
+        for name, path in models.items():
+            results[name].append(assess(path, f"{name}_seed{seed}", world, work, progress))
+    from ..train.main import parse_config
+
+    cfg, _ = parse_config(_train_args("geovr", a.seeds[0], a.steps, work, False, extra))
+    meta = {"layers": cfg.model.tiny_layers, "hidden": cfg.model.tiny_hidden, "steps": a.steps,
+            "train_scenes": cfg.data.synthetic_scenes, "test_scenes": a.test_scenes, "seeds": a.seeds,
+            "questions": sum(1 for _ in open(world / "train.jsonl"))}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    (out / "results.md").write_text(summarise(results, meta))
+    plots(results, out)
+    print((out / "results.md").read_text(), end="")
+    print(f"written: {out / 'results.md'}, {out / 'results.json'}, {out / 'probe.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""The replication script: its two configs differ only in the geometric losses, and a small run
+trains, scores and probes end to end."""
+import json
+
+from geovr.eval.replicate import _train_args, main
+from geovr.train.main import parse_config
+
+
+def test_the_two_runs_differ_only_in_the_geometric_losses(tmp_path):
+    text, _ = parse_config(_train_args("text_only", 3, 50, tmp_path, False))
+    geo, _ = parse_config(_train_args("geovr", 3, 50, tmp_path, False))
+    a, b = text.to_dict(), geo.to_dict()
+    assert a["model"].pop("geovr") == "off" and b["model"].pop("geovr") == "paper"
+    a["train"].pop("output"), b["train"].pop("output")
+    assert a == b
+    assert text.train.seed == 3 and text.train.steps == 50 and text.data.synthetic_scenes == 24
+
+
+def test_small_replication_end_to_end(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    assert main(["--out", str(out), "--work", str(work), "--steps", "2", "--train-scenes", "2",
+                 "--test-scenes", "3", "--frame-size", "96x128", "--quiet"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["results"]) == {"init", "text_only", "geovr"}
+    for runs in res["results"].values():
+        assert len(runs) == 1
+        assert set(runs[0]["probe"]) == {str(k) for k in range(7)}  # 6 layers: hidden states 0..6
+        assert "overall" in runs[0]["qa"]
+    report = (out / "results.md").read_text()
+    assert "| **overall** |" in report and "GeoVR minus text-only" in report
+    assert (out / "probe.png").stat().st_size > 1000
+    # finished runs are reused: a second call trains nothing
+    assert main(["--out", str(out), "--work", str(work), "--steps", "2", "--train-scenes", "2",
+                 "--test-scenes", "3", "--frame-size", "96x128", "--quiet"]) == 0
+    assert json.loads((out / "results.json").read_text())["results"] == res["results"]
