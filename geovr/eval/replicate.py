@@ -7,7 +7,7 @@ initialisation) on the synthetic spatial QA with the VSI-Bench harness and probe
 for depth, relative pose and metric scale. The question: do the geometric losses make the latents
 more 3D-aware?
 
-  python -m geovr.eval.replicate                          # 1 seed, 300 steps: ~20 min on 2 CPU cores
+  python -m geovr.eval.replicate                          # 1 seed, 300 steps: ~15 min on 2 CPU cores
   python -m geovr.eval.replicate --seeds 0 1 2 --steps 600
 
 Writes <out>/results.md (tables), results.json, probe.png (R^2 against layer, every run) and
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -111,9 +110,9 @@ def assess(model_dir: Path, name: str, world: Path, work: Path, progress: bool) 
     return {"qa": qa["results"]["synthetic_qa"], "probe": {str(k): v for k, v in probes.items()}}
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], digits: int = 3) -> str:
     v = np.array(values, dtype=float)
-    return f"{v.mean():.3f}" if len(v) == 1 else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
+    return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
 def summarise(results: dict[str, list[dict]], meta: dict) -> str:
@@ -133,7 +132,7 @@ def summarise(results: dict[str, list[dict]], meta: dict) -> str:
         cells = []
         for n in names:
             vals = [r["qa"]["overall"] if t == "overall" else r["qa"]["scores"][t] for r in results[n]]
-            cells.append(_mean_std(vals).replace(".000", ".0"))
+            cells.append(_mean_std(vals, digits=1))
         lines.append(f"| {'**overall**' if t == 'overall' else t} | " + " | ".join(cells) + " |")
     layers = list(results[names[0]][0]["probe"])
     lines += ["", "## Linear probes: out-of-fold R^2 per hidden state (0 = embeddings)", ""]
