@@ -21,6 +21,12 @@ from .health import Skip
 from .sampling import FrameSampling, sample_indices
 
 
+def load_video(path: str, sampling: FrameSampling = FrameSampling(), backend: str = "auto") -> Frames:
+    """Probe `path` and decode the frames `sampling` picks (raises VideoDecodeError)."""
+    info = probe_video(path)
+    return decode_frames(info, sample_indices(info.num_frames, info.fps, sampling), backend=backend)
+
+
 @dataclass
 class Sample:
     """record: the QA record; frames: uint8 [T, 3, H, W] at the sampled indices; position:
@@ -54,10 +60,9 @@ class VideoQADataset(Dataset):
     def load(self, index: int) -> Frames:
         """Decode record `index`'s sampled frames (raises VideoDecodeError)."""
         rec = self.records[index]
-        info = probe_video(rec.media)
         if rec.kind == "image":  # PyAV reads png/jpeg/webp as one-frame streams
-            return decode_frames(info, [0], backend="pyav")
-        return decode_frames(info, sample_indices(info.num_frames, info.fps, self.sampling), backend=self.backend)
+            return decode_frames(probe_video(rec.media), [0], backend="pyav")
+        return load_video(rec.media, self.sampling, self.backend)
 
     def __getitem__(self, key):
         index, epoch, position = key if isinstance(key, tuple) else (key, 0, key)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import torch
 
 from ..data.chat import tokenize_prompt
+from ..data.dataset import load_video
 from ..data.datasets.records import VIDEO_PLACEHOLDER, Turn
-from ..data.decode import decode_frames, probe_video
 from ..data.qwen_pixels import to_qwen_pixels
-from ..data.sampling import FrameSampling, QwenVision, sample_indices
+from ..data.sampling import FrameSampling, QwenVision
 from .questions import Question
 
 
@@ -24,7 +24,7 @@ class EncodedQuestion:
     """input_ids, mm_token_type_ids int64 [L]; pixel_values_videos float32 [T*gh*gw, 1536];
     video_grid_thw int64 [1, 3]; frame_indices: the decoded frames."""
 
-    question: Question
+    question: Question | None
     input_ids: torch.Tensor
     mm_token_type_ids: torch.Tensor
     pixel_values_videos: torch.Tensor
@@ -44,18 +44,23 @@ class QuestionEncoder:
         """(pixels, grid [3], timestamps_s, indices) of a video; raises VideoDecodeError."""
         if self._cache is not None and self._cache[0] == path:
             return self._cache[1]
-        info = probe_video(path)
-        frames = decode_frames(info, sample_indices(info.num_frames, info.fps, self.sampling), backend=self.backend)
+        frames = load_video(path, self.sampling, self.backend)
         pixels, grid = to_qwen_pixels(frames.data, self.vision)
-        value = (pixels, grid, [i / info.fps for i in frames.indices], list(frames.indices))
+        value = (pixels, grid, [i / frames.info.fps for i in frames.indices], list(frames.indices))
         self._cache = (path, value)
         return value
 
+    def encode(self, video: str, prompt: str, item: str) -> EncodedQuestion:
+        """`<video>` + prompt as one user turn, then the generation prompt (question left None)."""
+        pixels, grid, timestamps, indices = self.video(video)
+        turns = (Turn("user", f"{VIDEO_PLACEHOLDER}\n{prompt}"),)
+        text = tokenize_prompt(self.tokenizer, turns, grid, timestamps, item=item, merge_size=self.vision.merge_size)
+        return EncodedQuestion(None, text["input_ids"], text["mm_token_type_ids"], pixels, grid.view(1, 3), indices)
+
     def __call__(self, q: Question) -> EncodedQuestion:
-        pixels, grid, timestamps, indices = self.video(q.video)
-        turns = (Turn("user", f"{VIDEO_PLACEHOLDER}\n{q.prompt}"),)
-        text = tokenize_prompt(self.tokenizer, turns, grid, timestamps, item=q.id, merge_size=self.vision.merge_size)
-        return EncodedQuestion(q, text["input_ids"], text["mm_token_type_ids"], pixels, grid.view(1, 3), indices)
+        encoded = self.encode(q.video, q.prompt, q.id)
+        encoded.question = q
+        return encoded
 
 
 def collate_left(items: list[EncodedQuestion], pad_token_id: int) -> dict[str, torch.Tensor]:

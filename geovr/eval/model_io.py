@@ -8,11 +8,12 @@ import torch
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """auto: the GPU when one is visible, else the CPU; a CUDA device without one is an error."""
+    from ..teachers.runtime import resolve_device as default_device
+
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {device}: no CUDA device here; use --device cpu")
-    return torch.device(device)
+    return default_device(None if device == "auto" else device)
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .probe_data import ProbeData
-from .ridge import cross_validate
+from .ridge import cross_validate, r2_score
 
 PROBES = ("depth", "pose_translation", "pose_rotation", "scale")
 
@@ -37,8 +37,8 @@ def fit_probes(data: ProbeData, folds: int = 5, seed: int = 0) -> dict:
         d = cross_validate(s["token_feats"][k], depth, s["token_group"], folds, seed)
         p = cross_validate(s["frame_feats"][k], pose, s["frame_group"], folds, seed)
         c = cross_validate(s["video_feats"][k], scale, s["video_group"], folds, seed)
-        trans_r2 = _pooled_r2(pose[:, :3], p.pred[:, :3])
-        rot_r2 = _pooled_r2(pose[:, 3:], p.pred[:, 3:])
+        trans_r2 = r2_score(pose[:, :3], p.pred[:, :3])[0]
+        rot_r2 = r2_score(pose[:, 3:], p.pred[:, 3:])[0]
         out[k] = {
             "depth": {"r2": d.r2, "abs_rel": float(np.mean(np.abs(np.exp(d.pred[:, 0]) - np.exp(depth)) / np.exp(depth))),
                       "n": int(len(depth))},
@@ -50,11 +50,6 @@ def fit_probes(data: ProbeData, folds: int = 5, seed: int = 0) -> dict:
                       "n": int(len(scale))},
         }
     return out
-
-
-def _pooled_r2(y: np.ndarray, pred: np.ndarray) -> float:
-    sst = ((y - y.mean(0)) ** 2).sum()
-    return float(1 - ((y - pred) ** 2).sum() / sst) if sst > 0 else float("nan")
 
 
 def markdown(results: dict, title: str) -> str:

@@ -23,12 +23,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.chat import tokenize_prompt
-from ..data.datasets.records import VIDEO_PLACEHOLDER, Turn
-from ..data.decode import decode_frames, probe_video
-from ..data.qwen_pixels import to_qwen_pixels
-from ..data.sampling import FrameSampling, QwenVision, sample_indices
+from ..data.sampling import FrameSampling, QwenVision
 from ..teachers.pose_encoding import relative_to_first, rotation_to_quaternion
+from .inputs import QuestionEncoder
 from .questions import PRE_PROMPT
 
 
@@ -108,26 +105,22 @@ def collect(model, tokenizer, videos: list[ProbeVideo], layers: list[int] | None
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     merge = vision.merge_size
+    encoder = QuestionEncoder(tokenizer, sampling, vision, backend)
     it = videos
     if progress:
         from tqdm import tqdm
         it = tqdm(videos, desc="probe features", unit="video")
     for v_idx, v in enumerate(it):
-        info = probe_video(v.video)
-        frames = decode_frames(info, sample_indices(info.num_frames, info.fps, sampling), backend=backend)
-        pixels, grid = to_qwen_pixels(frames.data, vision)
-        stamps = [i / info.fps for i in frames.indices]
-        text = tokenize_prompt(tokenizer, (Turn("user", f"{VIDEO_PLACEHOLDER}\n{PRE_PROMPT}"),), grid, stamps,
-                               item=v.name, merge_size=merge)
-        ids, mm = text["input_ids"][None].to(device), text["mm_token_type_ids"][None].to(device)
+        enc = encoder.encode(v.video, PRE_PROMPT, v.name)
+        ids, mm = enc.input_ids[None].to(device), enc.mm_token_type_ids[None].to(device)
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=mm,
-                    pixel_values_videos=pixels.to(device, dtype), video_grid_thw=grid.view(1, 3).to(device),
-                    output_hidden_states=True, logits_to_keep=1)
-        t, gh, gw = (int(x) for x in grid)
+                    pixel_values_videos=enc.pixel_values_videos.to(device, dtype),
+                    video_grid_thw=enc.video_grid_thw.to(device), output_hidden_states=True, logits_to_keep=1)
+        t, gh, gw = (int(x) for x in enc.video_grid_thw[0])
         h, w = gh // merge, gw // merge
         pos = (mm[0] == 2).nonzero().squeeze(1)
         geo = np.load(v.geometry)
-        idx = list(frames.indices)
+        idx = enc.frame_indices
         depth = torch.from_numpy(np.asarray(geo["depth"][idx], dtype=np.float32))[:, None]
         depth = F.adaptive_avg_pool2d(depth, (h, w)).reshape(-1).numpy()  # [T*h*w] in token order
         ok = np.isfinite(depth) & (depth > 0)

@@ -17,6 +17,7 @@ import glob
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from ..data.errors import RecordError
@@ -167,9 +168,9 @@ def read_questions(data: str, fmt: str = "auto", video_root: str | None = None) 
         raise ValueError(f"--format must be vsibench, llava or auto, got {fmt!r}")
     if not questions:
         raise ValueError(f"{path} holds no questions")
-    ids = [q.id for q in questions]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
+    dups = [i for i, n in Counter(q.id for q in questions).items() if n > 1]
+    if dups:
+        dup = dups[0]
         raise RecordError(path, "id", f"{dup!r} occurs more than once; ids must be unique (the results "
                           "file is keyed on them)")
     return questions
