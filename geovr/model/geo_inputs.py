@@ -81,6 +81,22 @@ def plan_geo_inputs(batch: dict, rope: Tensor, camera: bool, scale: bool) -> Geo
     return GeoInputs(new_ids, new_mask, new_labels if labels is not None else None, pos, plans, frames)
 
 
+def pad_geo_inputs(geo: GeoInputs, multiple: int) -> GeoInputs:
+    """`geo` right-padded so that L' is a multiple of `multiple` (sequence parallelism splits the
+    sequence over the TP ranks): pad tokens are id 0, masked out, ignored by the loss."""
+    b, length = geo.input_ids.shape
+    extra = -length % multiple
+    if not extra:
+        return geo
+
+    def pad(x: Tensor, value) -> Tensor:
+        return torch.cat([x, x.new_full((*x.shape[:-1], extra), value)], dim=-1)
+
+    return GeoInputs(pad(geo.input_ids, 0), pad(geo.attention_mask, 0),
+                     pad(geo.labels, IGNORE_INDEX) if geo.labels is not None else None, pad(geo.position_ids, 0),
+                     geo.plans, geo.frames)
+
+
 def write_geometry_embeds(embeds: Tensor, plans: list[Inserted], camera_embed: nn.Embedding | None,
                           scale_embed: nn.Embedding | None, seq_first: bool = False) -> Tensor:
     """embeds [B, L', H] (or [L', B, H] with seq_first) with the camera/scale rows written into the

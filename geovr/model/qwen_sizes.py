@@ -49,3 +49,18 @@ def load_qwen3vl(path: str | os.PathLike, dtype=None):
         raise FileNotFoundError(f"model path {folder}: no config.json there; pass the local folder of a "
                                 "Qwen3-VL checkpoint (e.g. a downloaded Qwen3-VL-2B-Instruct)")
     return Qwen3VLForConditionalGeneration.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+
+
+def meta_qwen3vl(path: str | os.PathLike):
+    """The `Qwen3VLForConditionalGeneration` of a local folder's config.json with every weight on the
+    meta device (shapes only, no memory, nothing read from the safetensors files)."""
+    import torch
+    from transformers import AutoConfig, Qwen3VLForConditionalGeneration
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"model path {folder}: no config.json there; pass the local folder of a "
+                                "Qwen3-VL checkpoint (e.g. a downloaded Qwen3-VL-2B-Instruct)")
+    config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    with torch.device("meta"):
+        return Qwen3VLForConditionalGeneration._from_config(config)

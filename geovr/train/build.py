@@ -79,26 +79,36 @@ def geovr_config(cfg: Config) -> GeoVRConfig:
     return base
 
 
-def build_model(cfg: Config, tokenizer, device: torch.device) -> GeoVRModel:
-    """The GeoVR model on `device` (initialised identically on every rank: seed first)."""
+def build_model(cfg: Config, tokenizer, device: torch.device, base_weights: bool = True) -> GeoVRModel:
+    """The GeoVR model on `device` (initialised identically on every rank). base_weights=False: a
+    model.path base is built on the meta device, without reading its weights (the Megatron backend
+    loads each rank's shard itself); the GeoVR parts are initialised alike either way."""
     from .optim import freeze_vision
 
     if cfg.model.path is None:
         from ..model.tiny import tiny_qwen3vl
 
         base = tiny_qwen3vl(tokenizer, layers=cfg.model.tiny_layers, hidden=cfg.model.tiny_hidden, seed=cfg.train.seed)
-    else:
+    elif base_weights:
         from ..model.qwen_sizes import load_qwen3vl
 
         base = load_qwen3vl(cfg.model.path)
+    else:
+        from ..model.qwen_sizes import meta_qwen3vl
+
+        base = meta_qwen3vl(cfg.model.path)
     if cfg.model.gradient_checkpointing:
         if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x
             base.activation_checkpointing_enable({"use_reentrant": False})
         else:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.model.path is not None:  # the GeoVR parts' init must not depend on how the base was built
+        torch.manual_seed(cfg.train.seed)
     model = GeoVRModel(base, geovr_config(cfg))
     if cfg.model.freeze_vision:
         freeze_vision(model)
+    if cfg.model.path is not None and not base_weights:
+        return model.train()  # the base is on the meta device; the GeoVR parts on the CPU
     return model.to(device).train()
 
 

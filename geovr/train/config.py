@@ -151,12 +151,17 @@ class ParallelConfig:
     """tp x pp: tensor and pipeline parallel sizes of the LLM (megatron-core); the remaining factor of
     the world size is data parallel. backend: auto (megatron when tp or pp > 1, else torch DDP) |
     ddp | megatron. distributed_optimizer: shard the optimizer state over the data-parallel ranks
-    (megatron backend)."""
+    (megatron backend). sequence_parallel: split the LLM's activations between layers over the TP
+    ranks (megatron backend, tp > 1; cuts their memory by tp at no extra communication).
+    recompute: the megatron backend's activation recompute, none | selective (core attention) |
+    full (every layer) | auto (full when model.gradient_checkpointing, else none)."""
 
     tp: int = 1
     pp: int = 1
     backend: str = "auto"
     distributed_optimizer: bool = False
+    sequence_parallel: bool = False
+    recompute: str = "auto"
 
     @property
     def megatron(self) -> bool:
@@ -284,6 +289,13 @@ def validate(cfg: Config, world_size: int = 1) -> int:
                           "of processes (torchrun --nproc_per_node x nodes) must be a multiple of tp*pp")
     if p.distributed_optimizer and not p.megatron:
         raise ConfigError("parallel.distributed_optimizer", "needs the megatron backend (parallel.backend=megatron)")
+    if p.sequence_parallel and not (p.megatron and p.tp > 1):
+        raise ConfigError("parallel.sequence_parallel", "splits activations over tensor-parallel ranks: it needs "
+                          "the megatron backend with parallel.tp > 1 (e.g. --tp 2)")
+    _choice("parallel.recompute", p.recompute, ("auto", "none", "selective", "full"))
+    if p.recompute != "auto" and not p.megatron:
+        raise ConfigError("parallel.recompute", "is the megatron backend's activation recompute; on the ddp "
+                          "backend use model.gradient_checkpointing=true")
     dp = world_size // (p.tp * p.pp)
     per_step = r.micro_batch * dp
     if r.global_batch % per_step:

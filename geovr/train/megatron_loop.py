@@ -29,6 +29,20 @@ logger = logging.getLogger("geovr.train")
 CPU_SHIM_FLAG = "GEOVR_MEGATRON_CPU_SHIM"  # set by the test suite's shim (megatron-core on CPU)
 
 
+def _base_weights(path: str, template):
+    """The HF checkpoint at `path` as a lazy state dict, checked against the model it must fill."""
+    from ..parallel.megatron.lazy_state import SafetensorsState
+
+    weights = SafetensorsState(path)
+    tied = template.base.config.tie_word_embeddings
+    needed = {k[len("base."):] for k in template.state_dict() if k.startswith("base.")}
+    missing = sorted(k for k in needed - set(weights) if not (tied and k == "lm_head.weight"))
+    if missing:
+        raise KeyError(f"model.path {path}: its safetensors lack {len(missing)} of the model's weights (first: "
+                       f"{missing[:3]}); an older key layout? Load it with transformers and save_pretrained it again")
+    return weights
+
+
 class FactorSchedule:
     """The HF path's warmup + cosine factor applied to megatron-core's param groups (state: the step)."""
 
@@ -99,9 +113,16 @@ class MegatronTrainer(Trainer):
             raise ValueError("model.dtype=bf16 on the megatron backend needs a GPU; use model.dtype=fp32 on a CPU")
         bf16 = cfg.model.dtype == "bf16" or (cfg.model.dtype == "auto" and self.world.device.type == "cuda")
         dtype = torch.bfloat16 if bf16 else torch.float32
-        template = build.build_model(cfg, self.tokenizer, torch.device("cpu"))  # the initial weights
-        module = MegatronGeoVR(build_stage(template.base.config, dtype=dtype), template.cfg)
-        load_geovr(module, template.state_dict())
+        # the initial weights: the GeoVR parts from a template GeoVRModel; a model.path base is read
+        # lazily, each rank taking only its stage's tensors (the template's base stays on meta)
+        template = build.build_model(cfg, self.tokenizer, torch.device("cpu"), base_weights=cfg.model.path is None)
+        base = _base_weights(cfg.model.path, template) if cfg.model.path is not None else None
+        p = cfg.parallel
+        recompute = p.recompute if p.recompute != "auto" else ("full" if cfg.model.gradient_checkpointing else "none")
+        stage = build_stage(template.base.config, dtype=dtype, sequence_parallel=p.sequence_parallel,
+                            recompute=recompute)
+        module = MegatronGeoVR(stage, template.cfg)
+        load_geovr(module, template.state_dict(), base=base)
         if cfg.model.freeze_vision and module.stage.visual is not None:
             freeze_vision_tower(module.stage.visual)
         self.module = module.to(device=self.world.device, dtype=dtype).train()
@@ -129,7 +150,10 @@ class MegatronTrainer(Trainer):
 
         state = gather_geovr(self.module)
         if self.world.main:
-            self.geo.load_state_dict({k: v.float() for k, v in state.items()})
+            meta = any(p.is_meta for p in self.geo.parameters())  # a lazily loaded base: materialise it now
+            self.geo.load_state_dict({k: v.float() for k, v in state.items()}, assign=meta)
+            if meta:
+                self.geo.base.tie_weights()
             super()._export()
 
     # ------------------------------------------------------------------ one step

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..model.geo_inputs import GeoInputs, VideoSlot, plan_geo_inputs, video_slots
+from ..model.geo_inputs import GeoInputs, VideoSlot, pad_geo_inputs, plan_geo_inputs, video_slots
 from ..model.geovr_model import GeoOutputs
 from ..parallel.megatron.geovr_stage import AttachLoss, MegatronGeoVR
 from ..parallel.megatron.qwen3vl import next_token_targets, rope_index
@@ -40,6 +40,8 @@ def prepare(batch: dict, module: MegatronGeoVR, targets: list[TeacherTargets], v
     """batch: collated (on the device); targets: the teacher's, one per video sample."""
     hf_config = module.stage.hf_config
     geo = plan_geo_inputs(batch, rope_index(hf_config, batch), module.cfg.camera, module.cfg.scale)
+    if module.stage.text.sequence_parallel:  # the sequence is split evenly over the TP ranks
+        geo = pad_geo_inputs(geo, module.config.tensor_model_parallel_size)
     slots = video_slots(batch, geo, hf_config.vision_config.spatial_merge_size)
     text_targets, mask = next_token_targets(geo.labels)
     return Prepared(batch, geo, slots, text_targets, mask, targets, video_share)

@@ -10,7 +10,6 @@ the HF state dict. Rank 0 writes OUTPUT (json): {name: {layout: {...}}}.
 import json
 import os
 import sys
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,7 +20,7 @@ import megatron_cpu_shim  # noqa: E402
 
 megatron_cpu_shim.apply()
 
-from megatron.core import parallel_state, tensor_parallel  # noqa: E402
+from megatron.core import tensor_parallel  # noqa: E402
 from megatron.core.pipeline_parallel import get_forward_backward_func  # noqa: E402
 
 from geovr.parallel.megatron.groups import destroy_model_parallel, init_model_parallel  # noqa: E402

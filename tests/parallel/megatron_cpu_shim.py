@@ -9,6 +9,7 @@ Never imported by the `geovr` package: on a GPU megatron-core runs unpatched.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -31,7 +32,9 @@ def _is_cuda(device) -> bool:
 
 
 class _CudaToCpu(TorchFunctionMode):
-    """Tensor factories asked for a CUDA device get the CPU; `Tensor.cuda()` / `.to("cuda")` stay put."""
+    """Tensor factories asked for a CUDA device get the CPU; `Tensor.cuda()` / `.to("cuda")` stay put;
+    `Tensor.type()` names CPU tensors as CUDA ones (the distributed optimizer sorts parameters by
+    "torch.cuda.FloatTensor" / "torch.cuda.BFloat16Tensor" and rejects any other name)."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = dict(kwargs or {})
@@ -39,6 +42,9 @@ class _CudaToCpu(TorchFunctionMode):
             kwargs["device"] = "cpu"
         elif func is torch.Tensor.cuda:
             return args[0]
+        elif func is torch.Tensor.type and len(args) == 1 and not kwargs:
+            name = func(*args)
+            return name if name.startswith("torch.cuda.") else name.replace("torch.", "torch.cuda.", 1)
         elif func is torch.Tensor.to:
             if args[1:] and _is_cuda(args[1]):
                 args = (args[0], "cpu", *args[2:])
@@ -57,6 +63,12 @@ def _clip_grad_by_total_norm_cpu(parameters, max_norm, total_norm, use_decoupled
     if coeff < 1.0:
         for g in grads:
             g.detach().mul_(coeff)
+
+
+@functools.lru_cache(maxsize=32)
+def _causal_mask_cpu(sq: int) -> torch.Tensor:
+    """megatron-core's default causal mask ([sq, sq], True above the diagonal) on the CPU."""
+    return torch.triu(torch.ones(sq, sq), diagonal=1).bool()
 
 
 def apply() -> None:
@@ -79,6 +91,13 @@ def apply() -> None:
     mc_optimizer.clip_grad_by_total_norm_fp32 = _clip_grad_by_total_norm_cpu
     # hard-coded device="cuda" tensors (pipeline schedules, loss reductions, p2p shape exchange)
     _CudaToCpu().__enter__()
+    # the attention's causal mask is built with device="cuda"; the mode above catches that in forward,
+    # but activation recompute re-runs the layer inside torch.autograd.backward, which the mode itself
+    # dispatches, and a mode is switched off while it handles a call
+    from megatron.core.fusions import fused_softmax
+    from megatron.core.transformer import utils as transformer_utils
+
+    transformer_utils.get_default_causal_mask = fused_softmax.get_default_causal_mask = _causal_mask_cpu
     # tells geovr's Megatron trainer that a CPU run is deliberate (geovr/train/megatron_loop.py)
     os.environ["GEOVR_MEGATRON_CPU_SHIM"] = "1"
     _APPLIED = True

@@ -112,3 +112,59 @@ def test_text_only_positions_and_bad_sections():
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="must sum to head_dim/2"):
         mrope_angles(pos, 16, 1e4, (2, 2, 2))
+
+
+class _Recording:
+    """Wraps a lazy state and records the keys read."""
+
+    def __init__(self, inner):
+        self.inner, self.read = inner, []
+
+    def __getitem__(self, key):
+        self.read.append(key)
+        return self.inner[key]
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def __contains__(self, key):
+        return key in self.inner
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_lazy_checkpoint_reads_only_the_stage(tok, tmp_path, sharded):
+    """A saved HF folder (one file, or shards with an index) as a lazy state dict: rank (pp 1 of 2,
+    tp 1 of 2) reads only its stage's tensors (no vision tower, no embedding, no layer 0/1), and gets
+    the same shard as from the in-memory state dict."""
+    from geovr.model.tiny import tiny_qwen3vl
+    from geovr.parallel.megatron.convert import visual_state
+    from geovr.parallel.megatron.lazy_state import Prefixed, SafetensorsState
+
+    model = tiny_qwen3vl(tok, layers=4)
+    model.save_pretrained(tmp_path, max_shard_size="200KB" if sharded else "10GB")
+    assert (tmp_path / "model.safetensors.index.json").is_file() == sharded
+    full = model.state_dict()
+    lazy = SafetensorsState(tmp_path)
+    assert set(lazy) == set(full)  # untied: lm_head is stored
+    dims = TextDims.from_hf(model.config)
+    seen = _Recording(lazy)
+    shard = hf_to_mcore(seen, dims, tp=2, tp_rank=1, pp=2, pp_rank=1)
+    want = hf_to_mcore(full, dims, tp=2, tp_rank=1, pp=2, pp_rank=1)
+    assert set(shard) == set(want) and all(torch.equal(shard[k], want[k]) for k in want)
+    assert seen.read and all(k.startswith((HF_TEXT + "layers.2.", HF_TEXT + "layers.3.", HF_TEXT + "norm.",
+                                           "lm_head.")) for k in seen.read), seen.read
+    assert lazy.reads == len(seen.read)
+    vis = _Recording(lazy)
+    tower = visual_state(vis)
+    assert tower and all(k.startswith("model.visual.") for k in vis.read)
+    assert torch.equal(tower["merger.linear_fc2.bias"], full["model.visual.merger.linear_fc2.bias"])
+    view = Prefixed(lazy, "base.")
+    assert "base.lm_head.weight" in view and "lm_head.weight" not in view
+    assert torch.equal(view["base.lm_head.weight"], full["lm_head.weight"])
+
+
+def test_lazy_checkpoint_errors(tmp_path):
+    from geovr.parallel.megatron.lazy_state import SafetensorsState
+
+    with pytest.raises(FileNotFoundError, match="neither model.safetensors nor model.safetensors.index.json"):
+        SafetensorsState(tmp_path)

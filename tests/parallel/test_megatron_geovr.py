@@ -3,7 +3,9 @@
 joined back, vision mergers, camera/scale tokens, heads, projectors), at TP=1, TP=2, PP=2 and
 TP=2 x PP=2 on 4 gloo processes. At PP=2 the shallowest aligned layer's loss is computed on the
 first stage (it reaches backward through AttachLoss) and the depth head's shallow layers ride in
-the pipeline tensor. The tied-embedding case checks megatron-core's sum of the two copies' grads."""
+the pipeline tensor. The tied-embedding case checks megatron-core's sum of the two copies' grads.
+Sequence parallelism (TP=2, and TP=2 x PP=2 where the pipeline tensor carries each TP rank's slice)
+and activation recompute (full: every layer; selective: core attention) give the same step."""
 import json
 import os
 import subprocess
@@ -17,8 +19,25 @@ pytest.importorskip("megatron.core")
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "model"))
-LAYOUTS = "1,1;2,1;1,2;2,2"
+LAYOUTS = "1,1;2,1;1,2;2,2;2,1,sp;2,2,sp,full;2,1,selective"
 TOL = 2e-5
+
+
+def _one_token_longer(batch: dict, pad_id: int) -> dict:
+    """`batch` with one more answer token on its longest sample, so that the GeoVR sequence length
+    changes parity (sequence parallelism must then pad it to a multiple of tp)."""
+    from geovr.data.qwen_inputs import IGNORE_INDEX
+
+    b = {k: (v.clone() if torch.is_tensor(v) else v) for k, v in batch.items()}
+    lengths = b["attention_mask"].sum(1)
+    i, n = int(lengths.argmax()), int(lengths.max())
+    if n == b["input_ids"].shape[1]:  # widen by one padded column
+        for key, value in (("input_ids", pad_id), ("attention_mask", 0), ("labels", IGNORE_INDEX),
+                           ("mm_token_type_ids", 0)):
+            b[key] = torch.cat([b[key], b[key].new_full((b[key].shape[0], 1), value)], dim=1)
+    token = b["input_ids"][i, n - 1]  # repeat its last (text) token, as an answer token
+    b["input_ids"][i, n], b["attention_mask"][i, n], b["labels"][i, n] = token, 1, token
+    return b
 
 
 def _case(tok, batch, targets, tokens, weights, tied: bool, layouts: str) -> dict:
@@ -43,7 +62,7 @@ def _case(tok, batch, targets, tokens, weights, tied: bool, layouts: str) -> dic
     grads = {n: p.grad.clone() for n, p in geo.named_parameters() if p.requires_grad}
     return {"state": {k: v.clone() for k, v in geo.state_dict().items()}, "hf_config": base.config,
             "geo_cfg": geo.cfg, "parts": {k: float(v) for k, v in loss.parts.items()}, "grads": grads,
-            "layouts": layouts}
+            "layouts": layouts, "batch": batch, "tokens": tokens}
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +77,13 @@ def report(batch, tok, synthetic_root, tmp_path_factory):
                for i, r in enumerate(recs)]
     tokens = int((b["labels"][:, 1:] != IGNORE_INDEX).sum())
     weights = LossConfig()
+    odd = _one_token_longer(b, tok.pad_token_id)
+    odd_tokens = int((odd["labels"][:, 1:] != IGNORE_INDEX).sum())
     cases = {"untied": _case(tok, b, targets, tokens, weights, False, LAYOUTS),
-             "tied": _case(tok, b, targets, tokens, weights, True, "1,2")}
+             "tied": _case(tok, b, targets, tokens, weights, True, "1,2"),
+             "odd": _case(tok, odd, targets, odd_tokens, weights, False, "2,1,sp")}
     tmp = tmp_path_factory.mktemp("mcore_geovr")
-    torch.save({"batch": b, "targets": targets, "tokens": tokens, "weights": weights, "cases": cases}, tmp / "in.pt")
+    torch.save({"targets": targets, "weights": weights, "cases": cases}, tmp / "in.pt")
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "4", "--master_port", "29532",
            str(HERE / "mcore_geovr_worker.py"), str(tmp / "in.pt"), str(tmp / "out.json")]
@@ -72,7 +94,7 @@ def report(batch, tok, synthetic_root, tmp_path_factory):
     return out
 
 
-CASES = [("untied", layout) for layout in LAYOUTS.split(";")] + [("tied", "1,2")]
+CASES = [("untied", layout) for layout in LAYOUTS.split(";")] + [("tied", "1,2"), ("odd", "2,1,sp")]
 
 
 @pytest.mark.parametrize("name,layout", CASES, ids=lambda v: v.replace(",", "x") if "," in v else v)
@@ -99,3 +121,26 @@ def test_gradients_match_hf(report, name, layout):
                    "base.model.visual.merger.linear_fc2.bias",
                    "base.model.language_model.layers.2.mlp.gate_proj.weight"):
         assert any(n.startswith(needed.rsplit(".", 1)[0]) for n in names), needed
+
+
+@pytest.mark.parametrize("layout", ["2,1,sp", "2,2,sp,full", "2,1,selective", "2,2"])
+def test_sequence_parallel_and_recompute_are_on(report, layout):
+    """The layouts above really ran split sequences and recomputation (not silently ignored flags)."""
+    r = report["untied"][layout]
+    flags = layout.split(",")[2:]
+    assert r["sequence_parallel"] == ("sp" in flags)
+    # rank 0 reports: one checkpoint region per layer of its stage (full: the layer; selective: its
+    # core attention)
+    assert r["layers_here"] == (6 if layout.startswith("2,1") else 3)
+    if "full" in flags or "selective" in flags:
+        assert r["recomputed"] == r["layers_here"]
+    else:
+        assert r["recomputed"] == 0
+
+
+def test_sequence_parallel_pads_an_odd_sequence(report):
+    """The "odd" batch's GeoVR sequence has odd length; at TP=2 with SP it is padded by one token and
+    still gives HF's step (test_gradients_match_hf[odd-2x1xsp])."""
+    even, odd = report["untied"]["2,1,sp"]["geo_len"], report["odd"]["2,1,sp"]["geo_len"]
+    assert even[0] % 2 == 0 and even[1] == even[0]
+    assert odd[0] == even[0] + 1 and odd[1] == odd[0] + 1

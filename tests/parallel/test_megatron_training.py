@@ -2,8 +2,9 @@
 through `train_megatron_cpu.py`, which applies the test-only CPU shim first): TP=2, PP=2 and
 TP=2 x PP=2 runs give the same per-step losses, loss parts and gradient norms as the 1-process run
 (the HF/DDP path, which the Megatron backend at TP=1 also reproduces) for 4 optimizer steps of 2
-micro-batches each; a checkpoint written through dist_checkpointing at TP=2 (and at TP=2 x PP=2)
-resumes at TP=1 and continues exactly; the final export is a GeoVR model folder."""
+micro-batches each, and so does TP=2 x DP=2 with sequence parallelism, full activation recompute and
+the distributed optimizer; a checkpoint written through dist_checkpointing at TP=2 (and at TP=2 x PP=2, and at TP=2 x DP=2
+with the distributed optimizer's sharded state) resumes at TP=1 and continues exactly; the final export is a GeoVR model folder."""
 import os
 import subprocess
 import sys
@@ -51,14 +52,18 @@ def runs(synthetic_root, tmp_path_factory):
     assert ref.returncode == 0, ref.stderr[-4000:]
     out["ref"] = losses(tmp / "ref")
     layouts = {"tp1": (1, ["parallel.backend=megatron"]), "tp2": (2, ["--tp", "2"]), "pp2": (2, ["--pp", "2"]),
-               "tp2pp2": (4, ["--tp", "2", "--pp", "2", "checkpoint.export=true"])}
+               "tp2pp2": (4, ["--tp", "2", "--pp", "2", "checkpoint.export=true"]),
+               "tp2dp2_sp": (4, ["--tp", "2", "parallel.sequence_parallel=true", "parallel.recompute=full",
+                                 "parallel.distributed_optimizer=true"])}
     for i, (name, (nproc, extra)) in enumerate(layouts.items()):
         _launch(nproc, _args(synthetic_root, tmp / name, *extra), 29541 + i)
         out[name] = losses(tmp / name)
-    for name in ("tp2", "tp2pp2"):  # reshard: resume the step-2 checkpoint at TP=1 x PP=1
+    # reshard: resume the step-2 checkpoint at TP=1 x PP=1 (the same data-parallel size)
+    resumes = {"tp2": (1, []), "tp2pp2": (1, []), "tp2dp2_sp": (2, ["parallel.distributed_optimizer=true"])}
+    for i, (name, (nproc, extra)) in enumerate(resumes.items()):
         ckpt = tmp / name / "checkpoints" / "step_00000002"
-        _launch(1, _args(synthetic_root, tmp / f"{name}_to_tp1", "parallel.backend=megatron", "--resume", str(ckpt)),
-                0)
+        _launch(nproc, _args(synthetic_root, tmp / f"{name}_to_tp1", "parallel.backend=megatron", *extra,
+                             "--resume", str(ckpt)), 29561 + i)
         out[f"{name}_to_tp1"] = losses(tmp / f"{name}_to_tp1")
     out["_tmp"] = tmp
     return out
@@ -70,7 +75,7 @@ def _same(a: dict, b: dict, steps) -> None:
             assert b[step][key] == pytest.approx(a[step][key], rel=1e-4, abs=1e-6), (step, key)
 
 
-@pytest.mark.parametrize("layout", ["tp1", "tp2", "pp2", "tp2pp2"])
+@pytest.mark.parametrize("layout", ["tp1", "tp2", "pp2", "tp2pp2", "tp2dp2_sp"])
 def test_parallel_run_equals_single_process(runs, layout):
     ref = runs["ref"]
     assert sorted(ref) == list(range(1, STEPS + 1))
@@ -79,7 +84,7 @@ def test_parallel_run_equals_single_process(runs, layout):
     _same(ref, runs[layout], range(1, STEPS + 1))
 
 
-@pytest.mark.parametrize("saved", ["tp2", "tp2pp2"])
+@pytest.mark.parametrize("saved", ["tp2", "tp2pp2", "tp2dp2_sp"])
 def test_checkpoint_reshards_to_tp1(runs, saved):
     resumed = runs[f"{saved}_to_tp1"]
     assert sorted(resumed) == [3, 4]  # it continued from step 2
@@ -104,3 +109,29 @@ def test_dist_checkpoint_layout(runs):
     state = (run / "checkpoints" / "step_00000004" / "trainer_state.json").read_text()
     assert '"tp": 2' in state and '"pp": 2' in state and '"dp": 1' in state
     assert (run / "checkpoints" / "step_00000004" / "metadata.json").is_file()  # megatron-core's format
+
+
+def test_model_path_is_read_per_stage(synthetic_root, tok, tmp_path):
+    """With model.path (a saved HF folder) each Megatron rank reads only its stage's tensors from
+    the safetensors (the template's base stays on the meta device), and the PP=2 run still equals
+    the HF/DDP path's from the same folder; its export materialises the whole model."""
+    from geovr.model.checkpoint import load_geovr
+    from geovr.model.tiny import tiny_qwen3vl
+
+    folder = tmp_path / "hf_model"
+    tiny_qwen3vl(tok, layers=4, hidden=64, seed=3).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    runs = {}
+    for name, nproc, extra in (("ref", 1, ["parallel.backend=ddp"]), ("pp2", 2, ["--pp", "2"])):
+        cfg = small_config(synthetic_root, tmp_path / name, steps=2)
+        cfg.model.path = str(folder)
+        cfg.model.dtype = "fp32"
+        cfg.checkpoint.every = 0
+        cfg.checkpoint.export = True
+        _launch(nproc, overrides(cfg) + extra, 29571)
+        runs[name] = losses(tmp_path / name)
+    _same(runs["ref"], runs["pp2"], [1, 2])
+    ref = load_geovr(tmp_path / "ref" / "final").state_dict()
+    par = load_geovr(tmp_path / "pp2" / "final").state_dict()
+    assert set(ref) == set(par)
+    assert max((ref[k].float() - par[k].float()).abs().max().item() for k in ref) < 1e-4

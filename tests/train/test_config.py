@@ -100,6 +100,20 @@ def test_parallel_section_and_flags():
         c = tiny()
         apply_overrides(c, ["parallel.distributed_optimizer=true"])
         validate(c)
+    with pytest.raises(ConfigError, match=r"parallel.sequence_parallel: .*parallel.tp > 1"):
+        c = tiny()
+        apply_overrides(c, ["parallel.backend=megatron", "parallel.sequence_parallel=true"])
+        validate(c)
+    with pytest.raises(ConfigError, match="parallel.recompute: .some. is not one of"):
+        c = tiny()
+        apply_overrides(c, ["parallel.recompute=some"])
+        validate(c)
+    with pytest.raises(ConfigError, match="parallel.recompute: .*use model.gradient_checkpointing=true"):
+        c = tiny()
+        apply_overrides(c, ["parallel.recompute=full"])
+        validate(c)
+    c, _ = parse_config(["--tp", "2", "parallel.sequence_parallel=true", "parallel.recompute=selective"])
+    assert validate(c, world_size=2) >= 1
 
 
 def test_megatron_backend_on_cpu_without_the_shim_says_so(monkeypatch):

@@ -71,10 +71,28 @@ def check_parallel(dims: TextDims, tp: int, pp: int) -> None:
                          f"size {pp}; choose a --pp that divides it")
 
 
+RECOMPUTE = ("none", "selective", "full")
+
+
+def recompute_fields(recompute: str) -> dict:
+    """TransformerConfig fields of an activation-recompute choice: "selective" recomputes core
+    attention (the [S, S] scores) in backward, "full" every transformer layer (only its input kept)."""
+    if recompute not in RECOMPUTE:
+        raise ValueError(f"recompute={recompute!r}: choose one of {', '.join(RECOMPUTE)}")
+    if recompute == "selective":
+        return dict(recompute_granularity="selective", recompute_modules=["core_attn"])
+    if recompute == "full":
+        return dict(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1)
+    return {}
+
+
 def transformer_config(dims: TextDims, tp: int = 1, pp: int = 1, dtype: torch.dtype = torch.float32,
-                       sequence_parallel: bool = False, cpu_init: bool = True, **overrides):
+                       sequence_parallel: bool = False, recompute: str = "none", cpu_init: bool = True,
+                       **overrides):
     """A `TransformerConfig` for the Qwen3-VL text decoder at TP x PP. dtype: parameters and the
-    pipeline's activations (fp32 or bf16). overrides: any other TransformerConfig field."""
+    pipeline's activations (fp32 or bf16). sequence_parallel: split the activations between layers
+    over the TP ranks (ignored at tp=1). recompute: none | selective | full (`recompute_fields`).
+    overrides: any other TransformerConfig field."""
     from megatron.core.transformer.transformer_config import TransformerConfig
 
     check_parallel(dims, tp, pp)
@@ -92,5 +110,6 @@ def transformer_config(dims: TextDims, tp: int = 1, pp: int = 1, dtype: torch.dt
         # megatron-core rejects that beside its default MoE dispatcher, unused by this dense model
         variable_seq_lengths=True, moe_token_dispatcher_type="alltoall",
     )
+    kwargs.update(recompute_fields(recompute))
     kwargs.update(overrides)
     return TransformerConfig(**kwargs)

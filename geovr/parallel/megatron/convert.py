@@ -70,15 +70,15 @@ def hf_to_mcore(hf: Mapping[str, Tensor], dims: TextDims, tp: int = 1, tp_rank: 
     out: dict[str, Tensor] = {}
     vocab = padded_vocab(dims.vocab, tp)
     first, last = pp_rank == 0, pp_rank == pp - 1
-    embed = get(HF_TEXT + "embed_tokens.weight")
+    # read only what this stage holds (`hf` may be a lazy checkpoint, `lazy_state.SafetensorsState`)
     if first:
-        out["embedding.word_embeddings.weight"] = part(_pad_rows(embed, vocab), 0)
+        out["embedding.word_embeddings.weight"] = part(_pad_rows(get(HF_TEXT + "embed_tokens.weight"), vocab), 0)
     if last:
         out["decoder.final_layernorm.weight"] = get(HF_TEXT + "norm.weight").clone()
         if not dims.tied:
             out["output_layer.weight"] = part(_pad_rows(get(HF_HEAD), vocab), 0)
         elif not first:
-            out["output_layer.weight"] = part(_pad_rows(embed, vocab), 0)
+            out["output_layer.weight"] = part(_pad_rows(get(HF_TEXT + "embed_tokens.weight"), vocab), 0)
     for local, i in enumerate(stage_layers(dims, pp, pp_rank)):
         src, dst = f"{HF_TEXT}layers.{i}.", f"decoder.layers.{local}."
         attn = src + "self_attn."
@@ -133,4 +133,4 @@ def mcore_to_hf(shards: Mapping[tuple[int, int], Mapping[str, Tensor]], dims: Te
 
 def visual_state(hf: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The vision tower's weights of an HF Qwen3-VL state dict, with the `model.visual.` prefix removed."""
-    return {k[len(HF_VISUAL):]: v for k, v in hf.items() if k.startswith(HF_VISUAL)}
+    return {k[len(HF_VISUAL):]: hf[k] for k in hf if k.startswith(HF_VISUAL)}  # reads only those (lazy maps)

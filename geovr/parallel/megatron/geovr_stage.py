@@ -8,13 +8,15 @@ k = L, the last layer's output; "final" is the post-norm state):
   DPT depth head             the stage owning the deepest of its four layers; the shallower
                              layers' visual-token rows ride along in the pipeline tensor
                              ([S, B, H] + per carried layer ceil(N/B) rows of B, N = visual tokens)
-Every head is replicated over the tensor-parallel ranks (without sequence parallelism each TP rank
-holds the full hidden states, so their gradients agree). A loss computed on a non-last stage is
+Every head is replicated over the tensor-parallel ranks and reads full hidden states (under
+sequence parallelism the text model gathers its taps), so their gradients agree across TP ranks;
+the pipeline tensor's hidden part is then each TP rank's [S/tp, B, H] slice, the carried rows whole. A loss computed on a non-last stage is
 attached to the stage's output with `AttachLoss` (megatron-core's MoE aux-loss pattern), so the
 pipeline's backward reaches it; the last stage's losses go through the schedule's loss function.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -165,7 +167,8 @@ class MegatronGeoVR(MegatronModule):
             received = self.stage.text.input_tensor
             if received is None:
                 raise RuntimeError("a non-first pipeline stage needs set_input_tensor() before forward()")
-            hidden, carried = self._unpack(received, seq, len(rows))
+            here = seq // self.config.tensor_model_parallel_size if self.stage.text.sequence_parallel else seq
+            hidden, carried = self._unpack(received, here, len(rows))
             visual = None
         wanted = {self.layer_map[g] for g in self.aligned} | set(self.carry_out)
         if self.depth_head is not None:
@@ -220,12 +223,16 @@ def _heads_state(module: MegatronGeoVR, grads: bool) -> dict[str, Tensor]:
     return out
 
 
-def load_geovr(module: MegatronGeoVR, state: dict[str, Tensor]) -> None:
+def load_geovr(module: MegatronGeoVR, state: Mapping[str, Tensor], base: Mapping[str, Tensor] | None = None) -> None:
     """Load a `GeoVRModel` state dict (HF base under "base.", GeoVR parts by name) into this
-    rank's stage: its shard of the text model, the vision tower (first stage) and its heads."""
+    rank's stage: its shard of the text model, the vision tower (first stage) and its heads.
+    base: the HF base's weights as their own (possibly lazy, `lazy_state.SafetensorsState`) mapping,
+    used instead of state's "base." entries; only this stage's tensors are read from it."""
     from .qwen3vl import load_hf
 
-    load_hf(module.stage, {k[len("base."):]: v for k, v in state.items() if k.startswith("base.")})
+    if base is None:
+        base = {k[len("base."):]: state[k] for k in state if k.startswith("base.")}
+    load_hf(module.stage, base)
     mine = {k: v for k, v in module.state_dict().items() if k.startswith(HEADS)}
     missing = sorted(set(mine) - set(state))
     if missing:

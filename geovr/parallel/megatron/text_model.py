@@ -5,27 +5,27 @@ Built from megatron-core's own parts: the vocab-parallel embedding (first stage)
 numbered globally), the final norm and the column-parallel output layer (last stage; tied to the
 embedding when the config ties them, kept in sync across stages by megatron-core's embedding group).
 The layers are run by this module's own loop so that DeepStack can add the vision tower's
-multi-level features after the first layers and so that chosen hidden states can be tapped.
+multi-level features after the first layers, so that chosen hidden states can be tapped, and so
+that each layer can be recomputed in backward (`recompute_granularity="full"`; "selective"
+recomputes core attention inside megatron-core's attention module).
 
 Activations are [S, B, H] (Megatron's layout). Attention is causal only: batches are right-padded
-(`geovr.data.qwen_inputs.collate`), so padding never reaches a real token.
+(`geovr.data.qwen_inputs.collate`), so padding never reaches a real token. Under sequence
+parallelism the activations between layers (and between pipeline stages) are each TP rank's slice
+[S/tp, B, H] (S a multiple of tp); the first stage builds the full embeddings and then splits them,
+and taps are gathered back to the full sequence for the heads, which every TP rank runs alike.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from megatron.core.models.common.language_module.language_module import LanguageModule
 from torch import Tensor
 
 from .config import TextDims, padded_vocab
 from .rope import mrope_angles
-
-
-def layer_spec():
-    """megatron-core's local GPT layer (no Transformer Engine) with RMSNorm and q/k norms."""
-    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
-
-    return get_gpt_layer_local_spec(qk_layernorm=True, normalization="RMSNorm")
+from .spec import block_spec
 
 
 @dataclass
@@ -58,9 +58,12 @@ class Qwen3VLTextModel(LanguageModule):
         self.share_embeddings_and_output_weights = dims.tied
         self.vocab_size = padded_vocab(dims.vocab, config.tensor_model_parallel_size)
         if pre_process:
+            # scatter_to_sequence_parallel=False: the full embeddings are built first (visual and
+            # GeoVR tokens are written at absolute positions), then split in `forward`
             self.embedding = LanguageModelEmbedding(config, self.vocab_size, max_sequence_length=0,
-                                                    position_embedding_type="none")
-        self.decoder = TransformerBlock(config, spec or layer_spec(), pre_process=pre_process,
+                                                    position_embedding_type="none",
+                                                    scatter_to_sequence_parallel=False)
+        self.decoder = TransformerBlock(config, block_spec(config, spec), pre_process=pre_process,
                                         post_process=post_process)
         if post_process:
             self.output_layer = tensor_parallel.ColumnParallelLinear(
@@ -76,6 +79,41 @@ class Qwen3VLTextModel(LanguageModule):
         if isinstance(input_tensor, (list, tuple)):
             input_tensor = input_tensor[0]
         self.input_tensor = input_tensor
+
+    @property
+    def sequence_parallel(self) -> bool:
+        return bool(self.config.sequence_parallel) and self.config.tensor_model_parallel_size > 1
+
+    def _full(self, hidden: Tensor) -> Tensor:
+        """The whole sequence [S, B, H] of a sequence-parallel slice (every TP rank then computes the
+        same thing from it, so backward only splits the gradient); identity without SP."""
+        if not self.sequence_parallel:
+            return hidden
+        from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
+
+        return gather_from_sequence_parallel_region(hidden, tensor_parallel_output_grad=False)
+
+    def _add_deepstack(self, hidden: Tensor, index: Tensor, values: Tensor, seq: int) -> Tensor:
+        """hidden plus the DeepStack features `values` [N, H] at the flattened full-sequence positions
+        `index`. Under sequence parallelism they are placed in the full sequence and then split, so
+        that backward gathers their gradient: every TP rank's (replicated) vision tower gets all of it."""
+        if not self.sequence_parallel:
+            return add_at(hidden, index, values)
+        from megatron.core.tensor_parallel import scatter_to_sequence_parallel_region
+
+        full = add_at(hidden.new_zeros(seq, *hidden.shape[1:]), index, values)
+        return hidden + scatter_to_sequence_parallel_region(full)
+
+    def _layer(self, layer, hidden: Tensor, rope: Tensor) -> Tensor:
+        """One transformer layer; recomputed in backward under full activation recompute."""
+        def run(h: Tensor, r: Tensor) -> Tensor:
+            return layer(hidden_states=h, attention_mask=None, rotary_pos_emb=r)[0]
+
+        if self.config.recompute_granularity == "full" and self.training and torch.is_grad_enabled():
+            from megatron.core import tensor_parallel
+
+            return tensor_parallel.checkpoint(run, False, hidden, rope)
+        return run(hidden, rope)
 
     @property
     def layer_numbers(self) -> list[int]:
@@ -102,8 +140,9 @@ class Qwen3VLTextModel(LanguageModule):
         Non-last stages return the hidden states [S, B, H] for the next stage. taps: a dict whose
         keys are hidden-state indices k (the input of layer k; k = num_layers: the last layer's
         output, before the final norm; "final": after it) to fill with [S, B, H] when they live on
-        this stage. decoder_input [S, B, H]: the stage's input when the caller built it (a wrapper
-        that adds tokens on the first stage or unpacks a richer pipeline tensor on the others)."""
+        this stage. decoder_input: the stage's input when the caller built it (a wrapper that adds
+        tokens on the first stage, [S, B, H], or unpacks a richer pipeline tensor on the others, each
+        TP rank's [S/tp, B, H] under sequence parallelism). Taps are always the full [S, B, H]."""
         if decoder_input is not None:
             hidden = decoder_input
         elif self.pre_process:
@@ -112,23 +151,33 @@ class Qwen3VLTextModel(LanguageModule):
             if self.input_tensor is None:
                 raise RuntimeError("a non-first pipeline stage needs set_input_tensor() before forward()")
             hidden = self.input_tensor
+        seq = position_ids.shape[-1]
+        if self.sequence_parallel:
+            from megatron.core.tensor_parallel import scatter_to_sequence_parallel_region
+
+            tp = self.config.tensor_model_parallel_size
+            if seq % tp:
+                raise ValueError(f"sequence parallelism needs a sequence length divisible by tp={tp}, got {seq}: "
+                                 "pad the batch (geovr.train.megatron_step.prepare does)")
+            if self.pre_process:
+                hidden = scatter_to_sequence_parallel_region(hidden)
         rope = mrope_angles(position_ids, self.dims.head_dim, self.dims.rope_theta, self.dims.mrope_section)
         rope = rope.to(hidden.device)
         deepstack = visual.deepstack if visual is not None else []
         for layer in self.decoder.layers:
             k = layer.layer_number - 1
             if taps is not None and k in taps:
-                taps[k] = hidden
-            hidden, _ = layer(hidden_states=hidden, attention_mask=None, rotary_pos_emb=rope)
+                taps[k] = self._full(hidden)
+            hidden = self._layer(layer, hidden, rope)
             if k < len(deepstack):
-                hidden = add_at(hidden, visual.index, deepstack[k])
+                hidden = self._add_deepstack(hidden, visual.index, deepstack[k], seq)
         if not self.post_process:
             return hidden
         if taps is not None and self.dims.layers in taps:
-            taps[self.dims.layers] = hidden
+            taps[self.dims.layers] = self._full(hidden)
         hidden = self.decoder.final_layernorm(hidden)
         if taps is not None and "final" in taps:
-            taps["final"] = hidden
+            taps["final"] = self._full(hidden)
         weight = self.shared_embedding_or_output_weight() if self.share_embeddings_and_output_weights else None
         logits, _ = self.output_layer(hidden, weight=weight)
         if labels is None:
