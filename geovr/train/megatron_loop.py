@@ -109,8 +109,6 @@ class MegatronTrainer(Trainer):
         from ..parallel.megatron.training import build_optimizer, wrap_ddp
 
         cfg = self.cfg
-        if self.world.device.type != "cuda" and cfg.model.dtype == "bf16":
-            raise ValueError("model.dtype=bf16 on the megatron backend needs a GPU; use model.dtype=fp32 on a CPU")
         bf16 = cfg.model.dtype == "bf16" or (cfg.model.dtype == "auto" and self.world.device.type == "cuda")
         dtype = torch.bfloat16 if bf16 else torch.float32
         # the initial weights: the GeoVR parts from a template GeoVRModel; a model.path base is read

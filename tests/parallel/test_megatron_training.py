@@ -3,7 +3,7 @@ through `train_megatron_cpu.py`, which applies the test-only CPU shim first): TP
 TP=2 x PP=2 runs give the same per-step losses, loss parts and gradient norms as the 1-process run
 (the HF/DDP path, which the Megatron backend at TP=1 also reproduces) for 4 optimizer steps of 2
 micro-batches each, and so does TP=2 x DP=2 with sequence parallelism, full activation recompute and
-the distributed optimizer; a checkpoint written through dist_checkpointing at TP=2 (and at TP=2 x PP=2, and at TP=2 x DP=2
+the distributed optimizer (and TP=2 with bf16 parameters, within bf16 rounding); a checkpoint written through dist_checkpointing at TP=2 (and at TP=2 x PP=2, and at TP=2 x DP=2
 with the distributed optimizer's sharded state) resumes at TP=1 and continues exactly; the final export is a GeoVR model folder."""
 import os
 import subprocess
@@ -54,7 +54,8 @@ def runs(synthetic_root, tmp_path_factory):
     layouts = {"tp1": (1, ["parallel.backend=megatron"]), "tp2": (2, ["--tp", "2"]), "pp2": (2, ["--pp", "2"]),
                "tp2pp2": (4, ["--tp", "2", "--pp", "2", "checkpoint.export=true"]),
                "tp2dp2_sp": (4, ["--tp", "2", "parallel.sequence_parallel=true", "parallel.recompute=full",
-                                 "parallel.distributed_optimizer=true"])}
+                                 "parallel.distributed_optimizer=true"]),
+               "tp2_bf16": (2, ["--tp", "2", "model.dtype=bf16"])}
     for i, (name, (nproc, extra)) in enumerate(layouts.items()):
         _launch(nproc, _args(synthetic_root, tmp / name, *extra), 29541 + i)
         out[name] = losses(tmp / name)
@@ -82,6 +83,16 @@ def test_parallel_run_equals_single_process(runs, layout):
     assert ref[STEPS]["loss"] < ref[1]["loss"]  # it trains
     assert all(ref[s]["skipped_step"] == 0 for s in ref)
     _same(ref, runs[layout], range(1, STEPS + 1))
+
+
+def test_bf16_parameters_track_fp32(runs):
+    """bf16 parameters with fp32 main weights and gradients (megatron-core's mixed-precision
+    optimizer, as on GPUs) follow the fp32 run within bf16 rounding, and are not the fp32 run."""
+    ref, bf16 = runs["ref"], runs["tp2_bf16"]
+    for step in range(1, STEPS + 1):
+        for key in KEYS:
+            assert bf16[step][key] == pytest.approx(ref[step][key], rel=2e-2, abs=1e-3), (step, key)
+    assert any(bf16[s]["loss"] != pytest.approx(ref[s]["loss"], rel=1e-6) for s in ref)
 
 
 @pytest.mark.parametrize("saved", ["tp2", "tp2pp2", "tp2dp2_sp"])
