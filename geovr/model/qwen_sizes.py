@@ -39,16 +39,22 @@ def qwen3vl_config(size: str):
         tie_word_embeddings=tied)
 
 
-def load_qwen3vl(path: str | os.PathLike, dtype=None):
-    """`Qwen3VLForConditionalGeneration` from a local folder (config.json + safetensors); a clear
-    FileNotFoundError when the folder or its config is missing (there is no hub access)."""
-    from transformers import Qwen3VLForConditionalGeneration
-
+def _model_folder(path: str | os.PathLike) -> Path:
+    """The local model folder; a clear FileNotFoundError when it or its config.json is missing
+    (there is no hub access)."""
     folder = Path(path)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"model path {folder}: no config.json there; pass the local folder of a "
                                 "Qwen3-VL checkpoint (e.g. a downloaded Qwen3-VL-2B-Instruct)")
-    return Qwen3VLForConditionalGeneration.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+    return folder
+
+
+def load_qwen3vl(path: str | os.PathLike, dtype=None):
+    """`Qwen3VLForConditionalGeneration` from a local folder (config.json + safetensors)."""
+    from transformers import Qwen3VLForConditionalGeneration
+
+    return Qwen3VLForConditionalGeneration.from_pretrained(str(_model_folder(path)), dtype=dtype,
+                                                           local_files_only=True)
 
 
 def meta_qwen3vl(path: str | os.PathLike):
@@ -57,10 +63,6 @@ def meta_qwen3vl(path: str | os.PathLike):
     import torch
     from transformers import AutoConfig, Qwen3VLForConditionalGeneration
 
-    folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"model path {folder}: no config.json there; pass the local folder of a "
-                                "Qwen3-VL checkpoint (e.g. a downloaded Qwen3-VL-2B-Instruct)")
-    config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    config = AutoConfig.from_pretrained(str(_model_folder(path)), local_files_only=True)
     with torch.device("meta"):
         return Qwen3VLForConditionalGeneration._from_config(config)

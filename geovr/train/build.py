@@ -85,11 +85,12 @@ def build_model(cfg: Config, tokenizer, device: torch.device, base_weights: bool
     loads each rank's shard itself); the GeoVR parts are initialised alike either way."""
     from .optim import freeze_vision
 
+    lazy = cfg.model.path is not None and not base_weights
     if cfg.model.path is None:
         from ..model.tiny import tiny_qwen3vl
 
         base = tiny_qwen3vl(tokenizer, layers=cfg.model.tiny_layers, hidden=cfg.model.tiny_hidden, seed=cfg.train.seed)
-    elif base_weights:
+    elif not lazy:
         from ..model.qwen_sizes import load_qwen3vl
 
         base = load_qwen3vl(cfg.model.path)
@@ -107,7 +108,7 @@ def build_model(cfg: Config, tokenizer, device: torch.device, base_weights: bool
     model = GeoVRModel(base, geovr_config(cfg))
     if cfg.model.freeze_vision:
         freeze_vision(model)
-    if cfg.model.path is not None and not base_weights:
+    if lazy:
         return model.train()  # the base is on the meta device; the GeoVR parts on the CPU
     return model.to(device).train()
 

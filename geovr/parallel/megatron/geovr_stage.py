@@ -10,8 +10,8 @@ k = L, the last layer's output; "final" is the post-norm state):
                              ([S, B, H] + per carried layer ceil(N/B) rows of B, N = visual tokens)
 Every head is replicated over the tensor-parallel ranks and reads full hidden states (under
 sequence parallelism the text model gathers its taps), so their gradients agree across TP ranks;
-the pipeline tensor's hidden part is then each TP rank's [S/tp, B, H] slice, the carried rows whole. A loss computed on a non-last stage is
-attached to the stage's output with `AttachLoss` (megatron-core's MoE aux-loss pattern), so the
+the pipeline tensor's hidden part is then each TP rank's [S/tp, B, H] slice, the carried rows
+whole. A loss computed on a non-last stage is attached to the stage's output with `AttachLoss` (megatron-core's MoE aux-loss pattern), so the
 pipeline's backward reaches it; the last stage's losses go through the schedule's loss function.
 """
 from __future__ import annotations

@@ -4,8 +4,7 @@
 `model.safetensors.index.json`) to a read of that one tensor, memory-mapped by safetensors, on
 access. `hf_to_mcore` then touches only the keys of its pipeline stage and slices its TP part, so
 a rank holds its stage plus one full tensor at a time instead of the whole model (a 32B student is
-64 GB in bf16 before any split). `Prefixed` shows a mapping under a key prefix ("base." in a
-GeoVRModel state dict) without reading it.
+64 GB in bf16 before any split).
 """
 from __future__ import annotations
 
@@ -56,23 +55,3 @@ class SafetensorsState(Mapping):
     def __contains__(self, key) -> bool:
         return key in self._where
 
-
-class Prefixed(Mapping):
-    """`inner` with `prefix` added to every key (nothing is read until a value is asked for)."""
-
-    def __init__(self, inner: Mapping, prefix: str):
-        self.inner, self.prefix = inner, prefix
-
-    def __getitem__(self, key: str) -> Tensor:
-        if not key.startswith(self.prefix):
-            raise KeyError(key)
-        return self.inner[key[len(self.prefix):]]
-
-    def __iter__(self) -> Iterator[str]:
-        return (self.prefix + k for k in self.inner)
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def __contains__(self, key) -> bool:
-        return isinstance(key, str) and key.startswith(self.prefix) and key[len(self.prefix):] in self.inner
