@@ -3,7 +3,7 @@
 
 Tensor ops only, on the frames' own device (the GPU after DALI), equal to the HF Qwen3-VL video
 processor given the same frames duplicated (one real frame per temporal patch):
-bicubic antialiased resize of uint8 frames (rounded back to uint8, as torchvision does), then
+bicubic antialiased resize of uint8 frames (to uint8 values, by torchvision's per-device rule), then
 (x / 255 - mean) / std, then the processor's patch order
 (t, h/merge, w/merge, merge_h, merge_w | channel, temporal, patch_h, patch_w).
 """
@@ -26,13 +26,16 @@ def _check_frames(frames: torch.Tensor) -> None:
 
 
 def resize_uint8(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bicubic antialiased resize of uint8 [T, 3, H, W], rounded and clamped back to uint8 values
-    (returned as float32)."""
-    x = frames.float()
-    if tuple(x.shape[-2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
-        x = x.round_().clamp_(0, 255)
-    return x
+    """Bicubic antialiased resize of uint8 [T, 3, H, W] to uint8 values (returned as float32),
+    by torchvision's per-device rule, so the pixels equal HF's processors on either device:
+    on CPU torch's native uint8 kernel (fixed point, rounded and clamped between its two
+    separable passes); elsewhere a float resize, then clamped and rounded."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames.float()
+    if frames.device.type == "cpu":
+        return F.interpolate(frames, size=size, mode="bicubic", align_corners=False, antialias=True).float()
+    x = F.interpolate(frames.float(), size=size, mode="bicubic", align_corners=False, antialias=True)
+    return x.clamp_(0, 255).round_()
 
 
 def patchify(videos: torch.Tensor, vision: QwenVision | QwenImageVision) -> torch.Tensor:

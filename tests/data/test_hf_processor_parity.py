@@ -1,0 +1,144 @@
+"""Our tensor-op Qwen3-VL inputs against HF's own processors, which need torchvision.
+
+torchvision does not import beside the CPU torch 2.13 of `pytest tests`, so this module skips
+there. CI runs it in a second environment where torchvision imports (torch 2.14.1 +
+torchvision 0.29.1; see README, "HF processor parity"). Compared: pixel_values and grids of the
+video processor (Qwen3VLVideoProcessor) and the torchvision image processor over resizes up and
+down, and whole dataset samples (a synthetic video, a png) through Qwen3VLProcessor: input_ids,
+mm_token_type_ids, pixels and grids.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("torchvision", reason="torchvision does not import beside this torch "
+                                          "(CI runs this file in its torchvision environment)")
+
+from transformers import Qwen3VLVideoProcessor  # noqa: E402
+from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor  # noqa: E402
+from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor  # noqa: E402
+from transformers.video_utils import VideoMetadata  # noqa: E402
+
+from geovr.data.chat import render_chat, to_messages  # noqa: E402
+from geovr.data.qwen_pixels import to_qwen_image_pixels, to_qwen_pixels  # noqa: E402
+from geovr.data.sampling import QwenImageVision, QwenVision  # noqa: E402
+
+
+def _video_processor(vision: QwenVision, frames: int) -> tuple[Qwen3VLVideoProcessor, dict]:
+    """HF's video processor and the call settings that express our per-frame budget: frames are
+    given already sampled and duplicated, the pixel range is over all (duplicated) frames."""
+    kwargs = {"do_sample_frames": False, "cap_pixels_per_frame": False,
+              "size": {"shortest_edge": vision.min_pixels,
+                       "longest_edge": vision.temporal_patch_size * frames * vision.max_tokens_per_frame
+                       * vision.factor ** 2}}
+    return Qwen3VLVideoProcessor(), kwargs
+
+
+def _image_processor(vision: QwenImageVision) -> Qwen2VLImageProcessor:
+    return Qwen2VLImageProcessor(patch_size=vision.patch_size, merge_size=vision.merge_size,
+                                 temporal_patch_size=vision.temporal_patch_size, image_mean=[0.5] * 3,
+                                 image_std=[0.5] * 3,
+                                 size={"shortest_edge": vision.min_pixels, "longest_edge": vision.max_pixels})
+
+
+@pytest.mark.parametrize("t,h,w", [
+    (4, 480, 640),     # downscaled
+    (32, 480, 640),    # the release's most frames
+    (1, 97, 131),      # one frame, odd size, upscaled to the minimum
+    (5, 720, 1280),    # odd frame count, 16:9
+    (3, 64, 48),       # portrait, upscaled
+])
+def test_video_pixels_equal_hf_video_processor(t, h, w):
+    vision = QwenVision()
+    frames = torch.from_numpy(np.random.default_rng(t * h).integers(0, 256, (t, 3, h, w), dtype=np.uint8))
+    proc, kwargs = _video_processor(vision, t)
+    ref = proc(videos=[frames.repeat_interleave(vision.temporal_patch_size, 0)], return_tensors="pt", **kwargs)
+    pv, grid = to_qwen_pixels(frames, vision)
+    assert ref["video_grid_thw"][0].tolist() == grid.tolist()
+    torch.testing.assert_close(pv, ref["pixel_values_videos"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("t,h,w", [(4, 480, 640), (3, 64, 48), (5, 720, 1280)])
+def test_video_pixels_equal_hf_video_processor_on_gpu(t, h, w):
+    """On CUDA, torchvision resizes uint8 in float then clamps and rounds (no native uint8
+    kernel there): frames already on the GPU (as after DALI) give HF's GPU pixels."""
+    vision = QwenVision()
+    frames = torch.from_numpy(np.random.default_rng(t * h).integers(0, 256, (t, 3, h, w), dtype=np.uint8)).cuda()
+    proc, kwargs = _video_processor(vision, t)
+    ref = proc(videos=[frames.repeat_interleave(vision.temporal_patch_size, 0)], device="cuda",
+               return_tensors="pt", **kwargs)
+    pv, grid = to_qwen_pixels(frames, vision)
+    assert pv.is_cuda and ref["video_grid_thw"][0].tolist() == grid.tolist()
+    torch.testing.assert_close(pv, ref["pixel_values_videos"].to(pv.device), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("h,w", [(480, 640), (1080, 1920), (50, 70), (333, 77)])
+def test_image_pixels_equal_hf_image_processor(h, w):
+    vision = QwenImageVision()
+    img = torch.from_numpy(np.random.default_rng(h + w).integers(0, 256, (1, 3, h, w), dtype=np.uint8))
+    ref = _image_processor(vision)(images=[img[0]], return_tensors="pt")
+    pv, grid = to_qwen_image_pixels(img, vision)
+    assert ref["image_grid_thw"][0].tolist() == grid.tolist()
+    torch.testing.assert_close(pv, ref["pixel_values"], atol=1e-5, rtol=0)
+
+
+def _hf_processor(tok, vision: QwenVision) -> Qwen3VLProcessor:
+    return Qwen3VLProcessor(image_processor=_image_processor(QwenImageVision()), tokenizer=tok,
+                            video_processor=Qwen3VLVideoProcessor())
+
+
+def test_video_sample_equals_hf_processor(synthetic_root, tok):
+    """A decoded synthetic video through our QwenTransform and through Qwen3VLProcessor (given the
+    same sampled frames and their metadata): the same tokens, timestamps included, and pixels."""
+    from geovr.data.dataset import VideoQADataset
+    from geovr.data.datasets import read_vsi590k
+    from geovr.data.qwen_inputs import QwenTransform
+
+    vision = QwenVision()
+    recs = read_vsi590k(str(synthetic_root / "train.jsonl")).records
+    sample = VideoQADataset(recs, backend="pyav")[0]
+    ours = QwenTransform(tok, vision=vision)(sample)
+    frames, dup = sample.frames, vision.temporal_patch_size
+    meta = VideoMetadata(total_num_frames=frames.info.num_frames, fps=frames.info.fps,
+                         frames_indices=[i for i in frames.indices for _ in range(dup)])
+    _, kwargs = _video_processor(vision, len(frames.indices))
+    ref = _hf_processor(tok, vision)(text=[render_chat(tok, to_messages(sample.record.turns))],
+                                     videos=[frames.data.repeat_interleave(dup, 0)], video_metadata=[meta],
+                                     return_tensors="pt", **kwargs)
+    assert tok.decode(ours["input_ids"]) == tok.decode(ref["input_ids"][0])
+    assert torch.equal(ours["input_ids"], ref["input_ids"][0])
+    assert torch.equal(ours["mm_token_type_ids"], ref["mm_token_type_ids"][0])
+    assert torch.equal(ours["video_grid_thw"], ref["video_grid_thw"])
+    torch.testing.assert_close(ours["pixel_values_videos"], ref["pixel_values_videos"], atol=1e-5, rtol=0)
+
+
+def test_image_sample_equals_hf_processor(tmp_path, tok):
+    """A LLaVA image record (a png read by PyAV) through our QwenTransform and Qwen3VLProcessor."""
+    import av
+
+    from geovr.data.dataset import VideoQADataset
+    from geovr.data.datasets import read_llava
+    from geovr.data.qwen_inputs import QwenTransform
+
+    rgb = np.random.default_rng(4).integers(0, 256, (150, 260, 3), dtype=np.uint8)
+    with av.open(str(tmp_path / "room.png"), "w", format="image2") as c:
+        s = c.add_stream("png")
+        s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
+        for p in [*s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")), *s.encode()]:
+            c.mux(p)
+    (tmp_path / "img.json").write_text(json.dumps([{"id": "img", "image": "room.png", "conversations": [
+        {"from": "human", "value": "<image>\nWhat is on the left?"}, {"from": "gpt", "value": "a chair"}]}]))
+    sample = VideoQADataset(read_llava(str(tmp_path / "img.json")).records, backend="pyav")[0]
+    ours = QwenTransform(tok)(sample)
+    ref = _hf_processor(tok, QwenVision())(text=[render_chat(tok, to_messages(sample.record.turns))],
+                                           images=[sample.frames.data[0]], return_tensors="pt")
+    assert torch.equal(sample.frames.data[0].permute(1, 2, 0), torch.from_numpy(rgb))  # png is lossless
+    assert torch.equal(ours["input_ids"], ref["input_ids"][0])
+    assert torch.equal(ours["mm_token_type_ids"], ref["mm_token_type_ids"][0])
+    assert torch.equal(ours["image_grid_thw"], ref["image_grid_thw"])
+    torch.testing.assert_close(ours["pixel_values"], ref["pixel_values"], atol=1e-5, rtol=0)
