@@ -84,10 +84,9 @@ def to_qwen_image_pixels(image: torch.Tensor, vision: QwenImageVision = QwenImag
 
 def to_teacher_frames(frames: torch.Tensor, longest: int = 504, multiple: int = 28) -> torch.Tensor:
     """frames uint8 [T, 3, H, W] -> float32 [T, 3, H', W'] in [0, 1] at `teacher_frame_size`
-    (VGGT: longest edge 504, other edge a multiple of 28), bicubic antialiased."""
+    (VGGT: longest edge 504, other edge a multiple of 28): resized to uint8 values by
+    `resize_uint8`, then / 255, as VGGT's own loader does with PIL's bicubic (within 2 levels on
+    CPU)."""
     _check_frames(frames)
     size = teacher_frame_size(frames.shape[2], frames.shape[3], longest, multiple)
-    x = frames.float() / 255.0
-    if tuple(x.shape[-2:]) != size:
-        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
-    return x.clamp_(0.0, 1.0)
+    return resize_uint8(frames, size) / 255.0

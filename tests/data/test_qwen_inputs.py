@@ -58,6 +58,20 @@ def test_resize_and_teacher_frames():
         to_qwen_pixels(noisy.float())
 
 
+@pytest.mark.parametrize("h,w", [(480, 640), (97, 131), (720, 1280)])
+def test_teacher_frames_follow_vggt_loader(h, w):
+    """VGGT's loader resizes with PIL's bicubic to uint8 and divides by 255: our teacher frames
+    stay within 2 levels of it (torch's uint8 kernel and PIL's round their fixed point apart)."""
+    pil = pytest.importorskip("PIL.Image")
+    img = np.random.default_rng(h).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    ours = to_teacher_frames(torch.from_numpy(img).permute(2, 0, 1)[None])[0]
+    oh, ow = ours.shape[-2:]
+    ref = np.asarray(pil.fromarray(img).resize((ow, oh), pil.Resampling.BICUBIC), dtype=np.float32) / 255
+    diff = (ours.permute(1, 2, 0).numpy() - ref).__abs__()
+    assert diff.max() <= 2 / 255 + 1e-6 and diff.mean() < 0.1 / 255
+    assert torch.equal(ours * 255, (ours * 255).round())  # uint8 levels, as PIL's
+
+
 def test_video_placeholder_equals_hf_processor_code():
     """HF's own replace_video_token (called on a namespace holding the attributes it reads)."""
     mod = pytest.importorskip("transformers.models.qwen3_vl.processing_qwen3_vl")
