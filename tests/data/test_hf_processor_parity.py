@@ -5,7 +5,7 @@ there. CI runs it in a second environment where torchvision imports (torch 2.14.
 torchvision 0.29.1; see README, "HF processor parity"). Compared: pixel_values and grids of the
 video processor (Qwen3VLVideoProcessor) and the torchvision image processor over resizes up and
 down, and whole dataset samples (a synthetic video, a png) through Qwen3VLProcessor: input_ids,
-mm_token_type_ids, pixels and grids.
+mm_token_type_ids, pixels and grids; and the evaluation harness's generation prompt.
 """
 from __future__ import annotations
 
@@ -142,3 +142,28 @@ def test_image_sample_equals_hf_processor(tmp_path, tok):
     assert torch.equal(ours["mm_token_type_ids"], ref["mm_token_type_ids"][0])
     assert torch.equal(ours["image_grid_thw"], ref["image_grid_thw"])
     torch.testing.assert_close(ours["pixel_values"], ref["pixel_values"], atol=1e-5, rtol=0)
+
+
+def test_eval_prompt_equals_hf_processor(synthetic_root, tok):
+    """The evaluation harness's question encoding (QuestionEncoder: the video, the question as one
+    user turn, then the generation prompt) equals Qwen3VLProcessor's on the same frames."""
+    from geovr.data.dataset import load_video
+    from geovr.data.sampling import FrameSampling
+    from geovr.eval.inputs import QuestionEncoder
+
+    vision = QwenVision()
+    video = str(next((synthetic_root / "videos").glob("*.mp4")))
+    enc = QuestionEncoder(tok, vision=vision, backend="pyav").encode(video, "How many chairs are in the room?", "q0")
+    frames, dup = load_video(video, FrameSampling(), "pyav"), vision.temporal_patch_size
+    meta = VideoMetadata(total_num_frames=frames.info.num_frames, fps=frames.info.fps,
+                         frames_indices=[i for i in frames.indices for _ in range(dup)])
+    messages = [{"role": "user", "content": [{"type": "video"},
+                                             {"type": "text", "text": "How many chairs are in the room?"}]}]
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    _, kwargs = _video_processor(vision, len(frames.indices))
+    ref = _hf_processor(tok, vision)(text=[text], videos=[frames.data.repeat_interleave(dup, 0)],
+                                     video_metadata=[meta], return_tensors="pt", **kwargs)
+    assert tok.decode(enc.input_ids) == tok.decode(ref["input_ids"][0])
+    assert torch.equal(enc.input_ids, ref["input_ids"][0])
+    assert torch.equal(enc.mm_token_type_ids, ref["mm_token_type_ids"][0])
+    torch.testing.assert_close(enc.pixel_values_videos, ref["pixel_values_videos"], atol=1e-5, rtol=0)
