@@ -53,6 +53,17 @@ def write_good(folder: Path) -> dict[str, Path]:
     return out
 
 
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """A one-frame png (lossless) of uint8 [h, w, 3], written with PyAV."""
+    import av
+
+    with av.open(str(path), "w", format="image2") as c:
+        s = c.add_stream("png")
+        s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
+        for p in [*s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")), *s.encode()]:
+            c.mux(p)
+
+
 def write_audio_only(path: Path) -> None:
     import av
 

@@ -23,6 +23,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageP
 from transformers.models.qwen3_vl.processing_qwen3_vl import Qwen3VLProcessor  # noqa: E402
 from transformers.video_utils import VideoMetadata  # noqa: E402
 
+from clips import write_png  # noqa: E402
 from geovr.data.chat import render_chat, to_messages  # noqa: E402
 from geovr.data.qwen_pixels import to_qwen_image_pixels, to_qwen_pixels  # noqa: E402
 from geovr.data.sampling import QwenImageVision, QwenVision  # noqa: E402
@@ -87,9 +88,20 @@ def test_image_pixels_equal_hf_image_processor(h, w):
     torch.testing.assert_close(pv, ref["pixel_values"], atol=1e-5, rtol=0)
 
 
-def _hf_processor(tok, vision: QwenVision) -> Qwen3VLProcessor:
+def _hf_processor(tok) -> Qwen3VLProcessor:
     return Qwen3VLProcessor(image_processor=_image_processor(QwenImageVision()), tokenizer=tok,
                             video_processor=Qwen3VLVideoProcessor())
+
+
+def _hf_on_frames(tok, vision: QwenVision, text: str, frames) -> dict:
+    """Qwen3VLProcessor on decoded frames (a `Frames`: data, indices, info), duplicated as our
+    pipeline does, with the metadata its timestamps come from."""
+    dup = vision.temporal_patch_size
+    meta = VideoMetadata(total_num_frames=frames.info.num_frames, fps=frames.info.fps,
+                         frames_indices=[i for i in frames.indices for _ in range(dup)])
+    _, kwargs = _video_processor(vision, len(frames.indices))
+    return _hf_processor(tok)(text=[text], videos=[frames.data.repeat_interleave(dup, 0)],
+                                      video_metadata=[meta], return_tensors="pt", **kwargs)
 
 
 def test_video_sample_equals_hf_processor(synthetic_root, tok):
@@ -103,13 +115,7 @@ def test_video_sample_equals_hf_processor(synthetic_root, tok):
     recs = read_vsi590k(str(synthetic_root / "train.jsonl")).records
     sample = VideoQADataset(recs, backend="pyav")[0]
     ours = QwenTransform(tok, vision=vision)(sample)
-    frames, dup = sample.frames, vision.temporal_patch_size
-    meta = VideoMetadata(total_num_frames=frames.info.num_frames, fps=frames.info.fps,
-                         frames_indices=[i for i in frames.indices for _ in range(dup)])
-    _, kwargs = _video_processor(vision, len(frames.indices))
-    ref = _hf_processor(tok, vision)(text=[render_chat(tok, to_messages(sample.record.turns))],
-                                     videos=[frames.data.repeat_interleave(dup, 0)], video_metadata=[meta],
-                                     return_tensors="pt", **kwargs)
+    ref = _hf_on_frames(tok, vision, render_chat(tok, to_messages(sample.record.turns)), sample.frames)
     assert tok.decode(ours["input_ids"]) == tok.decode(ref["input_ids"][0])
     assert torch.equal(ours["input_ids"], ref["input_ids"][0])
     assert torch.equal(ours["mm_token_type_ids"], ref["mm_token_type_ids"][0])
@@ -119,23 +125,17 @@ def test_video_sample_equals_hf_processor(synthetic_root, tok):
 
 def test_image_sample_equals_hf_processor(tmp_path, tok):
     """A LLaVA image record (a png read by PyAV) through our QwenTransform and Qwen3VLProcessor."""
-    import av
-
     from geovr.data.dataset import VideoQADataset
     from geovr.data.datasets import read_llava
     from geovr.data.qwen_inputs import QwenTransform
 
     rgb = np.random.default_rng(4).integers(0, 256, (150, 260, 3), dtype=np.uint8)
-    with av.open(str(tmp_path / "room.png"), "w", format="image2") as c:
-        s = c.add_stream("png")
-        s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
-        for p in [*s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")), *s.encode()]:
-            c.mux(p)
+    write_png(tmp_path / "room.png", rgb)
     (tmp_path / "img.json").write_text(json.dumps([{"id": "img", "image": "room.png", "conversations": [
         {"from": "human", "value": "<image>\nWhat is on the left?"}, {"from": "gpt", "value": "a chair"}]}]))
     sample = VideoQADataset(read_llava(str(tmp_path / "img.json")).records, backend="pyav")[0]
     ours = QwenTransform(tok)(sample)
-    ref = _hf_processor(tok, QwenVision())(text=[render_chat(tok, to_messages(sample.record.turns))],
+    ref = _hf_processor(tok)(text=[render_chat(tok, to_messages(sample.record.turns))],
                                            images=[sample.frames.data[0]], return_tensors="pt")
     assert torch.equal(sample.frames.data[0].permute(1, 2, 0), torch.from_numpy(rgb))  # png is lossless
     assert torch.equal(ours["input_ids"], ref["input_ids"][0])
@@ -154,15 +154,10 @@ def test_eval_prompt_equals_hf_processor(synthetic_root, tok):
     vision = QwenVision()
     video = str(next((synthetic_root / "videos").glob("*.mp4")))
     enc = QuestionEncoder(tok, vision=vision, backend="pyav").encode(video, "How many chairs are in the room?", "q0")
-    frames, dup = load_video(video, FrameSampling(), "pyav"), vision.temporal_patch_size
-    meta = VideoMetadata(total_num_frames=frames.info.num_frames, fps=frames.info.fps,
-                         frames_indices=[i for i in frames.indices for _ in range(dup)])
     messages = [{"role": "user", "content": [{"type": "video"},
                                              {"type": "text", "text": "How many chairs are in the room?"}]}]
     text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    _, kwargs = _video_processor(vision, len(frames.indices))
-    ref = _hf_processor(tok, vision)(text=[text], videos=[frames.data.repeat_interleave(dup, 0)],
-                                     video_metadata=[meta], return_tensors="pt", **kwargs)
+    ref = _hf_on_frames(tok, vision, text, load_video(video, FrameSampling(), "pyav"))
     assert tok.decode(enc.input_ids) == tok.decode(ref["input_ids"][0])
     assert torch.equal(enc.input_ids, ref["input_ids"][0])
     assert torch.equal(enc.mm_token_type_ids, ref["mm_token_type_ids"][0])

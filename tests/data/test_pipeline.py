@@ -18,17 +18,7 @@ from geovr.data.health import SkipLog
 from geovr.data.qwen_inputs import QwenTransform, collate
 from geovr.data.sampler import ResumableSampler, position_after
 
-
-def _write_png(path, rgb: np.ndarray) -> None:
-    import av
-
-    with av.open(str(path), "w", format="image2") as c:
-        s = c.add_stream("png")
-        s.width, s.height, s.pix_fmt = rgb.shape[1], rgb.shape[0], "rgb24"
-        for p in s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-            c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+from clips import write_png
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +46,7 @@ def test_batches_feed_a_real_qwen3vl(synthetic, tok, tmp_path):
     from geovr.model.tiny import tiny_qwen3vl
 
     png = tmp_path / "room.png"
-    _write_png(png, (np.random.default_rng(0).random((80, 120, 3)) * 255).astype(np.uint8))
+    write_png(png, (np.random.default_rng(0).random((80, 120, 3)) * 255).astype(np.uint8))
     (tmp_path / "img.json").write_text(json.dumps([{"id": "img", "image": "room.png", "conversations": [
         {"from": "human", "value": "<image>\nWhat is this?"}, {"from": "gpt", "value": "a room"}]}]))
     res = read_vsi590k(str(synthetic / "train.jsonl"))
