@@ -9,6 +9,8 @@ Columns: median time of forward and of forward+backward; GB/s = the minimal traf
 forward+backward (inputs read once in forward, inputs read again and the gradient written once in
 backward) / the fwd+bwd time; % of the device's measured copy bandwidth; peak memory above the
 inputs (GPU: torch.cuda.max_memory_allocated; CPU: growth of the process's peak RSS).
+Each sample is its own leaf, the samples lying back to back in one buffer (a model's packed
+output), so no implementation pays for a stack or cat of the gradients in backward.
 On CPU the Triton kernels are not timed (the interpreter measures nothing useful): the table
 covers the CPU paths and says so.
 """
@@ -154,12 +156,20 @@ def _fwd_bwd_bytes(x: torch.Tensor) -> int:
     return 5 * x.numel() * x.element_size()
 
 
+def _adjacent_leaves(buf: torch.Tensor) -> list[torch.Tensor]:
+    """The samples buf[0], buf[1], ... as leaf tensors that require grad and lie back to back in
+    buf's storage: a model's packed output, as the kernels see it (no packing copy in forward), and
+    each gradient lands in its own .grad (no stack or cat of the gradients in backward). A single
+    leaf split into samples would add that copy to every implementation's fwd+bwd time."""
+    return [x.requires_grad_() for x in buf.unbind(0)]
+
+
 def depth_case(b: int, t: int, h: int, w: int, dtype: torch.dtype, device: torch.device) -> Case:
     g = torch.Generator(device=device).manual_seed(0)
-    pred = (torch.rand(b, t, h, w, generator=g, device=device) * 5 + 0.1).to(dtype).requires_grad_()
+    pred = (torch.rand(b, t, h, w, generator=g, device=device) * 5 + 0.1).to(dtype)
     target = (torch.rand(b, t, h, w, generator=g, device=device) * 5 + 0.1).to(dtype)
-    preds, targets = list(pred.unbind(0)), list(target.unbind(0))
-    return Case("depth", f"B={b} T={t} {h}x{w} {str(dtype)[6:]}", [pred], _fwd_bwd_bytes(pred), [
+    preds, targets = _adjacent_leaves(pred), list(target.unbind(0))
+    return Case("depth", f"B={b} T={t} {h}x{w} {str(dtype)[6:]}", preds, _fwd_bwd_bytes(pred), [
         _triton(lambda: depth_loss(preds, targets, backend="triton"), device),
         ("eager reference", lambda: depth_loss_reference(preds, targets), ""),
         ("release loop", lambda: depth_loss_loop(preds, targets), ""),
@@ -169,11 +179,12 @@ def depth_case(b: int, t: int, h: int, w: int, dtype: torch.dtype, device: torch
 def align_case(k: int, b: int, t: int, h: int, w: int, d: int, dtype: torch.dtype, device: torch.device) -> Case:
     g = torch.Generator(device=device).manual_seed(0)
     n = t * h * w
-    student = torch.randn(k, b * n, d, generator=g, device=device).to(dtype).requires_grad_()
-    teacher = torch.randn(k, b * n, d, generator=g, device=device).to(dtype)
-    s_lists = [list(student[i].split(n)) for i in range(k)]
-    t_lists = [list(teacher[i].split(n)) for i in range(k)]
-    return Case("align", f"K={k} B={b} T={t} {h}x{w} D={d} {str(dtype)[6:]}", [student], _fwd_bwd_bytes(student), [
+    student = torch.randn(k, b, n, d, generator=g, device=device).to(dtype)
+    teacher = torch.randn(k, b, n, d, generator=g, device=device).to(dtype)
+    leaves = _adjacent_leaves(student.view(k * b, n, d))
+    s_lists = [leaves[i * b:(i + 1) * b] for i in range(k)]
+    t_lists = [list(teacher[i].unbind(0)) for i in range(k)]
+    return Case("align", f"K={k} B={b} T={t} {h}x{w} D={d} {str(dtype)[6:]}", leaves, _fwd_bwd_bytes(student), [
         _triton(lambda: align_loss(s_lists, t_lists, backend="triton"), device),
         ("eager reference", lambda: align_loss_reference(s_lists, t_lists), ""),
         ("release loop", lambda: align_loss_loop(s_lists, t_lists), ""),

@@ -2,7 +2,9 @@
 
 Forward, 7 launches (8 with weights), no host sync:
   1. stats     per (sample, chunk): valid count, sums of w, w*e, w*clamp(e), the 8 finite-difference
-               sums/counts (4 scales x 2 axes), and the level-1 histogram of the threshold key
+               sums/counts (4 scales x 2 axes), and the level-1 histogram of the threshold key;
+               with an fp32 input it also writes D = pred - target (NaN where masked out) as fp32,
+               which the later passes read instead of pred, target and mask (see _uses_error_buffer)
   2. select    per sample: the bin holding the k-th smallest key, k = ceil(q (n - 1)) + 1
   3-6. refine  levels 2 and 3 of the radix select (histograms restricted to the chosen prefix),
                each followed by select; the key is the fp32 bit pattern of min(e, clamp) as int32
@@ -15,6 +17,12 @@ Forward, 7 launches (8 with weights), no host sync:
                the batch means and the per-sample coefficients the backward needs
 Backward, 1 launch: the gradient of every pixel (L_reg term + its 16 finite-difference pairs),
 scaled by the upstream gradients, written in the input dtype.
+
+Traffic per pixel, fp32 (pred, target): minimal fwd+bwd 20 B (read both in forward, again in
+backward, write the gradient); this kernel 28 B with the error buffer (stats 8 + 4 written,
+2 refines x 4, backward 4 + 4 written), 36 B without it. An exact k-th value needs a second
+data-dependent pass, so 24 B (83 % of the minimal) bounds any two-level design. Half types
+(4 B per re-read) re-read pred and target: 18 B against 10.
 Loads upcast to fp32 before any arithmetic (also works around the interpreter's bf16 bug).
 """
 from __future__ import annotations
@@ -54,6 +62,21 @@ def _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr):
 
 
 @triton.jit
+def _load_diff(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr):
+    """_load_pixel, or with D_BUF (p_ptr is then the fp32 error buffer, NaN where masked out) one
+    load of the stored D."""
+    if D_BUF:
+        d = tl.load(p_ptr + idx, mask=inb, other=0.0)
+        valid = inb
+        if HAS_MASK:
+            valid = valid & (d == d)
+        d = tl.where(valid, d, 0.0)
+    else:
+        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK)
+    return d, valid
+
+
+@triton.jit
 def _error_key(e, CLAMP: tl.constexpr):
     """Order-preserving int32 key of min(e, CLAMP) for e >= 0: its fp32 bit pattern, with errors
     above CLAMP one step higher (they rank as CLAMP, as in the release, yet are not survivors)."""
@@ -74,8 +97,8 @@ def _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr):
 
 @triton.jit
 def _depth_stats_kernel(
-    p_ptr, t_ptr, m_ptr, w_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, hist_ptr,
-    CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    p_ptr, t_ptr, m_ptr, w_ptr, d_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, hist_ptr,
+    CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr,
     N_SCALES: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
 ):
     b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
@@ -91,6 +114,8 @@ def _depth_stats_kernel(
         i = start + it * BLOCK + tl.arange(0, BLOCK)
         inb = i < n
         d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, inb, HAS_MASK)
+        if D_BUF:
+            tl.store(d_ptr + base + i, tl.where(valid, d, float("nan")), mask=inb)
         e = tl.abs(d)
         ec = tl.minimum(e, CLAMP)
         hist += tl.histogram(_error_key(e, CLAMP) >> 20, 2048, mask=valid)
@@ -131,8 +156,8 @@ def _depth_stats_kernel(
 @triton.jit
 def _depth_refine_kernel(
     p_ptr, t_ptr, m_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, sel_ptr, hist_ptr,
-    CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr, LEVEL: tl.constexpr,
-    FOLD: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
+    CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr,
+    LEVEL: tl.constexpr, FOLD: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
 ):
     """Histogram of the next 10 key bits among pixels whose key starts with the chosen prefix.
 
@@ -147,7 +172,7 @@ def _depth_refine_kernel(
         s_e = 0.0
         for it in range(ITERS):
             i = start + it * BLOCK + tl.arange(0, BLOCK)
-            d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK)
+            d, valid = _load_diff(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK, D_BUF)
             key = _error_key(tl.abs(d), CLAMP)
             if LEVEL == 2:
                 hist += tl.histogram((key >> 10) & 1023, 1024, mask=valid & ((key >> 20) == prefix))
@@ -207,7 +232,7 @@ def _depth_select_kernel(
 @triton.jit
 def _depth_survivors_kernel(
     p_ptr, t_ptr, m_ptr, w_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, sel_ptr,
-    CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr,
+    CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
 ):
     """Weighted loss only: count and weighted sums of the pixels with e <= thr, thr = min(k-th
@@ -220,7 +245,7 @@ def _depth_survivors_kernel(
         s_we = 0.0
         for it in range(ITERS):
             i = start + it * BLOCK + tl.arange(0, BLOCK)
-            d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK)
+            d, valid = _load_diff(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK, D_BUF)
             e = tl.abs(d)
             surv = valid & (e <= thr)
             w = tl.where(surv, 1.0, 0.0)
@@ -279,9 +304,10 @@ def _sign(x):
 
 
 @triton.jit
-def _pair_grad(p_ptr, t_ptr, m_ptr, idx, ok, d, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr):
+def _pair_grad(p_ptr, t_ptr, m_ptr, idx, ok, d, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr,
+               D_BUF: tl.constexpr):
     """d/dD_idx of clamp(|D_idx - D_other|, CLAMP) for the neighbour at idx where ok, else 0."""
-    dn, okn = _load_pixel(p_ptr, t_ptr, m_ptr, idx, ok, HAS_MASK)
+    dn, okn = _load_diff(p_ptr, t_ptr, m_ptr, idx, ok, HAS_MASK, D_BUF)
     diff = d - dn
     return tl.where(okn & (tl.abs(diff) <= CLAMP), _sign(diff), 0.0)
 
@@ -289,7 +315,7 @@ def _pair_grad(p_ptr, t_ptr, m_ptr, idx, ok, d, CLAMP: tl.constexpr, HAS_MASK: t
 @triton.jit
 def _depth_backward_kernel(
     p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, blocks_ptr, offsets_ptr, meta_ptr, par_ptr, gout_ptr, B,
-    CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+    CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr,
     N_SCALES: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
 ):
     b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
@@ -302,7 +328,7 @@ def _depth_backward_kernel(
     for it in range(ITERS):
         i = start + it * BLOCK + tl.arange(0, BLOCK)
         inb = i < n
-        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, inb, HAS_MASK)
+        d, valid = _load_diff(p_ptr, t_ptr, m_ptr, base + i, inb, HAS_MASK, D_BUF)
         e = tl.abs(d)
         keep = tl.where(branch == 0.0, valid, tl.where(branch == 1.0, valid & (e <= thr), valid & (e <= CLAMP)))
         w = tl.where(keep, coef, 0.0)
@@ -317,11 +343,11 @@ def _depth_backward_kernel(
             on = valid & ((row & (step - 1)) == 0) & ((col & (step - 1)) == 0)
             c_x = tl.load(par_ptr + b * 11 + 3 + 2 * s) * g_grad
             c_y = tl.load(par_ptr + b * 11 + 4 + 2 * s) * g_grad
-            gs = _pair_grad(p_ptr, t_ptr, m_ptr, base + i + step, on & (col + step < W), d, CLAMP, HAS_MASK)
-            gs += _pair_grad(p_ptr, t_ptr, m_ptr, base + i - step, on & (col >= step), d, CLAMP, HAS_MASK)
+            gs = _pair_grad(p_ptr, t_ptr, m_ptr, base + i + step, on & (col + step < W), d, CLAMP, HAS_MASK, D_BUF)
+            gs += _pair_grad(p_ptr, t_ptr, m_ptr, base + i - step, on & (col >= step), d, CLAMP, HAS_MASK, D_BUF)
             g += c_x * gs
-            gs = _pair_grad(p_ptr, t_ptr, m_ptr, base + i + step * W, on & (row + step < H), d, CLAMP, HAS_MASK)
-            gs += _pair_grad(p_ptr, t_ptr, m_ptr, base + i - step * W, on & (row >= step), d, CLAMP, HAS_MASK)
+            gs = _pair_grad(p_ptr, t_ptr, m_ptr, base + i + step * W, on & (row + step < H), d, CLAMP, HAS_MASK, D_BUF)
+            gs += _pair_grad(p_ptr, t_ptr, m_ptr, base + i - step * W, on & (row >= step), d, CLAMP, HAS_MASK, D_BUF)
             g += c_y * gs
         tl.store(g_ptr + base + i, g.to(g_ptr.dtype.element_ty), mask=inb)
 
@@ -353,8 +379,20 @@ def _tiling(device: torch.device) -> tuple[int, int]:
     return (BLOCK, ITERS) if device.type == "cuda" else INTERPRET_TILING
 
 
+def _uses_error_buffer(p: Tensor, t: Tensor) -> bool:
+    """Write D once in the stats pass when re-reading the inputs costs more than reading it.
+
+    The buffer costs 4 B per pixel written once and saves (re-read bytes - 4) in each of the three
+    later passes (two refines, backward): a gain from 6 B per re-read (any fp32 input), a loss at
+    4 or 5 (half-precision pred and target, with or without a 1-byte mask).
+    """
+    return p.element_size() + t.element_size() >= 6
+
+
 def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Tensor,
-                    lengths: tuple[int, ...], hw: list[tuple[int, int]]):
+                    lengths: tuple[int, ...], hw: list[tuple[int, int]], d_buf: bool = False):
+    """The forward launches. Returns (out [3], per-sample params, offsets, blocks, meta, error
+    buffer or None); with d_buf the later passes read the error buffer, not p, t and m."""
     dev = p.device
     B = len(lengths)
     block, iters = _tiling(dev)
@@ -366,32 +404,34 @@ def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Ten
     acc = torch.zeros(B, N_ACC, dtype=torch.float32, device=dev)
     par = torch.empty(B, N_PAR, dtype=torch.float32, device=dev)
     out = torch.empty(3, dtype=torch.float32, device=dev)
+    d = torch.empty(p.numel(), dtype=torch.float32, device=dev) if d_buf else None
     grid = (blocks.shape[0],)
-    common = dict(HAS_MASK=spec.has_mask, BLOCK=block, ITERS=iters)
+    common = dict(HAS_MASK=spec.has_mask, D_BUF=d_buf, BLOCK=block, ITERS=iters)
     _depth_stats_kernel[grid](
-        p, t, m, w, blocks, offsets, meta, cnt, acc, hist,
+        p, t, m, w, d if d_buf else p, blocks, offsets, meta, cnt, acc, hist,
         CLAMP=spec.clamp, HAS_WEIGHT=spec.has_weight, N_SCALES=spec.n_scales, **common,
     )
+    src = (d, d, d) if d_buf else (p, t, m)  # what the later passes read
     q_num, q_den = spec.quantile
     fold = not spec.has_weight
     select = dict(CLAMP_KEY=_float_bits(spec.clamp), MIN_PIXELS=spec.min_pixels, Q_NUM=q_num, Q_DEN=q_den, FOLD=fold)
     _depth_select_kernel[(B,)](cnt, acc, sel, hist, LEVEL=1, NB=NB1, BITS=0, **select)
     for level in (2, 3):
         _depth_refine_kernel[grid](
-            p, t, m, blocks, offsets, meta, cnt, acc, sel, hist,
+            *src, blocks, offsets, meta, cnt, acc, sel, hist,
             CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, LEVEL=level, FOLD=fold, **common,
         )
         _depth_select_kernel[(B,)](cnt, acc, sel, hist, LEVEL=level, NB=NB2, BITS=10, **select)
     if not fold:
         _depth_survivors_kernel[grid](
-            p, t, m, w, blocks, offsets, meta, cnt, acc, sel,
+            *src, w, blocks, offsets, meta, cnt, acc, sel,
             CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, HAS_WEIGHT=spec.has_weight, **common,
         )
     _depth_finalize_kernel[(1,)](
         cnt, acc, sel, par, out, B, CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels,
         N_SCALES=spec.n_scales, BLOCK_B=max(triton.next_power_of_2(B), 16),
     )
-    return out, par, offsets, blocks, meta
+    return out, par, offsets, blocks, meta, d
 
 
 class DepthLossFunction(torch.autograd.Function):
@@ -410,9 +450,12 @@ class DepthLossFunction(torch.autograd.Function):
         w = pack_flat(weights, torch.float32) if weights else p
         lengths = tuple(x.numel() for x in preds)
         hw = [tuple(x.shape[1:]) for x in preds]
-        out, par, offsets, blocks, meta = _launch_forward(spec, p, t, m, w, lengths, hw)
-        ctx.save_for_backward(p, t, m, w, par, offsets, blocks, meta)
-        ctx.spec, ctx.n_tensors = spec, len(tensors)
+        d_buf = _uses_error_buffer(p, t)
+        out, par, offsets, blocks, meta, d = _launch_forward(spec, p, t, m, w, lengths, hw, d_buf)
+        # backward reads D alone when it exists (pred, target and mask are then not kept)
+        src = (d, d, d) if d_buf else (p, t, m)
+        ctx.save_for_backward(*src, w if spec.has_weight else None, par, offsets, blocks, meta)
+        ctx.spec, ctx.n_tensors, ctx.d_buf = spec, len(tensors), d_buf
         ctx.shapes = [(x.shape, x.dtype) for x in preds]
         return out[0], out[1], out[2]
 
@@ -421,11 +464,12 @@ class DepthLossFunction(torch.autograd.Function):
         p, t, m, w, par, offsets, blocks, meta = ctx.saved_tensors
         spec = ctx.spec
         gout = torch.stack([g_loss, g_reg, g_grad]).float()
-        g = torch.empty_like(p)
+        dtype = ctx.shapes[0][1]
+        g = torch.empty(p.numel(), dtype=dtype, device=p.device)
         block, iters = _tiling(p.device)
         _depth_backward_kernel[(blocks.shape[0],)](
-            p, t, m, w, g, blocks, offsets, meta, par, gout, len(ctx.shapes),
-            CLAMP=spec.clamp, HAS_MASK=spec.has_mask, HAS_WEIGHT=spec.has_weight,
+            p, t, m, p if w is None else w, g, blocks, offsets, meta, par, gout, len(ctx.shapes),
+            CLAMP=spec.clamp, HAS_MASK=spec.has_mask, HAS_WEIGHT=spec.has_weight, D_BUF=ctx.d_buf,
             N_SCALES=spec.n_scales, BLOCK=block, ITERS=iters,
         )
         sizes = [shape.numel() for shape, _ in ctx.shapes]
@@ -451,28 +495,31 @@ def _aot_specs():
     """(name, kernel, signature, constexprs) for geovr.kernels.aot, per input dtype."""
     specs = []
     ints = {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "hist_ptr": "*i32"}
+    layout = {"blocks_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
     for dt in ("fp32", "bf16", "fp16"):
-        # fp32 with every option, the half types on the paper path (no mask, no weight)
+        # fp32 with every option and the error buffer; the half types on the paper path (no mask,
+        # no weight), re-reading their inputs
         opts = dt == "fp32"
-        flags = dict(HAS_MASK=opts, HAS_WEIGHT=opts, BLOCK=BLOCK, ITERS=ITERS)
-        ptrs = {"p_ptr": f"*{dt}", "t_ptr": f"*{dt}", "m_ptr": "*u8", "w_ptr": "*fp32",
-                "blocks_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
+        inputs = {"p_ptr": f"*{dt}", "t_ptr": f"*{dt}", "m_ptr": "*u8"}
+        later = {"p_ptr": "*fp32", "t_ptr": "*fp32", "m_ptr": "*fp32"} if opts else inputs
+        flags = dict(HAS_MASK=opts, HAS_WEIGHT=opts, D_BUF=opts, BLOCK=BLOCK, ITERS=ITERS)
         specs.append((f"depth_stats[{dt}]", _depth_stats_kernel,
-                      {**ptrs, "cnt_ptr": "*i32", "acc_ptr": "*fp32", "hist_ptr": "*i32"},
+                      {**inputs, "w_ptr": "*fp32", "d_ptr": "*fp32", **layout,
+                       **{k: v for k, v in ints.items() if k != "sel_ptr"}},
                       dict(CLAMP=100.0, N_SCALES=4, **flags)))
-        sig = {k: v for k, v in ptrs.items() if k != "w_ptr"}
         for level in (2, 3):
-            specs.append((f"depth_refine{level}[{dt}]", _depth_refine_kernel, {**sig, **ints},
-                          dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=level, HAS_MASK=opts,
+            specs.append((f"depth_refine{level}[{dt}]", _depth_refine_kernel, {**later, **layout, **ints},
+                          dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=level, HAS_MASK=opts, D_BUF=opts,
                                FOLD=not opts, BLOCK=BLOCK, ITERS=ITERS)))
         specs.append((f"depth_backward[{dt}]", _depth_backward_kernel,
-                      {**ptrs, "g_ptr": f"*{dt}", "par_ptr": "*fp32", "gout_ptr": "*fp32", "B": "i32"},
+                      {**later, "w_ptr": "*fp32", "g_ptr": f"*{dt}", **layout, "par_ptr": "*fp32",
+                       "gout_ptr": "*fp32", "B": "i32"},
                       dict(CLAMP=100.0, N_SCALES=4, **flags)))
-    ptrs = {"p_ptr": "*fp32", "t_ptr": "*fp32", "m_ptr": "*u8", "w_ptr": "*fp32",
-            "blocks_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
     specs.append(("depth_survivors[fp32]", _depth_survivors_kernel,
-                  {**ptrs, **{k: v for k, v in ints.items() if k != "hist_ptr"}},
-                  dict(CLAMP=100.0, MIN_PIXELS=1000, HAS_MASK=True, HAS_WEIGHT=True, BLOCK=BLOCK, ITERS=ITERS)))
+                  {"p_ptr": "*fp32", "t_ptr": "*fp32", "m_ptr": "*fp32", "w_ptr": "*fp32", **layout,
+                   **{k: v for k, v in ints.items() if k != "hist_ptr"}},
+                  dict(CLAMP=100.0, MIN_PIXELS=1000, HAS_MASK=True, D_BUF=True, HAS_WEIGHT=True,
+                       BLOCK=BLOCK, ITERS=ITERS)))
     for level, nb, bits in ((1, NB1, 0), (2, NB2, 10), (3, NB3, 10)):
         specs.append((f"depth_select{level}", _depth_select_kernel, ints,
                       dict(CLAMP_KEY=_float_bits(100.0), MIN_PIXELS=1000, Q_NUM=98, Q_DEN=100,

@@ -5,6 +5,7 @@ On CPU the kernels run under TRITON_INTERPRET=1 (tests/conftest.py), so shapes s
 import pytest
 import torch
 
+import geovr.kernels.depth_loss as depth_kernel
 from geovr.kernels.depth_loss import DepthLossSpec, _launch_forward
 from geovr.losses import depth_loss
 from geovr.losses.depth import CLAMP, MIN_PIXELS, N_SCALES, QUANTILE, quantile_rank
@@ -154,3 +155,26 @@ def test_random_batches(seed, device):
     outliers = [0.0, 0.01, 0.1, 0.5][seed]
     pred, target = _inputs(shapes, device, outliers=outliers, seed=seed)
     _compare(pred, target)
+
+
+@pytest.mark.parametrize("error_buffer", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_both_read_paths(error_buffer, dtype, device, monkeypatch):
+    # the later passes read either the stored error D (NaN where masked out) or pred, target and
+    # mask again; each input dtype picks one, so force both here, with a mask and with weights
+    monkeypatch.setattr(depth_kernel, "_uses_error_buffer", lambda p, t: error_buffer)
+    pred, target = _inputs([(2, 30, 40), (1, 13, 90)], device, dtype=dtype, outliers=0.03, seed=7)
+    g = torch.Generator().manual_seed(8)
+    masks = [(torch.rand(t.shape, generator=g) > 0.2).to(device) for t in target]
+    target[0].view(-1)[::29] = float("nan")
+    masks[0].view(-1)[::29] = False
+    _compare(pred, target, masks)
+    weight = [torch.rand(t.shape, generator=g).to(device) for t in target]
+    _compare(pred, [t.nan_to_num() for t in target], weight=weight)
+
+
+def test_error_buffer_rule():
+    # written when re-reading the inputs costs >= 6 bytes a pixel: any fp32 input
+    f32, b16 = torch.zeros(1), torch.zeros(1, dtype=torch.bfloat16)
+    assert depth_kernel._uses_error_buffer(f32, f32) and depth_kernel._uses_error_buffer(b16, f32)
+    assert not depth_kernel._uses_error_buffer(b16, b16)
