@@ -83,10 +83,16 @@ def _align_backward_kernel(
 
 @functools.lru_cache(maxsize=64)
 def _segments(counts: tuple[int, ...], device: torch.device) -> tuple[Tensor, Tensor]:
-    """(segment id per row int32 [R], 1 / N_seg fp32 [S], 0 for empty segments); cached."""
-    seg = [[i] * n for i, n in enumerate(counts)]
-    seg_t = to_device([x for row in seg for x in row] or [0], torch.int32, device)
-    return seg_t, to_device([1.0 / n if n else 0.0 for n in counts], torch.float32, device)
+    """(segment id per row int32 [R], 1 / N_seg fp32 [S], 0 for empty segments); cached.
+
+    The row ids are expanded on the device from the S counts (repeat_interleave with its output
+    size given: no host sync), so a new layout costs O(S) host work, not O(R)."""
+    n = to_device(list(counts), torch.int64, device)
+    r = sum(counts)
+    seg = torch.repeat_interleave(torch.arange(len(counts), dtype=torch.int32, device=device), n, output_size=r)
+    if r == 0:
+        seg = torch.zeros(1, dtype=torch.int32, device=device)
+    return seg, to_device([1.0 / c if c else 0.0 for c in counts], torch.float32, device)
 
 
 def _block_d(d: int) -> int:
