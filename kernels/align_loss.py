@@ -19,8 +19,12 @@ from torch import Tensor
 
 from geovr.kernels._packing import pack_flat, to_device
 
-BLOCK_R = 16  # rows per program
-MAX_BLOCK_D = 512  # channels per inner step
+# A [BLOCK_R, BLOCK_D] tile is 16 elements per thread at 4 warps (four 16-byte fp32 loads of each
+# input). The earlier 16 x 512 tile (64 per thread) hit sm_90's 255-register cap and spilled in
+# both directions (python -m geovr.kernels.aot prints registers and spills); 8 x 256 needs ~92
+# registers forward (three per-lane partial sums), ~116 backward.
+BLOCK_R = 8  # rows per program
+MAX_BLOCK_D = 256  # channels per inner step
 
 
 @triton.jit
@@ -31,20 +35,21 @@ def _align_forward_kernel(
     rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
     live = rows < R
     base = rows.to(tl.int64)[:, None] * D
-    dot = tl.zeros([BLOCK_R], dtype=tl.float32)
-    ss = tl.zeros([BLOCK_R], dtype=tl.float32)
-    ff = tl.zeros([BLOCK_R], dtype=tl.float32)
+    # per-lane partial sums over the D chunks, reduced across the row once after the loop
+    dot = tl.zeros([BLOCK_R, BLOCK_D], dtype=tl.float32)
+    ss = tl.zeros([BLOCK_R, BLOCK_D], dtype=tl.float32)
+    ff = tl.zeros([BLOCK_R, BLOCK_D], dtype=tl.float32)
     for d0 in range(0, D, BLOCK_D):
         cols = d0 + tl.arange(0, BLOCK_D)
         m = live[:, None] & (cols[None, :] < D)
         s = tl.load(s_ptr + base + cols[None, :], mask=m, other=0.0).to(tl.float32)
         f = tl.load(f_ptr + base + cols[None, :], mask=m, other=0.0).to(tl.float32)
-        dot += tl.sum(s * f, 1)
-        ss += tl.sum(s * s, 1)
-        ff += tl.sum(f * f, 1)
-    ns = tl.sqrt(ss)
-    nf = tl.sqrt(ff)
-    cos = dot / (tl.maximum(ns, eps) * tl.maximum(nf, eps))
+        dot += s * f
+        ss += s * s
+        ff += f * f
+    ns = tl.sqrt(tl.sum(ss, 1))
+    nf = tl.sqrt(tl.sum(ff, 1))
+    cos = tl.sum(dot, 1) / (tl.maximum(ns, eps) * tl.maximum(nf, eps))
     tl.store(stats_ptr + rows * 3, cos, mask=live)
     tl.store(stats_ptr + rows * 3 + 1, ns, mask=live)
     tl.store(stats_ptr + rows * 3 + 2, nf, mask=live)

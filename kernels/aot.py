@@ -3,17 +3,27 @@
     python -m geovr.kernels.aot                 # sm_90 (Hopper)
     python -m geovr.kernels.aot --arch 80 90 100 --out build/aot   # also writes .ptx/.cubin
 
-Proves the kernels lower to PTX and cubin for real hardware, not only that they interpret.
+Proves the kernels lower to PTX and cubin for real hardware, not only that they interpret, and
+prints what ptxas made of each (registers per thread, bytes spilled to the stack, shared memory)
+with the warps per SM that allows: the one performance signal there is without a GPU.
 Run it in a process without TRITON_INTERPRET (interpreted kernels cannot be compiled).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+REGS_PER_SM = 65536  # sm_80 .. sm_100
+SMEM_PER_SM = 233472  # 228 KiB (sm_90); 1 KiB of it reserved per block
+MAX_WARPS_PER_SM = 64
+MAX_BLOCKS_PER_SM = 32
 
 
 @dataclass
@@ -24,6 +34,37 @@ class Compiled:
     cubin_bytes: int
     shared_bytes: int
     seconds: float
+    num_warps: int = 4
+    registers: int | None = None  # per thread, from cuobjdump -res-usage (None: tool missing)
+    stack_bytes: int | None = None  # per thread: spilled registers (Triton kernels use no local arrays)
+
+    @property
+    def warps_per_sm(self) -> int | None:
+        """Resident warps per SM that the registers and shared memory allow (occupancy x 64)."""
+        if self.registers is None:
+            return None
+        per_warp = -(-self.registers * 32 // 256) * 256  # allocated in units of 256 per warp
+        by_regs = REGS_PER_SM // (per_warp * self.num_warps)
+        by_smem = SMEM_PER_SM // (self.shared_bytes + 1024)
+        blocks = min(by_regs, by_smem, MAX_BLOCKS_PER_SM)
+        return min(blocks * self.num_warps, MAX_WARPS_PER_SM)
+
+
+def resource_usage(cubin: bytes) -> tuple[int, int] | None:
+    """(registers, stack bytes) per thread of the cubin's kernel, from the cuobjdump that ships
+    with Triton; None when it is not there."""
+    try:
+        from triton import knobs
+
+        tool = knobs.nvidia.cuobjdump.path
+    except Exception:  # an older Triton without knobs, or no bundled tool
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run([tool, "-res-usage", f.name], capture_output=True, text=True).stdout
+    m = re.search(r"REG:(\d+) STACK:(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def all_specs() -> list[tuple]:
@@ -48,8 +89,9 @@ def compile_all(arches: list[int], out: Path | None = None, num_warps: int = 4) 
             src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=constexprs)
             kernel = triton.compile(src, target=target, options={"num_warps": num_warps})
             asm = kernel.asm
+            usage = resource_usage(asm["cubin"]) or (None, None)
             results.append(Compiled(name, arch, len(asm["ptx"]), len(asm["cubin"]),
-                                    kernel.metadata.shared, time.perf_counter() - t0))
+                                    kernel.metadata.shared, time.perf_counter() - t0, num_warps, *usage))
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 stem = f"{name.replace('[', '_').replace(']', '')}.sm{arch}"
@@ -65,10 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--num-warps", type=int, default=4)
     args = ap.parse_args(argv)
     results = compile_all(args.arch, args.out, args.num_warps)
-    print(f"{'kernel':28s} {'arch':>6s} {'ptx KB':>8s} {'cubin KB':>9s} {'smem B':>8s} {'s':>6s}")
+    print(f"{'kernel':28s} {'arch':>6s} {'ptx KB':>8s} {'cubin KB':>9s} {'smem B':>8s} "
+          f"{'regs':>5s} {'spill B':>8s} {'warps/SM':>9s} {'s':>6s}")
     for r in results:
+        regs, spill, warps = (("-" if v is None else str(v)) for v in (r.registers, r.stack_bytes, r.warps_per_sm))
         print(f"{r.name:28s} {'sm_' + str(r.arch):>6s} {r.ptx_bytes / 1e3:8.1f} "
-              f"{r.cubin_bytes / 1e3:9.1f} {r.shared_bytes:8d} {r.seconds:6.2f}")
+              f"{r.cubin_bytes / 1e3:9.1f} {r.shared_bytes:8d} {regs:>5s} {spill:>8s} {warps:>9s} {r.seconds:6.2f}")
     bad = [r.name for r in results if r.cubin_bytes == 0]
     print(f"compiled {len(results) - len(bad)}/{len(results)} kernels")
     return 1 if bad else 0

@@ -38,9 +38,15 @@ from torch import Tensor
 
 from geovr.kernels._packing import block_layout, pack_flat, to_device
 
-BLOCK = 1024  # elements per inner step
-ITERS = 8  # inner steps per program: one program owns BLOCK * ITERS elements of one sample
-INTERPRET_TILING = (1024, 2)  # (BLOCK, ITERS) under TRITON_INTERPRET (CPU tensors)
+# One program owns CHUNK consecutive pixels of one sample, in ITERS inner steps of BLOCK. The
+# per-kernel (BLOCK, ITERS) follow ptxas's sm_90 resource usage (python -m geovr.kernels.aot prints
+# it): at BLOCK 1024 the stats pass spilled and the backward held 214-230 registers, i.e. 8 warps
+# per SM; at these tiles the stats pass (20 per-lane accumulators) uses 118-138 registers and the
+# backward 62-70, with no spills. The refines are light (37-67 registers) and keep 1024.
+CHUNK = 8192
+TILES = {"stats": (256, 32), "refine": (1024, 8), "backward": (256, 32)}
+INTERPRET_TILE = (1024, 2)  # every kernel under TRITON_INTERPRET (CPU tensors): CHUNK 2048
+assert all(b * i == CHUNK for b, i in TILES.values())
 NB1, NB2, NB3 = 2048, 1024, 1024  # radix levels: key bits [30:20], [19:10], [9:0]
 HIST = NB1 + NB2 + NB3
 N_CNT = 10  # int32 per sample: valid, survivors, 8 finite-difference pair counts
@@ -96,59 +102,95 @@ def _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr):
 
 
 @triton.jit
+def _fd_terms(p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W, STEP: tl.constexpr,
+              CLAMP: tl.constexpr, HAS_MASK: tl.constexpr):
+    """Scale 2^s finite differences per pixel: a pixel (row, col) on the scale's grid pairs with
+    (row, col + STEP) and (row + STEP, col) of its frame (neighbours mostly hit the cache).
+    Returns (x pair 0/1, clamp(|dD_x|), y pair 0/1, clamp(|dD_y|)), 0 where there is no pair."""
+    on = valid & ((row & (STEP - 1)) == 0) & ((col & (STEP - 1)) == 0)
+    dx, ok_x = _load_pixel(p_ptr, t_ptr, m_ptr, idx + STEP, on & (col + STEP < W), HAS_MASK)
+    dy, ok_y = _load_pixel(p_ptr, t_ptr, m_ptr, idx + STEP * W, on & (row + STEP < H), HAS_MASK)
+    return (ok_x.to(tl.int32), tl.where(ok_x, tl.minimum(tl.abs(dx - d), CLAMP), 0.0),
+            ok_y.to(tl.int32), tl.where(ok_y, tl.minimum(tl.abs(dy - d), CLAMP), 0.0))
+
+
+@triton.jit
+def _slots(lanes, v0, v1, v2, v3, v4, v5, v6, v7):
+    """[8] vector of the block sums of v0..v7 (finite-difference slot 2 s: x axis, 2 s + 1: y)."""
+    out = tl.where(lanes == 0, tl.sum(v0), 0) + tl.where(lanes == 1, tl.sum(v1), 0)
+    out += tl.where(lanes == 2, tl.sum(v2), 0) + tl.where(lanes == 3, tl.sum(v3), 0)
+    out += tl.where(lanes == 4, tl.sum(v4), 0) + tl.where(lanes == 5, tl.sum(v5), 0)
+    out += tl.where(lanes == 6, tl.sum(v6), 0) + tl.where(lanes == 7, tl.sum(v7), 0)
+    return out
+
+
+@triton.jit
 def _depth_stats_kernel(
     p_ptr, t_ptr, m_ptr, w_ptr, d_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, hist_ptr,
     CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr,
     N_SCALES: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
 ):
+    """Every sum is kept per lane ([BLOCK] vectors) over the inner steps and reduced across the
+    program once at the end: no cross-warp reduction (and its barriers) inside the loop."""
     b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
     hist = tl.zeros([2048], dtype=tl.int32)
-    lanes = tl.arange(0, 8)  # finite-difference slots: 2 s (x axis), 2 s + 1 (y axis)
-    f_cnt = tl.zeros([8], dtype=tl.int32)
-    f_sum = tl.zeros([8], dtype=tl.float32)
-    n_valid = 0
-    s_w = 0.0
-    s_we = 0.0
-    s_wec = 0.0
+    zi = tl.zeros([BLOCK], dtype=tl.int32)
+    zf = tl.zeros([BLOCK], dtype=tl.float32)
+    n_valid, s_w, s_we, s_wec = zi, zf, zf, zf
+    cx0, vx0, cy0, vy0, cx1, vx1, cy1, vy1 = zi, zf, zi, zf, zi, zf, zi, zf
+    cx2, vx2, cy2, vy2, cx3, vx3, cy3, vy3 = zi, zf, zi, zf, zi, zf, zi, zf
     for it in range(ITERS):
         i = start + it * BLOCK + tl.arange(0, BLOCK)
         inb = i < n
-        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, base + i, inb, HAS_MASK)
+        idx = base + i
+        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK)
         if D_BUF:
-            tl.store(d_ptr + base + i, tl.where(valid, d, float("nan")), mask=inb)
+            tl.store(d_ptr + idx, tl.where(valid, d, float("nan")), mask=inb)
         e = tl.abs(d)
-        ec = tl.minimum(e, CLAMP)
         hist += tl.histogram(_error_key(e, CLAMP) >> 20, 2048, mask=valid)
         w = tl.where(valid, 1.0, 0.0)
         if HAS_WEIGHT:
-            w = w * tl.load(w_ptr + base + i, mask=valid, other=0.0).to(tl.float32)
-        n_valid += tl.sum(valid.to(tl.int32))
-        s_w += tl.sum(w)
-        s_we += tl.sum(w * e)
-        s_wec += tl.sum(w * ec)
-        # Finite differences: pixel (row, col) on the grid of scale s pairs with (row, col + 2^s)
-        # and (row + 2^s, col) of the same frame; neighbours mostly hit the cache.
+            w = w * tl.load(w_ptr + idx, mask=valid, other=0.0).to(tl.float32)
+        n_valid += valid.to(tl.int32)
+        s_w += w
+        s_we += w * e
+        s_wec += w * tl.minimum(e, CLAMP)
         r = i % (H * W)
         row = r // W
         col = r % W
-        for s in tl.static_range(N_SCALES):
-            step = 1 << s
-            on = valid & ((row & (step - 1)) == 0) & ((col & (step - 1)) == 0)
-            dx, ok_x = _load_pixel(p_ptr, t_ptr, m_ptr, base + i + step, on & (col + step < W), HAS_MASK)
-            dy, ok_y = _load_pixel(p_ptr, t_ptr, m_ptr, base + i + step * W, on & (row + step < H), HAS_MASK)
-            c_x = tl.sum(ok_x.to(tl.int32))
-            c_y = tl.sum(ok_y.to(tl.int32))
-            v_x = tl.sum(tl.where(ok_x, tl.minimum(tl.abs(dx - d), CLAMP), 0.0))
-            v_y = tl.sum(tl.where(ok_y, tl.minimum(tl.abs(dy - d), CLAMP), 0.0))
-            f_cnt += tl.where(lanes == 2 * s, c_x, 0) + tl.where(lanes == 2 * s + 1, c_y, 0)
-            f_sum += tl.where(lanes == 2 * s, v_x, 0.0) + tl.where(lanes == 2 * s + 1, v_y, 0.0)
+        a, bx, c, by = _fd_terms(p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W, 1, CLAMP, HAS_MASK)
+        cx0 += a
+        vx0 += bx
+        cy0 += c
+        vy0 += by
+        if N_SCALES > 1:
+            a, bx, c, by = _fd_terms(p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W, 2, CLAMP, HAS_MASK)
+            cx1 += a
+            vx1 += bx
+            cy1 += c
+            vy1 += by
+        if N_SCALES > 2:
+            a, bx, c, by = _fd_terms(p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W, 4, CLAMP, HAS_MASK)
+            cx2 += a
+            vx2 += bx
+            cy2 += c
+            vy2 += by
+        if N_SCALES > 3:
+            a, bx, c, by = _fd_terms(p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W, 8, CLAMP, HAS_MASK)
+            cx3 += a
+            vx3 += bx
+            cy3 += c
+            vy3 += by
     bins = tl.arange(0, 2048)
     tl.atomic_add(hist_ptr + b * 4096 + bins, hist, mask=hist != 0)
-    tl.atomic_add(cnt_ptr + b * 10, n_valid)
-    tl.atomic_add(acc_ptr + b * 13, s_w)
-    tl.atomic_add(acc_ptr + b * 13 + 1, s_we)
-    tl.atomic_add(acc_ptr + b * 13 + 2, s_wec)
+    tl.atomic_add(cnt_ptr + b * 10, tl.sum(n_valid))
+    tl.atomic_add(acc_ptr + b * 13, tl.sum(s_w))
+    tl.atomic_add(acc_ptr + b * 13 + 1, tl.sum(s_we))
+    tl.atomic_add(acc_ptr + b * 13 + 2, tl.sum(s_wec))
+    lanes = tl.arange(0, 8)
     live = lanes < 2 * N_SCALES
+    f_cnt = _slots(lanes, cx0, cy0, cx1, cy1, cx2, cy2, cx3, cy3)
+    f_sum = _slots(lanes, vx0, vy0, vx1, vy1, vx2, vy2, vx3, vy3)
     tl.atomic_add(cnt_ptr + b * 10 + 2 + lanes, f_cnt, mask=live)
     tl.atomic_add(acc_ptr + b * 13 + 5 + lanes, f_sum, mask=live)
 
@@ -168,8 +210,8 @@ def _depth_refine_kernel(
     if tl.load(cnt_ptr + b * 10) > MIN_PIXELS:
         prefix = tl.load(sel_ptr + b * 2)
         hist = tl.zeros([1024], dtype=tl.int32)
-        c = 0
-        s_e = 0.0
+        c = tl.zeros([BLOCK], dtype=tl.int32)
+        s_e = tl.zeros([BLOCK], dtype=tl.float32)
         for it in range(ITERS):
             i = start + it * BLOCK + tl.arange(0, BLOCK)
             d, valid = _load_diff(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK, D_BUF)
@@ -181,14 +223,15 @@ def _depth_refine_kernel(
                 hist += tl.histogram(key & 1023, 1024, mask=valid & ((key >> 10) == prefix))
                 below = valid & ((key >> 20) == (prefix >> 10)) & ((key >> 10) < prefix)
             if FOLD:
-                c += tl.sum(below.to(tl.int32))
-                s_e += tl.sum(tl.where(below, tl.abs(d), 0.0))
+                c += below.to(tl.int32)
+                s_e += tl.where(below, tl.abs(d), 0.0)
         bins = tl.arange(0, 1024)
         tl.atomic_add(hist_ptr + b * 4096 + 1024 * LEVEL + bins, hist, mask=hist != 0)
         if FOLD:
-            tl.atomic_add(cnt_ptr + b * 10 + 1, c)
-            tl.atomic_add(acc_ptr + b * 13 + 3, c.to(tl.float32))
-            tl.atomic_add(acc_ptr + b * 13 + 4, s_e)
+            n_below = tl.sum(c)
+            tl.atomic_add(cnt_ptr + b * 10 + 1, n_below)
+            tl.atomic_add(acc_ptr + b * 13 + 3, n_below.to(tl.float32))
+            tl.atomic_add(acc_ptr + b * 13 + 4, tl.sum(s_e))
 
 
 @triton.jit
@@ -240,9 +283,9 @@ def _depth_survivors_kernel(
     b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
     if tl.load(cnt_ptr + b * 10) > MIN_PIXELS:
         thr = tl.minimum(tl.load(sel_ptr + b * 2).to(tl.float32, bitcast=True), CLAMP)
-        c = 0
-        s_w = 0.0
-        s_we = 0.0
+        c = tl.zeros([BLOCK], dtype=tl.int32)
+        s_w = tl.zeros([BLOCK], dtype=tl.float32)
+        s_we = tl.zeros([BLOCK], dtype=tl.float32)
         for it in range(ITERS):
             i = start + it * BLOCK + tl.arange(0, BLOCK)
             d, valid = _load_diff(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK, D_BUF)
@@ -251,12 +294,12 @@ def _depth_survivors_kernel(
             w = tl.where(surv, 1.0, 0.0)
             if HAS_WEIGHT:
                 w = w * tl.load(w_ptr + base + i, mask=surv, other=0.0).to(tl.float32)
-            c += tl.sum(surv.to(tl.int32))
-            s_w += tl.sum(w)
-            s_we += tl.sum(w * e)
-        tl.atomic_add(cnt_ptr + b * 10 + 1, c)
-        tl.atomic_add(acc_ptr + b * 13 + 3, s_w)
-        tl.atomic_add(acc_ptr + b * 13 + 4, s_we)
+            c += surv.to(tl.int32)
+            s_w += w
+            s_we += w * e
+        tl.atomic_add(cnt_ptr + b * 10 + 1, tl.sum(c))
+        tl.atomic_add(acc_ptr + b * 13 + 3, tl.sum(s_w))
+        tl.atomic_add(acc_ptr + b * 13 + 4, tl.sum(s_we))
 
 
 @triton.jit
@@ -375,8 +418,14 @@ def _float_bits(x: float) -> int:
     return struct.unpack("<i", struct.pack("<f", x))[0]
 
 
-def _tiling(device: torch.device) -> tuple[int, int]:
-    return (BLOCK, ITERS) if device.type == "cuda" else INTERPRET_TILING
+def _tile(kernel: str, device: torch.device) -> dict[str, int]:
+    """BLOCK and ITERS of `kernel` ("stats", "refine" (also survivors), "backward") on `device`."""
+    block, iters = TILES[kernel] if device.type == "cuda" else INTERPRET_TILE
+    return dict(BLOCK=block, ITERS=iters)
+
+
+def _chunk(device: torch.device) -> int:
+    return CHUNK if device.type == "cuda" else INTERPRET_TILE[0] * INTERPRET_TILE[1]
 
 
 def _uses_error_buffer(p: Tensor, t: Tensor) -> bool:
@@ -395,8 +444,7 @@ def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Ten
     buffer or None); with d_buf the later passes read the error buffer, not p, t and m."""
     dev = p.device
     B = len(lengths)
-    block, iters = _tiling(dev)
-    offsets, blocks = block_layout(lengths, block * iters, dev)
+    offsets, blocks = block_layout(lengths, _chunk(dev), dev)
     meta = _sample_meta(lengths, tuple(hw), dev)
     cnt = torch.zeros(B, N_CNT, dtype=torch.int32, device=dev)
     sel = torch.zeros(B, N_SEL, dtype=torch.int32, device=dev)
@@ -406,10 +454,11 @@ def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Ten
     out = torch.empty(3, dtype=torch.float32, device=dev)
     d = torch.empty(p.numel(), dtype=torch.float32, device=dev) if d_buf else None
     grid = (blocks.shape[0],)
-    common = dict(HAS_MASK=spec.has_mask, D_BUF=d_buf, BLOCK=block, ITERS=iters)
+    common = dict(HAS_MASK=spec.has_mask, D_BUF=d_buf, **_tile("refine", dev))
     _depth_stats_kernel[grid](
-        p, t, m, w, d if d_buf else p, blocks, offsets, meta, cnt, acc, hist,
-        CLAMP=spec.clamp, HAS_WEIGHT=spec.has_weight, N_SCALES=spec.n_scales, **common,
+        p, t, m, w, d if d_buf else p, blocks, offsets, meta, cnt, acc, hist, CLAMP=spec.clamp,
+        HAS_MASK=spec.has_mask, HAS_WEIGHT=spec.has_weight, D_BUF=d_buf, N_SCALES=spec.n_scales,
+        **_tile("stats", dev),
     )
     src = (d, d, d) if d_buf else (p, t, m)  # what the later passes read
     q_num, q_den = spec.quantile
@@ -466,11 +515,10 @@ class DepthLossFunction(torch.autograd.Function):
         gout = torch.stack([g_loss, g_reg, g_grad]).float()
         dtype = ctx.shapes[0][1]
         g = torch.empty(p.numel(), dtype=dtype, device=p.device)
-        block, iters = _tiling(p.device)
         _depth_backward_kernel[(blocks.shape[0],)](
             p, t, m, p if w is None else w, g, blocks, offsets, meta, par, gout, len(ctx.shapes),
             CLAMP=spec.clamp, HAS_MASK=spec.has_mask, HAS_WEIGHT=spec.has_weight, D_BUF=ctx.d_buf,
-            N_SCALES=spec.n_scales, BLOCK=block, ITERS=iters,
+            N_SCALES=spec.n_scales, **_tile("backward", p.device),
         )
         sizes = [shape.numel() for shape, _ in ctx.shapes]
         grads = [gi.view(shape).to(dt) for gi, (shape, dt) in zip(g.split(sizes), ctx.shapes)]
@@ -483,6 +531,8 @@ def fused_depth_loss(
     n_scales: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Launcher used by geovr.losses.depth_loss (which validates the inputs)."""
+    if not 1 <= n_scales <= 4:
+        raise ValueError(f"n_scales: the fused depth kernel has 1 to 4 finite-difference scales, got {n_scales}")
     spec = DepthLossSpec(clamp, quantile, min_pixels, n_scales, valid_mask is not None, weight is not None)
     dtype = pred[0].dtype
     target = [x.detach() for x in target]
@@ -496,30 +546,31 @@ def _aot_specs():
     specs = []
     ints = {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "hist_ptr": "*i32"}
     layout = {"blocks_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
+    cuda = torch.device("cuda")
     for dt in ("fp32", "bf16", "fp16"):
         # fp32 with every option and the error buffer; the half types on the paper path (no mask,
         # no weight), re-reading their inputs
         opts = dt == "fp32"
         inputs = {"p_ptr": f"*{dt}", "t_ptr": f"*{dt}", "m_ptr": "*u8"}
         later = {"p_ptr": "*fp32", "t_ptr": "*fp32", "m_ptr": "*fp32"} if opts else inputs
-        flags = dict(HAS_MASK=opts, HAS_WEIGHT=opts, D_BUF=opts, BLOCK=BLOCK, ITERS=ITERS)
+        flags = dict(HAS_MASK=opts, HAS_WEIGHT=opts, D_BUF=opts)
         specs.append((f"depth_stats[{dt}]", _depth_stats_kernel,
                       {**inputs, "w_ptr": "*fp32", "d_ptr": "*fp32", **layout,
                        **{k: v for k, v in ints.items() if k != "sel_ptr"}},
-                      dict(CLAMP=100.0, N_SCALES=4, **flags)))
+                      dict(CLAMP=100.0, N_SCALES=4, **flags, **_tile("stats", cuda))))
         for level in (2, 3):
             specs.append((f"depth_refine{level}[{dt}]", _depth_refine_kernel, {**later, **layout, **ints},
                           dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=level, HAS_MASK=opts, D_BUF=opts,
-                               FOLD=not opts, BLOCK=BLOCK, ITERS=ITERS)))
+                               FOLD=not opts, **_tile("refine", cuda))))
         specs.append((f"depth_backward[{dt}]", _depth_backward_kernel,
                       {**later, "w_ptr": "*fp32", "g_ptr": f"*{dt}", **layout, "par_ptr": "*fp32",
                        "gout_ptr": "*fp32", "B": "i32"},
-                      dict(CLAMP=100.0, N_SCALES=4, **flags)))
+                      dict(CLAMP=100.0, N_SCALES=4, **flags, **_tile("backward", cuda))))
     specs.append(("depth_survivors[fp32]", _depth_survivors_kernel,
                   {"p_ptr": "*fp32", "t_ptr": "*fp32", "m_ptr": "*fp32", "w_ptr": "*fp32", **layout,
                    **{k: v for k, v in ints.items() if k != "hist_ptr"}},
                   dict(CLAMP=100.0, MIN_PIXELS=1000, HAS_MASK=True, D_BUF=True, HAS_WEIGHT=True,
-                       BLOCK=BLOCK, ITERS=ITERS)))
+                       **_tile("refine", cuda))))
     for level, nb, bits in ((1, NB1, 0), (2, NB2, 10), (3, NB3, 10)):
         specs.append((f"depth_select{level}", _depth_select_kernel, ints,
                       dict(CLAMP_KEY=_float_bits(100.0), MIN_PIXELS=1000, Q_NUM=98, Q_DEN=100,

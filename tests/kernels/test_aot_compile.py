@@ -25,6 +25,23 @@ def test_every_kernel_compiles_for_sm90(tmp_path):
     assert len(cubins) == n_specs and all(c.stat().st_size > 0 for c in cubins)
     ptx = (tmp_path / "depth_stats_bf16.sm90.ptx").read_text()
     assert ".target sm_90" in ptx
+    # ptxas's resource usage per kernel: no register spills (a tile too big for the register
+    # file shows up here long before anyone times it on a GPU)
+    rows = [line.split() for line in proc.stdout.splitlines() if "sm_90" in line]
+    assert len(rows) == n_specs
+    if all(r[6] == "-" for r in rows):
+        pytest.skip("Triton ships no cuobjdump here: resource usage not reported")
+    spills = {r[0]: int(r[6]) for r in rows if r[6] != "0"}
+    assert not spills, f"kernels spilling registers on sm_90 (bytes per thread): {spills}"
+    assert all(int(r[7]) >= 8 for r in rows), "a kernel fits fewer than 8 warps per SM"
+
+
+def test_resource_usage_reads_registers_and_spills():
+    # the occupancy arithmetic: 255 registers x 4 warps leave room for 2 blocks (8 warps) per SM
+    c = aot.Compiled("k", 90, 1, 1, 0, 0.0, num_warps=4, registers=255, stack_bytes=16)
+    assert c.warps_per_sm == 8
+    assert aot.Compiled("k", 90, 1, 1, 0, 0.0, num_warps=4, registers=32).warps_per_sm == 64
+    assert aot.Compiled("k", 90, 1, 1, 200_000, 0.0, num_warps=4, registers=32).warps_per_sm == 4
 
 
 def test_refuses_under_the_interpreter(monkeypatch):
