@@ -92,11 +92,9 @@ def _segments(counts: tuple[int, ...], device: torch.device) -> tuple[Tensor, Te
 
     The row ids are expanded on the device from the S counts (repeat_interleave with its output
     size given: no host sync), so a new layout costs O(S) host work, not O(R)."""
-    n = to_device(list(counts), torch.int64, device)
     r = sum(counts)
-    seg = torch.repeat_interleave(torch.arange(len(counts), dtype=torch.int32, device=device), n, output_size=r)
-    if r == 0:
-        seg = torch.zeros(1, dtype=torch.int32, device=device)
+    ids = torch.arange(len(counts), dtype=torch.int32, device=device)
+    seg = torch.repeat_interleave(ids, to_device(list(counts), torch.int64, device), output_size=r) if r else ids[:1]
     return seg, to_device([1.0 / c if c else 0.0 for c in counts], torch.float32, device)
 
 

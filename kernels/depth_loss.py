@@ -102,16 +102,16 @@ def _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr):
 
 
 @triton.jit
-def _fd_terms(p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W, STEP: tl.constexpr,
-              CLAMP: tl.constexpr, HAS_MASK: tl.constexpr):
-    """Scale 2^s finite differences per pixel: a pixel (row, col) on the scale's grid pairs with
-    (row, col + STEP) and (row + STEP, col) of its frame (neighbours mostly hit the cache).
-    Returns (x pair 0/1, clamp(|dD_x|), y pair 0/1, clamp(|dD_y|)), 0 where there is no pair."""
+def _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W,
+            STEP: tl.constexpr, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr):
+    """Adds one scale's finite differences to its per-lane sums: a pixel (row, col) on the
+    scale's grid pairs with (row, col + STEP) and (row + STEP, col) of its frame (neighbours mostly
+    hit the cache). cx, cy count the x and y pairs; vx, vy sum clamp(|dD|) over them."""
     on = valid & ((row & (STEP - 1)) == 0) & ((col & (STEP - 1)) == 0)
     dx, ok_x = _load_pixel(p_ptr, t_ptr, m_ptr, idx + STEP, on & (col + STEP < W), HAS_MASK)
     dy, ok_y = _load_pixel(p_ptr, t_ptr, m_ptr, idx + STEP * W, on & (row + STEP < H), HAS_MASK)
-    return (ok_x.to(tl.int32), tl.where(ok_x, tl.minimum(tl.abs(dx - d), CLAMP), 0.0),
-            ok_y.to(tl.int32), tl.where(ok_y, tl.minimum(tl.abs(dy - d), CLAMP), 0.0))
+    return (cx + ok_x.to(tl.int32), vx + tl.where(ok_x, tl.minimum(tl.abs(dx - d), CLAMP), 0.0),
+            cy + ok_y.to(tl.int32), vy + tl.where(ok_y, tl.minimum(tl.abs(dy - d), CLAMP), 0.0))
 
 
 @triton.jit
@@ -158,29 +158,14 @@ def _depth_stats_kernel(
         r = i % (H * W)
         row = r // W
         col = r % W
-        a, bx, c, by = _fd_terms(p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W, 1, CLAMP, HAS_MASK)
-        cx0 += a
-        vx0 += bx
-        cy0 += c
-        vy0 += by
+        px = (p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W)
+        cx0, vx0, cy0, vy0 = _fd_add(cx0, vx0, cy0, vy0, *px, 1, CLAMP, HAS_MASK)
         if N_SCALES > 1:
-            a, bx, c, by = _fd_terms(p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W, 2, CLAMP, HAS_MASK)
-            cx1 += a
-            vx1 += bx
-            cy1 += c
-            vy1 += by
+            cx1, vx1, cy1, vy1 = _fd_add(cx1, vx1, cy1, vy1, *px, 2, CLAMP, HAS_MASK)
         if N_SCALES > 2:
-            a, bx, c, by = _fd_terms(p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W, 4, CLAMP, HAS_MASK)
-            cx2 += a
-            vx2 += bx
-            cy2 += c
-            vy2 += by
+            cx2, vx2, cy2, vy2 = _fd_add(cx2, vx2, cy2, vy2, *px, 4, CLAMP, HAS_MASK)
         if N_SCALES > 3:
-            a, bx, c, by = _fd_terms(p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W, 8, CLAMP, HAS_MASK)
-            cx3 += a
-            vx3 += bx
-            cy3 += c
-            vy3 += by
+            cx3, vx3, cy3, vy3 = _fd_add(cx3, vx3, cy3, vy3, *px, 8, CLAMP, HAS_MASK)
     bins = tl.arange(0, 2048)
     tl.atomic_add(hist_ptr + b * 4096 + bins, hist, mask=hist != 0)
     tl.atomic_add(cnt_ptr + b * 10, tl.sum(n_valid))
