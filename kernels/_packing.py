@@ -49,3 +49,20 @@ def block_layout(lengths: tuple[int, ...], chunk: int, device: torch.device) -> 
         to_device(offsets, torch.int64, device).view(-1),
         to_device(blocks, torch.int32, device),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def band_layout(lengths: tuple[int, ...], hw: tuple[tuple[int, int], ...], band: int,
+                device: torch.device) -> Tensor:
+    """Programs over bands of `band` rows of single frames, for samples of `lengths` pixels
+    ([T, H, W] frames of sizes `hw`) packed back to back: int32 [P, 3] of (sample, offset of the
+    frame's first pixel within the sample, first row). Kernels get (row, col) of a pixel from
+    the program and lane ids, with no integer division. Cached per layout, like block_layout.
+    """
+    rows = []
+    for b, (n, (h, w)) in enumerate(zip(lengths, hw)):
+        frames = n // (h * w) if h * w else 0
+        rows.extend([b, f * h * w, r] for f in range(frames) for r in range(0, h, band))
+    if not rows:
+        rows = [[0, 0, 2**30]]  # one idle program: its rows lie past every frame
+    return to_device(rows, torch.int32, device)

@@ -5,7 +5,9 @@
 
 Proves the kernels lower to PTX and cubin for real hardware, not only that they interpret, and
 prints what ptxas made of each (registers per thread, bytes spilled to the stack, shared memory)
-with the warps per SM that allows: the one performance signal there is without a GPU.
+with the warps per SM that allows, and the SASS instructions per iteration of each innermost
+loop: the performance signals there are without a GPU (benchmarks/RESULTS.md turns the loop
+lengths into instructions per pixel).
 Run it in a process without TRITON_INTERPRET (interpreted kernels cannot be compiled).
 """
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Compiled:
     num_warps: int = 4
     registers: int | None = None  # per thread, from cuobjdump -res-usage (None: tool missing)
     stack_bytes: int | None = None  # per thread: spilled registers (Triton kernels use no local arrays)
+    loops: tuple[int, ...] = ()  # SASS instructions per iteration of each innermost loop
 
     @property
     def warps_per_sm(self) -> int | None:
@@ -53,6 +56,16 @@ class Compiled:
 def resource_usage(cubin: bytes) -> tuple[int, int] | None:
     """(registers, stack bytes) per thread of the cubin's kernel, from the cuobjdump that ships
     with Triton; None when it is not there."""
+    out = _cuobjdump(cubin, "-res-usage")
+    if out is None:
+        return None
+    m = re.search(r"REG:(\d+) STACK:(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _cuobjdump(cubin: bytes, flag: str) -> str | None:
+    """cuobjdump `flag` output for a cubin, from the cuobjdump that ships with Triton; None when
+    it is not there."""
     try:
         from triton import knobs
 
@@ -62,9 +75,30 @@ def resource_usage(cubin: bytes) -> tuple[int, int] | None:
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
-        out = subprocess.run([tool, "-res-usage", f.name], capture_output=True, text=True).stdout
-    m = re.search(r"REG:(\d+) STACK:(\d+)", out)
-    return (int(m.group(1)), int(m.group(2))) if m else None
+        return subprocess.run([tool, flag, f.name], capture_output=True, text=True).stdout
+
+
+_SASS_LINE = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(.*?);")
+
+
+def inner_loops(sass: str) -> tuple[int, ...]:
+    """Instructions per iteration of each innermost loop of a `cuobjdump -sass` listing, in
+    program order. A loop is a backward branch; innermost: it encloses no other loop. The
+    per-pixel cost of a kernel is its loop bodies over the pixels one iteration covers."""
+    addr, text = [], []
+    for line in sass.splitlines():
+        m = _SASS_LINE.match(line)
+        if m:
+            addr.append(int(m.group(1), 16))
+            text.append(m.group(2))
+    index = {a: k for k, a in enumerate(addr)}
+    spans = []
+    for k, ins in enumerate(text):
+        m = re.search(r"\bBRA (0x[0-9a-f]+)", ins)
+        if m and index.get(int(m.group(1), 16), k) < k:
+            spans.append((index[int(m.group(1), 16)], k))
+    inner = [s for s in spans if not any(o != s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
+    return tuple(end - start + 1 for start, end in sorted(inner))
 
 
 def all_specs() -> list[tuple]:
@@ -84,14 +118,18 @@ def compile_all(arches: list[int], out: Path | None = None, num_warps: int = 4) 
     for arch in arches:
         target = GPUTarget("cuda", arch, 32)
         for name, fn, signature, constexprs in all_specs():
+            constexprs = dict(constexprs)
+            warps = constexprs.pop("num_warps", num_warps)  # a launch option some kernels set
             sig = {**signature, **{k: "constexpr" for k in constexprs}}
             t0 = time.perf_counter()
             src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=constexprs)
-            kernel = triton.compile(src, target=target, options={"num_warps": num_warps})
+            kernel = triton.compile(src, target=target, options={"num_warps": warps})
             asm = kernel.asm
             usage = resource_usage(asm["cubin"]) or (None, None)
+            loops = inner_loops(_cuobjdump(asm["cubin"], "-sass") or "")
             results.append(Compiled(name, arch, len(asm["ptx"]), len(asm["cubin"]),
-                                    kernel.metadata.shared, time.perf_counter() - t0, num_warps, *usage))
+                                    kernel.metadata.shared, time.perf_counter() - t0, warps, *usage,
+                                    loops))
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 stem = f"{name.replace('[', '_').replace(']', '')}.sm{arch}"
@@ -104,15 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", type=int, nargs="+", default=[90], help="SM versions (default: 90)")
     ap.add_argument("--out", type=Path, default=None, help="write .ptx and .cubin files here")
-    ap.add_argument("--num-warps", type=int, default=4)
+    ap.add_argument("--num-warps", type=int, default=4, help="for kernels that do not set their own")
     args = ap.parse_args(argv)
     results = compile_all(args.arch, args.out, args.num_warps)
     print(f"{'kernel':28s} {'arch':>6s} {'ptx KB':>8s} {'cubin KB':>9s} {'smem B':>8s} "
-          f"{'regs':>5s} {'spill B':>8s} {'warps/SM':>9s} {'s':>6s}")
+          f"{'regs':>5s} {'spill B':>8s} {'warps/SM':>9s} {'s':>6s}  inner loops (SASS per iteration)")
     for r in results:
         regs, spill, warps = (("-" if v is None else str(v)) for v in (r.registers, r.stack_bytes, r.warps_per_sm))
         print(f"{r.name:28s} {'sm_' + str(r.arch):>6s} {r.ptx_bytes / 1e3:8.1f} "
-              f"{r.cubin_bytes / 1e3:9.1f} {r.shared_bytes:8d} {regs:>5s} {spill:>8s} {warps:>9s} {r.seconds:6.2f}")
+              f"{r.cubin_bytes / 1e3:9.1f} {r.shared_bytes:8d} {regs:>5s} {spill:>8s} {warps:>9s} {r.seconds:6.2f}"
+              f"  {','.join(map(str, r.loops)) or '-'}")
     bad = [r.name for r in results if r.cubin_bytes == 0]
     print(f"compiled {len(results) - len(bad)}/{len(results)} kernels")
     return 1 if bad else 0

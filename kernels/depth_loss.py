@@ -1,8 +1,9 @@
 """Fused depth loss (L_reg + L_grad of geovr.losses.depth) over a packed varlen batch.
 
 Forward, 7 launches (8 with weights), no host sync:
-  1. stats     per (sample, chunk): valid count, sums of w, w*e, w*clamp(e), the 8 finite-difference
-               sums/counts (4 scales x 2 axes), and the level-1 histogram of the threshold key;
+  1. stats     per band of BAND rows of one frame: valid count, sums of w, w*e, w*clamp(e), the 8
+               finite-difference sums/counts (4 scales x 2 axes; a coarse scale visits only its own
+               grid), and the level-1 histogram of the threshold key;
                with an fp32 input it also writes D = pred - target (NaN where masked out) as fp32,
                which the later passes read instead of pred, target and mask (see _uses_error_buffer)
   2. select    per sample: the bin holding the k-th smallest key, k = ceil(q (n - 1)) + 1
@@ -15,8 +16,9 @@ Forward, 7 launches (8 with weights), no host sync:
   (6b. survivors: a separate pass over e <= thr, only for a weighted loss)
   7. finalize  per-sample branch (n <= min_pixels / too few survivors / filtered), L_reg, L_grad,
                the batch means and the per-sample coefficients the backward needs
-Backward, 1 launch: the gradient of every pixel (L_reg term + its 16 finite-difference pairs),
-scaled by the upstream gradients, written in the input dtype.
+Backward, 1 launch, per band: the gradient of every pixel (L_reg term + the finite-difference
+pairs of the scales whose grid it lies on), scaled by the upstream gradients, written once in the
+input dtype; one pass per scale over that scale's grid.
 
 Traffic per pixel, fp32 (pred, target): minimal fwd+bwd 20 B (read both in forward, again in
 backward, write the gradient); this kernel 28 B with the error buffer (stats 8 + 4 written,
@@ -36,17 +38,21 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from geovr.kernels._packing import block_layout, pack_flat, to_device
+from geovr.kernels._packing import band_layout, block_layout, pack_flat, to_device
 
-# One program owns CHUNK consecutive pixels of one sample, in ITERS inner steps of BLOCK. The
-# per-kernel (BLOCK, ITERS) follow ptxas's sm_90 resource usage (python -m geovr.kernels.aot prints
-# it): at BLOCK 1024 the stats pass spilled and the backward held 214-230 registers, i.e. 8 warps
-# per SM; at these tiles the stats pass (20 per-lane accumulators) uses 118-138 registers and the
-# backward 62-70, with no spills. The refines are light (37-67 registers) and keep 1024.
+# The refines (and survivors) run over CHUNK consecutive pixels of one sample per program, in ITERS
+# steps of BLOCK. The stats pass and the backward need each pixel's row and column: they run over
+# bands of BAND rows of one frame (_packing.band_layout), in tiles of BLOCK pixels [TR, TC],
+# TC = min(MAX_TC, next power of 2 of the widest frame), so that row and column come from the
+# program and lane ids by shifts, with no integer division. Sizes follow ptxas's sm_90 resource
+# usage (python -m geovr.kernels.aot prints it; tests/kernels/test_aot_compile.py bounds it).
 CHUNK = 8192
-TILES = {"stats": (256, 32), "refine": (1024, 8), "backward": (256, 32)}
-INTERPRET_TILE = (1024, 2)  # every kernel under TRITON_INTERPRET (CPU tensors): CHUNK 2048
-assert all(b * i == CHUNK for b, i in TILES.values())
+REFINE_TILE = (1024, 8)  # BLOCK, ITERS
+BAND = 16  # a multiple of 8, the coarsest finite-difference step
+FRAME_TILES = {"stats": (1024, 128, 8), "backward": (512, None, 4)}  # BLOCK, MAX_TC, num_warps
+INTERPRET_TILE = (1024, 2)  # refines under TRITON_INTERPRET (CPU tensors): CHUNK 2048
+INTERPRET_FRAME_TILE = (1024, 64, 4)  # stats and backward under TRITON_INTERPRET
+assert REFINE_TILE[0] * REFINE_TILE[1] == CHUNK
 NB1, NB2, NB3 = 2048, 1024, 1024  # radix levels: key bits [30:20], [19:10], [9:0]
 HIST = NB1 + NB2 + NB3
 N_CNT = 10  # int32 per sample: valid, survivors, 8 finite-difference pair counts
@@ -102,70 +108,121 @@ def _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr):
 
 
 @triton.jit
+def _band_of_program(bands_ptr, offsets_ptr, meta_ptr, BAND: tl.constexpr):
+    """(sample, flat index of the frame's first pixel, first row, end row, H, W) of the program's
+    band: rows [row0, row_end) of one frame (see _packing.band_layout). Kernels add the int64
+    frame index to their pointers once, so that per-pixel offsets row * W + col stay int32."""
+    pid = tl.program_id(0)
+    b = tl.load(bands_ptr + 3 * pid)
+    base = tl.load(offsets_ptr + b) + tl.load(bands_ptr + 3 * pid + 1)
+    row0 = tl.load(bands_ptr + 3 * pid + 2)
+    h = tl.load(meta_ptr + 3 * b + 1)
+    w = tl.load(meta_ptr + 3 * b + 2)
+    return b, base, row0, tl.minimum(row0 + BAND, h), h, w
+
+
+@triton.jit
 def _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W,
             STEP: tl.constexpr, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr):
-    """Adds one scale's finite differences to its per-lane sums: a pixel (row, col) on the
-    scale's grid pairs with (row, col + STEP) and (row + STEP, col) of its frame (neighbours mostly
-    hit the cache). cx, cy count the x and y pairs; vx, vy sum clamp(|dD|) over them."""
-    on = valid & ((row & (STEP - 1)) == 0) & ((col & (STEP - 1)) == 0)
-    dx, ok_x = _load_pixel(p_ptr, t_ptr, m_ptr, idx + STEP, on & (col + STEP < W), HAS_MASK)
-    dy, ok_y = _load_pixel(p_ptr, t_ptr, m_ptr, idx + STEP * W, on & (row + STEP < H), HAS_MASK)
+    """Adds one scale's finite differences to its per-lane sums, for pixels (row, col) on the
+    scale's grid: each pairs with (row, col + STEP) and (row + STEP, col) of its frame
+    (neighbours mostly hit the cache). cx, cy count the x and y pairs; vx, vy sum clamp(|dD|)."""
+    dx, ok_x = _load_pixel(p_ptr, t_ptr, m_ptr, idx + STEP, valid & (col + STEP < W), HAS_MASK)
+    dy, ok_y = _load_pixel(p_ptr, t_ptr, m_ptr, idx + STEP * W, valid & (row + STEP < H), HAS_MASK)
     return (cx + ok_x.to(tl.int32), vx + tl.where(ok_x, tl.minimum(tl.abs(dx - d), CLAMP), 0.0),
             cy + ok_y.to(tl.int32), vy + tl.where(ok_y, tl.minimum(tl.abs(dy - d), CLAMP), 0.0))
 
 
 @triton.jit
+def _fd_band_sums(p_ptr, t_ptr, m_ptr, row0, row_end, H, W, STEP: tl.constexpr,
+                  CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, BAND: tl.constexpr,
+                  BLOCK: tl.constexpr, W_POW2: tl.constexpr):
+    """(x count, x sum, y count, y sum) of one coarse scale over a band (pointers at the frame's
+    first pixel): only its grid points (rows row0 + STEP j, columns STEP k) are visited, as
+    [BAND / STEP, SC] tiles."""
+    SR: tl.constexpr = BAND // STEP
+    SC: tl.constexpr = min(BLOCK // SR, max(W_POW2 // STEP, 1))
+    lane = tl.arange(0, SR * SC)
+    row = row0 + STEP * (lane // SC)
+    zi = tl.zeros([SR * SC], dtype=tl.int32)
+    zf = tl.zeros([SR * SC], dtype=tl.float32)
+    cx, vx, cy, vy = zi, zf, zi, zf
+    for c0 in range(0, W, STEP * SC):
+        col = c0 + STEP * (lane % SC)
+        idx = row * W + col
+        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, (row < row_end) & (col < W), HAS_MASK)
+        cx, vx, cy, vy = _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W,
+                                 STEP, CLAMP, HAS_MASK)
+    return tl.sum(cx), tl.sum(vx), tl.sum(cy), tl.sum(vy)
+
+
+@triton.jit
 def _slots(lanes, v0, v1, v2, v3, v4, v5, v6, v7):
-    """[8] vector of the block sums of v0..v7 (finite-difference slot 2 s: x axis, 2 s + 1: y)."""
-    out = tl.where(lanes == 0, tl.sum(v0), 0) + tl.where(lanes == 1, tl.sum(v1), 0)
-    out += tl.where(lanes == 2, tl.sum(v2), 0) + tl.where(lanes == 3, tl.sum(v3), 0)
-    out += tl.where(lanes == 4, tl.sum(v4), 0) + tl.where(lanes == 5, tl.sum(v5), 0)
-    out += tl.where(lanes == 6, tl.sum(v6), 0) + tl.where(lanes == 7, tl.sum(v7), 0)
+    """[8] vector of the scalars v0..v7 (finite-difference slot 2 s: x axis, 2 s + 1: y)."""
+    out = tl.where(lanes == 0, v0, 0) + tl.where(lanes == 1, v1, 0)
+    out += tl.where(lanes == 2, v2, 0) + tl.where(lanes == 3, v3, 0)
+    out += tl.where(lanes == 4, v4, 0) + tl.where(lanes == 5, v5, 0)
+    out += tl.where(lanes == 6, v6, 0) + tl.where(lanes == 7, v7, 0)
     return out
 
 
 @triton.jit
 def _depth_stats_kernel(
-    p_ptr, t_ptr, m_ptr, w_ptr, d_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, hist_ptr,
+    p_ptr, t_ptr, m_ptr, w_ptr, d_ptr, bands_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, hist_ptr,
     CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr,
-    N_SCALES: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
+    N_SCALES: tl.constexpr, BAND: tl.constexpr, BLOCK: tl.constexpr, MAX_TC: tl.constexpr,
+    W_POW2: tl.constexpr,
 ):
-    """Every sum is kept per lane ([BLOCK] vectors) over the inner steps and reduced across the
-    program once at the end: no cross-warp reduction (and its barriers) inside the loop."""
-    b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
+    """One band of one frame per program, in [TR, TC] tiles (row and column from the lane id).
+
+    Every pixel: the sums, the level-1 histogram and the scale-1 finite differences, kept per
+    lane and reduced once at the end (no cross-warp reduction inside the loop); the coarse scales
+    then visit only their own grid points (_fd_band_sums).
+    """
+    b, base, row0, row_end, H, W = _band_of_program(bands_ptr, offsets_ptr, meta_ptr, BAND)
+    p_ptr += base
+    t_ptr += base
+    m_ptr += base
+    w_ptr += base
+    d_ptr += base
+    TC: tl.constexpr = min(MAX_TC, W_POW2)
+    TR: tl.constexpr = min(BLOCK // TC, BAND)
+    lane = tl.arange(0, TR * TC)
     hist = tl.zeros([2048], dtype=tl.int32)
-    zi = tl.zeros([BLOCK], dtype=tl.int32)
-    zf = tl.zeros([BLOCK], dtype=tl.float32)
+    zi = tl.zeros([TR * TC], dtype=tl.int32)
+    zf = tl.zeros([TR * TC], dtype=tl.float32)
     n_valid, s_w, s_we, s_wec = zi, zf, zf, zf
-    cx0, vx0, cy0, vy0, cx1, vx1, cy1, vy1 = zi, zf, zi, zf, zi, zf, zi, zf
-    cx2, vx2, cy2, vy2, cx3, vx3, cy3, vy3 = zi, zf, zi, zf, zi, zf, zi, zf
-    for it in range(ITERS):
-        i = start + it * BLOCK + tl.arange(0, BLOCK)
-        inb = i < n
-        idx = base + i
-        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK)
-        if D_BUF:
-            tl.store(d_ptr + idx, tl.where(valid, d, float("nan")), mask=inb)
-        e = tl.abs(d)
-        hist += tl.histogram(_error_key(e, CLAMP) >> 20, 2048, mask=valid)
-        w = tl.where(valid, 1.0, 0.0)
-        if HAS_WEIGHT:
-            w = w * tl.load(w_ptr + idx, mask=valid, other=0.0).to(tl.float32)
-        n_valid += valid.to(tl.int32)
-        s_w += w
-        s_we += w * e
-        s_wec += w * tl.minimum(e, CLAMP)
-        r = i % (H * W)
-        row = r // W
-        col = r % W
-        px = (p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W)
-        cx0, vx0, cy0, vy0 = _fd_add(cx0, vx0, cy0, vy0, *px, 1, CLAMP, HAS_MASK)
-        if N_SCALES > 1:
-            cx1, vx1, cy1, vy1 = _fd_add(cx1, vx1, cy1, vy1, *px, 2, CLAMP, HAS_MASK)
-        if N_SCALES > 2:
-            cx2, vx2, cy2, vy2 = _fd_add(cx2, vx2, cy2, vy2, *px, 4, CLAMP, HAS_MASK)
-        if N_SCALES > 3:
-            cx3, vx3, cy3, vy3 = _fd_add(cx3, vx3, cy3, vy3, *px, 8, CLAMP, HAS_MASK)
+    cx, vx, cy, vy = zi, zf, zi, zf
+    for r0 in range(0, BAND, TR):
+        row = row0 + r0 + lane // TC
+        for c0 in range(0, W, TC):
+            col = c0 + lane % TC
+            idx = row * W + col
+            inb = (row < row_end) & (col < W)
+            d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK)
+            if D_BUF:
+                tl.store(d_ptr + idx, tl.where(valid, d, float("nan")), mask=inb)
+            e = tl.abs(d)
+            hist += tl.histogram(_error_key(e, CLAMP) >> 20, 2048, mask=valid)
+            w = tl.where(valid, 1.0, 0.0)
+            if HAS_WEIGHT:
+                w = w * tl.load(w_ptr + idx, mask=valid, other=0.0).to(tl.float32)
+            n_valid += valid.to(tl.int32)
+            s_w += w
+            s_we += w * e
+            s_wec += w * tl.minimum(e, CLAMP)
+            cx, vx, cy, vy = _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col,
+                                     H, W, 1, CLAMP, HAS_MASK)
+    band = (p_ptr, t_ptr, m_ptr, row0, row_end, H, W)
+    cx1, vx1, cy1, vy1 = 0, 0.0, 0, 0.0
+    cx2, vx2, cy2, vy2 = 0, 0.0, 0, 0.0
+    cx3, vx3, cy3, vy3 = 0, 0.0, 0, 0.0
+    if N_SCALES > 1:
+        cx1, vx1, cy1, vy1 = _fd_band_sums(*band, 2, CLAMP, HAS_MASK, BAND, BLOCK, W_POW2)
+    if N_SCALES > 2:
+        cx2, vx2, cy2, vy2 = _fd_band_sums(*band, 4, CLAMP, HAS_MASK, BAND, BLOCK, W_POW2)
+    if N_SCALES > 3:
+        cx3, vx3, cy3, vy3 = _fd_band_sums(*band, 8, CLAMP, HAS_MASK, BAND, BLOCK, W_POW2)
     bins = tl.arange(0, 2048)
     tl.atomic_add(hist_ptr + b * 4096 + bins, hist, mask=hist != 0)
     tl.atomic_add(cnt_ptr + b * 10, tl.sum(n_valid))
@@ -174,8 +231,8 @@ def _depth_stats_kernel(
     tl.atomic_add(acc_ptr + b * 13 + 2, tl.sum(s_wec))
     lanes = tl.arange(0, 8)
     live = lanes < 2 * N_SCALES
-    f_cnt = _slots(lanes, cx0, cy0, cx1, cy1, cx2, cy2, cx3, cy3)
-    f_sum = _slots(lanes, vx0, vy0, vx1, vy1, vx2, vy2, vx3, vy3)
+    f_cnt = _slots(lanes, tl.sum(cx), tl.sum(cy), cx1, cy1, cx2, cy2, cx3, cy3)
+    f_sum = _slots(lanes, tl.sum(vx), tl.sum(vy), vx1, vy1, vx2, vy2, vx3, vy3)
     tl.atomic_add(cnt_ptr + b * 10 + 2 + lanes, f_cnt, mask=live)
     tl.atomic_add(acc_ptr + b * 13 + 5 + lanes, f_sum, mask=live)
 
@@ -341,43 +398,82 @@ def _pair_grad(p_ptr, t_ptr, m_ptr, idx, ok, d, CLAMP: tl.constexpr, HAS_MASK: t
 
 
 @triton.jit
+def _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W, coef, thr, branch,
+                g_reg, g_grad, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr,
+                HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr, N_SCALES: tl.constexpr):
+    """dL/dD at pixels (row, col) (pointers at the frame's first pixel, idx = row * W + col):
+    the L_reg term and the pairs of the first N_SCALES scales; the caller's pixels lie on the
+    grid of the coarsest of them."""
+    d, valid = _load_diff(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK, D_BUF)
+    e = tl.abs(d)
+    keep = tl.where(branch == 0.0, valid, tl.where(branch == 1.0, valid & (e <= thr), valid & (e <= CLAMP)))
+    w = tl.where(keep, coef, 0.0)
+    if HAS_WEIGHT:
+        w = w * tl.load(w_ptr + idx, mask=keep, other=0.0).to(tl.float32)
+    g = g_reg * w * _sign(d)
+    for s in tl.static_range(N_SCALES):
+        step = 1 << s
+        c_x = tl.load(par_ptr + b * 11 + 3 + 2 * s) * g_grad
+        c_y = tl.load(par_ptr + b * 11 + 4 + 2 * s) * g_grad
+        gs = _pair_grad(p_ptr, t_ptr, m_ptr, idx + step, valid & (col + step < W), d, CLAMP, HAS_MASK, D_BUF)
+        gs += _pair_grad(p_ptr, t_ptr, m_ptr, idx - step, valid & (col >= step), d, CLAMP, HAS_MASK, D_BUF)
+        g += c_x * gs
+        gs = _pair_grad(p_ptr, t_ptr, m_ptr, idx + step * W, valid & (row + step < H), d, CLAMP, HAS_MASK, D_BUF)
+        gs += _pair_grad(p_ptr, t_ptr, m_ptr, idx - step * W, valid & (row >= step), d, CLAMP, HAS_MASK, D_BUF)
+        g += c_y * gs
+    return g
+
+
+@triton.jit
+def _grad_grid_pass(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, coef, thr,
+                    branch, g_reg, g_grad, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr,
+                    HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr, LEVEL: tl.constexpr,
+                    N_SCALES: tl.constexpr, BAND: tl.constexpr, BLOCK: tl.constexpr,
+                    W_POW2: tl.constexpr):
+    """Backward pass LEVEL of a band: the grid of step 2^LEVEL as [BAND / 2^LEVEL, SC] tiles;
+    writes the gradient of its pixels that are not on the next grid (unless LEVEL is the last)."""
+    STEP: tl.constexpr = 1 << LEVEL
+    SR: tl.constexpr = BAND // STEP
+    SC: tl.constexpr = min(BLOCK // SR, max(W_POW2 // STEP, 1))
+    lane = tl.arange(0, SR * SC)
+    row = row0 + STEP * (lane // SC)
+    for c0 in range(0, W, STEP * SC):
+        col = c0 + STEP * (lane % SC)
+        idx = row * W + col
+        inb = (row < row_end) & (col < W)
+        g = _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W, coef, thr,
+                        branch, g_reg, g_grad, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, LEVEL + 1)
+        if LEVEL + 1 < N_SCALES:
+            inb = inb & (((row | col) & STEP) != 0)  # the next grid's pixels: a later pass
+        tl.store(g_ptr + idx, g.to(g_ptr.dtype.element_ty), mask=inb)
+
+
+@triton.jit
 def _depth_backward_kernel(
-    p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, blocks_ptr, offsets_ptr, meta_ptr, par_ptr, gout_ptr, B,
+    p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, bands_ptr, offsets_ptr, meta_ptr, par_ptr, gout_ptr, B,
     CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr,
-    N_SCALES: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
+    N_SCALES: tl.constexpr, BAND: tl.constexpr, BLOCK: tl.constexpr, W_POW2: tl.constexpr,
 ):
-    b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
+    """One band of one frame per program, in one pass per scale s = 0 .. N_SCALES - 1: pass s
+    visits the grid of step 2^s (as [BAND / 2^s, SC] tiles) and writes its pixels that are not on
+    the next grid, with the L_reg term and scales 0 .. s. Each pixel is written once, and a
+    scale's pairs are evaluated only at the pixels where it acts."""
+    b, base, row0, row_end, H, W = _band_of_program(bands_ptr, offsets_ptr, meta_ptr, BAND)
     g_loss = tl.load(gout_ptr).to(tl.float32)
     g_reg = (g_loss + tl.load(gout_ptr + 1).to(tl.float32)) / B
     g_grad = (g_loss + tl.load(gout_ptr + 2).to(tl.float32)) / B
     coef = tl.load(par_ptr + b * 11)
     thr = tl.load(par_ptr + b * 11 + 1)
     branch = tl.load(par_ptr + b * 11 + 2)
-    for it in range(ITERS):
-        i = start + it * BLOCK + tl.arange(0, BLOCK)
-        inb = i < n
-        d, valid = _load_diff(p_ptr, t_ptr, m_ptr, base + i, inb, HAS_MASK, D_BUF)
-        e = tl.abs(d)
-        keep = tl.where(branch == 0.0, valid, tl.where(branch == 1.0, valid & (e <= thr), valid & (e <= CLAMP)))
-        w = tl.where(keep, coef, 0.0)
-        if HAS_WEIGHT:
-            w = w * tl.load(w_ptr + base + i, mask=keep, other=0.0).to(tl.float32)
-        g = g_reg * w * _sign(d)
-        r = i % (H * W)
-        row = r // W
-        col = r % W
-        for s in tl.static_range(N_SCALES):
-            step = 1 << s
-            on = valid & ((row & (step - 1)) == 0) & ((col & (step - 1)) == 0)
-            c_x = tl.load(par_ptr + b * 11 + 3 + 2 * s) * g_grad
-            c_y = tl.load(par_ptr + b * 11 + 4 + 2 * s) * g_grad
-            gs = _pair_grad(p_ptr, t_ptr, m_ptr, base + i + step, on & (col + step < W), d, CLAMP, HAS_MASK, D_BUF)
-            gs += _pair_grad(p_ptr, t_ptr, m_ptr, base + i - step, on & (col >= step), d, CLAMP, HAS_MASK, D_BUF)
-            g += c_x * gs
-            gs = _pair_grad(p_ptr, t_ptr, m_ptr, base + i + step * W, on & (row + step < H), d, CLAMP, HAS_MASK, D_BUF)
-            gs += _pair_grad(p_ptr, t_ptr, m_ptr, base + i - step * W, on & (row >= step), d, CLAMP, HAS_MASK, D_BUF)
-            g += c_y * gs
-        tl.store(g_ptr + base + i, g.to(g_ptr.dtype.element_ty), mask=inb)
+    p_ptr += base
+    t_ptr += base
+    m_ptr += base
+    w_ptr += base
+    g_ptr += base
+    for s in tl.static_range(N_SCALES):
+        _grad_grid_pass(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, coef,
+                        thr, branch, g_reg, g_grad, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, s,
+                        N_SCALES, BAND, BLOCK, W_POW2)
 
 
 @dataclass(frozen=True)
@@ -404,13 +500,25 @@ def _float_bits(x: float) -> int:
 
 
 def _tile(kernel: str, device: torch.device) -> dict[str, int]:
-    """BLOCK and ITERS of `kernel` ("stats", "refine" (also survivors), "backward") on `device`."""
-    block, iters = TILES[kernel] if device.type == "cuda" else INTERPRET_TILE
-    return dict(BLOCK=block, ITERS=iters)
+    """Launch constexprs of `kernel` on `device`: "refine" (also survivors): BLOCK and ITERS;
+    "stats" and "backward": BAND, BLOCK, MAX_TC (stats) and num_warps (a launch option, not a
+    constexpr); the caller adds W_POW2."""
+    cuda = device.type == "cuda"
+    if kernel == "refine":
+        block, iters = REFINE_TILE if cuda else INTERPRET_TILE
+        return dict(BLOCK=block, ITERS=iters)
+    block, max_tc, num_warps = FRAME_TILES[kernel] if cuda else INTERPRET_FRAME_TILE
+    tile = dict(BAND=BAND, BLOCK=block, num_warps=num_warps)
+    return tile if kernel == "backward" else dict(tile, MAX_TC=max_tc)
 
 
 def _chunk(device: torch.device) -> int:
     return CHUNK if device.type == "cuda" else INTERPRET_TILE[0] * INTERPRET_TILE[1]
+
+
+def _w_pow2(hw: list[tuple[int, int]]) -> int:
+    """W_POW2 constexpr: the next power of 2 of the widest frame (tiles never exceed it)."""
+    return triton.next_power_of_2(max(w for _, w in hw))
 
 
 def _uses_error_buffer(p: Tensor, t: Tensor) -> bool:
@@ -425,11 +533,12 @@ def _uses_error_buffer(p: Tensor, t: Tensor) -> bool:
 
 def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Tensor,
                     lengths: tuple[int, ...], hw: list[tuple[int, int]], d_buf: bool = False):
-    """The forward launches. Returns (out [3], per-sample params, offsets, blocks, meta, error
+    """The forward launches. Returns (out [3], per-sample params, offsets, bands, meta, error
     buffer or None); with d_buf the later passes read the error buffer, not p, t and m."""
     dev = p.device
     B = len(lengths)
     offsets, blocks = block_layout(lengths, _chunk(dev), dev)
+    bands = band_layout(lengths, tuple(hw), BAND, dev)
     meta = _sample_meta(lengths, tuple(hw), dev)
     cnt = torch.zeros(B, N_CNT, dtype=torch.int32, device=dev)
     sel = torch.zeros(B, N_SEL, dtype=torch.int32, device=dev)
@@ -440,10 +549,10 @@ def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Ten
     d = torch.empty(p.numel(), dtype=torch.float32, device=dev) if d_buf else None
     grid = (blocks.shape[0],)
     common = dict(HAS_MASK=spec.has_mask, D_BUF=d_buf, **_tile("refine", dev))
-    _depth_stats_kernel[grid](
-        p, t, m, w, d if d_buf else p, blocks, offsets, meta, cnt, acc, hist, CLAMP=spec.clamp,
+    _depth_stats_kernel[(bands.shape[0],)](
+        p, t, m, w, d if d_buf else p, bands, offsets, meta, cnt, acc, hist, CLAMP=spec.clamp,
         HAS_MASK=spec.has_mask, HAS_WEIGHT=spec.has_weight, D_BUF=d_buf, N_SCALES=spec.n_scales,
-        **_tile("stats", dev),
+        W_POW2=_w_pow2(hw), **_tile("stats", dev),
     )
     src = (d, d, d) if d_buf else (p, t, m)  # what the later passes read
     q_num, q_den = spec.quantile
@@ -465,7 +574,7 @@ def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Ten
         cnt, acc, sel, par, out, B, CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels,
         N_SCALES=spec.n_scales, BLOCK_B=max(triton.next_power_of_2(B), 16),
     )
-    return out, par, offsets, blocks, meta, d
+    return out, par, offsets, bands, meta, d
 
 
 class DepthLossFunction(torch.autograd.Function):
@@ -485,25 +594,26 @@ class DepthLossFunction(torch.autograd.Function):
         lengths = tuple(x.numel() for x in preds)
         hw = [tuple(x.shape[1:]) for x in preds]
         d_buf = _uses_error_buffer(p, t)
-        out, par, offsets, blocks, meta, d = _launch_forward(spec, p, t, m, w, lengths, hw, d_buf)
+        out, par, offsets, bands, meta, d = _launch_forward(spec, p, t, m, w, lengths, hw, d_buf)
         # backward reads D alone when it exists (pred, target and mask are then not kept)
         src = (d, d, d) if d_buf else (p, t, m)
-        ctx.save_for_backward(*src, w if spec.has_weight else None, par, offsets, blocks, meta)
+        ctx.save_for_backward(*src, w if spec.has_weight else None, par, offsets, bands, meta)
         ctx.spec, ctx.n_tensors, ctx.d_buf = spec, len(tensors), d_buf
         ctx.shapes = [(x.shape, x.dtype) for x in preds]
+        ctx.w_pow2 = _w_pow2(hw)
         return out[0], out[1], out[2]
 
     @staticmethod
     def backward(ctx, g_loss: Tensor, g_reg: Tensor, g_grad: Tensor):
-        p, t, m, w, par, offsets, blocks, meta = ctx.saved_tensors
+        p, t, m, w, par, offsets, bands, meta = ctx.saved_tensors
         spec = ctx.spec
         gout = torch.stack([g_loss, g_reg, g_grad]).float()
         dtype = ctx.shapes[0][1]
         g = torch.empty(p.numel(), dtype=dtype, device=p.device)
-        _depth_backward_kernel[(blocks.shape[0],)](
-            p, t, m, p if w is None else w, g, blocks, offsets, meta, par, gout, len(ctx.shapes),
+        _depth_backward_kernel[(bands.shape[0],)](
+            p, t, m, p if w is None else w, g, bands, offsets, meta, par, gout, len(ctx.shapes),
             CLAMP=spec.clamp, HAS_MASK=spec.has_mask, HAS_WEIGHT=spec.has_weight, D_BUF=ctx.d_buf,
-            N_SCALES=spec.n_scales, **_tile("backward", p.device),
+            N_SCALES=spec.n_scales, W_POW2=ctx.w_pow2, **_tile("backward", p.device),
         )
         sizes = [shape.numel() for shape, _ in ctx.shapes]
         grads = [gi.view(shape).to(dt) for gi, (shape, dt) in zip(g.split(sizes), ctx.shapes)]
@@ -531,6 +641,8 @@ def _aot_specs():
     specs = []
     ints = {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "hist_ptr": "*i32"}
     layout = {"blocks_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
+    frames = {"bands_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
+    release_w = triton.next_power_of_2(504)  # the release's depth maps are 392 x 504
     cuda = torch.device("cuda")
     for dt in ("fp32", "bf16", "fp16"):
         # fp32 with every option and the error buffer; the half types on the paper path (no mask,
@@ -540,17 +652,17 @@ def _aot_specs():
         later = {"p_ptr": "*fp32", "t_ptr": "*fp32", "m_ptr": "*fp32"} if opts else inputs
         flags = dict(HAS_MASK=opts, HAS_WEIGHT=opts, D_BUF=opts)
         specs.append((f"depth_stats[{dt}]", _depth_stats_kernel,
-                      {**inputs, "w_ptr": "*fp32", "d_ptr": "*fp32", **layout,
+                      {**inputs, "w_ptr": "*fp32", "d_ptr": "*fp32", **frames,
                        **{k: v for k, v in ints.items() if k != "sel_ptr"}},
-                      dict(CLAMP=100.0, N_SCALES=4, **flags, **_tile("stats", cuda))))
+                      dict(CLAMP=100.0, N_SCALES=4, W_POW2=release_w, **flags, **_tile("stats", cuda))))
         for level in (2, 3):
             specs.append((f"depth_refine{level}[{dt}]", _depth_refine_kernel, {**later, **layout, **ints},
                           dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=level, HAS_MASK=opts, D_BUF=opts,
                                FOLD=not opts, **_tile("refine", cuda))))
         specs.append((f"depth_backward[{dt}]", _depth_backward_kernel,
-                      {**later, "w_ptr": "*fp32", "g_ptr": f"*{dt}", **layout, "par_ptr": "*fp32",
+                      {**later, "w_ptr": "*fp32", "g_ptr": f"*{dt}", **frames, "par_ptr": "*fp32",
                        "gout_ptr": "*fp32", "B": "i32"},
-                      dict(CLAMP=100.0, N_SCALES=4, **flags, **_tile("backward", cuda))))
+                      dict(CLAMP=100.0, N_SCALES=4, W_POW2=release_w, **flags, **_tile("backward", cuda))))
     specs.append(("depth_survivors[fp32]", _depth_survivors_kernel,
                   {"p_ptr": "*fp32", "t_ptr": "*fp32", "m_ptr": "*fp32", "w_ptr": "*fp32", **layout,
                    **{k: v for k, v in ints.items() if k != "hist_ptr"}},

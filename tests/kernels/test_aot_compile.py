@@ -34,6 +34,9 @@ def test_every_kernel_compiles_for_sm90(tmp_path):
     spills = {r[0]: int(r[6]) for r in rows if r[6] != "0"}
     assert not spills, f"kernels spilling registers on sm_90 (bytes per thread): {spills}"
     assert all(int(r[7]) >= 8 for r in rows), "a kernel fits fewer than 8 warps per SM"
+    # the SASS of each inner loop: the stats pass has one loop over every pixel, one per coarse scale
+    loops = {r[0]: r[-1] for r in rows}
+    assert len(loops["depth_stats[bf16]"].split(",")) == 4, loops
 
 
 def test_resource_usage_reads_registers_and_spills():
@@ -48,3 +51,15 @@ def test_refuses_under_the_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     with pytest.raises(RuntimeError, match="unset it"):
         aot.compile_all([90])
+
+
+def test_inner_loops_of_a_sass_listing():
+    # an outer loop (0x10 .. 0x60) holding an inner one (0x20 .. 0x40), a second loop after it,
+    # a forward branch and the self-branch every kernel ends with: the two innermost loops count
+    sass = "\n".join(f"        /*{a:04x}*/                   {ins} ;" for a, ins in [
+        (0x00, "MOV R1, c[0x0][0x28]"), (0x10, "S2R R0, SR_TID.X"), (0x20, "LDG.E R2, desc[UR4][R4.64]"),
+        (0x30, "FADD R3, R3, R2"), (0x40, "@P0 BRA 0x20"), (0x50, "@P1 BRA 0x80"), (0x60, "@P2 BRA 0x10"),
+        (0x70, "IADD3 R6, R6, 0x1, RZ"), (0x80, "@P3 BRA 0x70"), (0x90, "EXIT"), (0xa0, "BRA 0xa0"),
+    ])
+    assert aot.inner_loops(sass) == (3, 2)
+    assert aot.inner_loops("") == ()

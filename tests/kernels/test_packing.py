@@ -1,7 +1,7 @@
 """pack_flat: zero-copy for back-to-back views, a copy otherwise; and the depth kernel on views."""
 import torch
 
-from geovr.kernels._packing import block_layout, pack_flat
+from geovr.kernels._packing import band_layout, block_layout, pack_flat
 from geovr.losses import depth_loss
 
 
@@ -25,6 +25,16 @@ def test_block_layout():
     offsets, blocks = block_layout((5, 0, 12), 4, torch.device("cpu"))
     assert offsets.tolist() == [0, 5, 5]
     assert blocks.tolist() == [[0, 0], [0, 4], [2, 0], [2, 4], [2, 8]]
+
+
+def test_band_layout():
+    # sample 0: 2 frames of 5 x 3 (bands of 2 rows: 0, 2, 4); sample 1 empty; sample 2: 1 frame of 2 x 7
+    bands = band_layout((30, 0, 14), ((5, 3), (4, 4), (2, 7)), 2, torch.device("cpu"))
+    assert bands.dtype == torch.int32
+    assert bands.tolist() == [[0, 0, 0], [0, 0, 2], [0, 0, 4], [0, 15, 0], [0, 15, 2], [0, 15, 4],
+                              [2, 0, 0]]
+    idle = band_layout((0,), ((4, 4),), 2, torch.device("cpu")).tolist()
+    assert idle == [[0, 0, 2**30]]  # one program whose rows lie past every frame
 
 
 def test_depth_kernel_on_views_of_one_buffer(device):
