@@ -425,26 +425,24 @@ def _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W
 
 
 @triton.jit
-def _grad_grid_pass(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, coef, thr,
-                    branch, g_reg, g_grad, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr,
-                    HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr, LEVEL: tl.constexpr,
-                    N_SCALES: tl.constexpr, BAND: tl.constexpr, BLOCK: tl.constexpr,
-                    W_POW2: tl.constexpr):
-    """Backward pass LEVEL of a band: the grid of step 2^LEVEL as [BAND / 2^LEVEL, SC] tiles;
-    writes the gradient of its pixels that are not on the next grid (unless LEVEL is the last)."""
-    STEP: tl.constexpr = 1 << LEVEL
-    SR: tl.constexpr = BAND // STEP
-    SC: tl.constexpr = min(BLOCK // SR, max(W_POW2 // STEP, 1))
+def _grad_lattice(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, coef, thr,
+                  branch, g_reg, g_grad, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr,
+                  HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr, N_SCALES: tl.constexpr,
+                  R_OFF: tl.constexpr, R_STEP: tl.constexpr, C_OFF: tl.constexpr,
+                  C_STEP: tl.constexpr, BAND: tl.constexpr, BLOCK: tl.constexpr,
+                  W_POW2: tl.constexpr):
+    """Writes the gradient (L_reg term and the first N_SCALES scales) of the band's pixels at
+    rows row0 + R_OFF + R_STEP j and columns C_OFF + C_STEP k, as [BAND / R_STEP, SC] tiles."""
+    SR: tl.constexpr = BAND // R_STEP
+    SC: tl.constexpr = min(BLOCK // SR, max(W_POW2 // C_STEP, 1))
     lane = tl.arange(0, SR * SC)
-    row = row0 + STEP * (lane // SC)
-    for c0 in range(0, W, STEP * SC):
-        col = c0 + STEP * (lane % SC)
+    row = row0 + R_OFF + R_STEP * (lane // SC)
+    for c0 in range(C_OFF, W, C_STEP * SC):
+        col = c0 + C_STEP * (lane % SC)
         idx = row * W + col
         inb = (row < row_end) & (col < W)
         g = _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W, coef, thr,
-                        branch, g_reg, g_grad, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, LEVEL + 1)
-        if LEVEL + 1 < N_SCALES:
-            inb = inb & (((row | col) & STEP) != 0)  # the next grid's pixels: a later pass
+                        branch, g_reg, g_grad, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, N_SCALES)
         tl.store(g_ptr + idx, g.to(g_ptr.dtype.element_ty), mask=inb)
 
 
@@ -454,10 +452,11 @@ def _depth_backward_kernel(
     CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr,
     N_SCALES: tl.constexpr, BAND: tl.constexpr, BLOCK: tl.constexpr, W_POW2: tl.constexpr,
 ):
-    """One band of one frame per program, in one pass per scale s = 0 .. N_SCALES - 1: pass s
-    visits the grid of step 2^s (as [BAND / 2^s, SC] tiles) and writes its pixels that are not on
-    the next grid, with the L_reg term and scales 0 .. s. Each pixel is written once, and a
-    scale's pairs are evaluated only at the pixels where it acts."""
+    """One band of one frame per program. A pixel on the grid of step 2^s but not on 2^(s+1)
+    gets the L_reg term and the pairs of scales 0 .. s; each such set is a union of two lattices
+    (the grid's odd rows; its even rows' odd columns), visited in its own loop, so every lane
+    computes a pixel it writes, each pixel is written once, and a scale's pairs are evaluated
+    only where it acts. The last scale's grid is one lattice."""
     b, base, row0, row_end, H, W = _band_of_program(bands_ptr, offsets_ptr, meta_ptr, BAND)
     g_loss = tl.load(gout_ptr).to(tl.float32)
     g_reg = (g_loss + tl.load(gout_ptr + 1).to(tl.float32)) / B
@@ -470,10 +469,16 @@ def _depth_backward_kernel(
     m_ptr += base
     w_ptr += base
     g_ptr += base
-    for s in tl.static_range(N_SCALES):
-        _grad_grid_pass(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, coef,
-                        thr, branch, g_reg, g_grad, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, s,
-                        N_SCALES, BAND, BLOCK, W_POW2)
+    band = (p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, coef, thr, branch,
+            g_reg, g_grad)
+    for s in tl.static_range(N_SCALES - 1):
+        # the pixels of grid 2^s off grid 2^(s+1): its odd rows, then its even rows' odd columns
+        _grad_lattice(*band, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, s + 1, 1 << s, 2 << s, 0, 1 << s,
+                      BAND, BLOCK, W_POW2)
+        _grad_lattice(*band, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, s + 1, 0, 2 << s, 1 << s, 2 << s,
+                      BAND, BLOCK, W_POW2)
+    _grad_lattice(*band, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, N_SCALES, 0, 1 << (N_SCALES - 1), 0,
+                  1 << (N_SCALES - 1), BAND, BLOCK, W_POW2)
 
 
 @dataclass(frozen=True)
