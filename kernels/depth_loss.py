@@ -42,10 +42,12 @@ from geovr.kernels._packing import band_layout, block_layout, pack_flat, to_devi
 
 # The refines (and survivors) run over CHUNK consecutive pixels of one sample per program, in ITERS
 # steps of BLOCK. The stats pass and the backward need each pixel's row and column: they run over
-# bands of BAND rows of one frame (_packing.band_layout), in tiles of BLOCK pixels [TR, TC],
-# TC = min(MAX_TC, next power of 2 of the widest frame), so that row and column come from the
-# program and lane ids by shifts, with no integer division. Sizes follow ptxas's sm_90 resource
-# usage (python -m geovr.kernels.aot prints it; tests/kernels/test_aot_compile.py bounds it).
+# bands of BAND rows of one frame (_packing.band_layout) in tiles of at most BLOCK pixels whose
+# widths are powers of 2, so that row and column come from the program and lane ids by shifts,
+# with no integer division: the stats pass's main loop in [TR, TC] tiles, TC = min(MAX_TC, next
+# power of 2 of the widest frame), the coarse scales and the backward over lattices of the band
+# (rows and columns in steps of a power of 2). Sizes follow ptxas's sm_90 resource usage and
+# inner-loop SASS (python -m geovr.kernels.aot prints both; benchmarks/RESULTS.md reads them).
 CHUNK = 8192
 REFINE_TILE = (1024, 8)  # BLOCK, ITERS
 BAND = 16  # a multiple of 8, the coarsest finite-difference step
