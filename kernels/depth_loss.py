@@ -42,18 +42,17 @@ from geovr.kernels._packing import band_layout, block_layout, pack_flat, to_devi
 
 # The refines (and survivors) run over CHUNK consecutive pixels of one sample per program, in ITERS
 # steps of BLOCK. The stats pass and the backward need each pixel's row and column: they run over
-# bands of BAND rows of one frame (_packing.band_layout) in tiles of at most BLOCK pixels whose
-# widths are powers of 2, so that row and column come from the program and lane ids by shifts,
-# with no integer division: the stats pass's main loop in [TR, TC] tiles, TC = min(MAX_TC, next
-# power of 2 of the widest frame), the coarse scales and the backward over lattices of the band
-# (rows and columns in steps of a power of 2). Sizes follow ptxas's sm_90 resource usage and
+# bands of BAND rows of one frame (_packing.band_layout), walking lattices of the band (rows and
+# columns in power-of-2 steps; every pixel is the lattice of step 1) in tiles of at most BLOCK
+# pixels whose widths are powers of 2 (_lattice), so that row and column come from the program
+# and lane ids by shifts, with no integer division. Sizes follow ptxas's sm_90 resource usage and
 # inner-loop SASS (python -m geovr.kernels.aot prints both; benchmarks/RESULTS.md reads them).
 CHUNK = 8192
 REFINE_TILE = (1024, 8)  # BLOCK, ITERS
 BAND = 16  # a multiple of 8, the coarsest finite-difference step
-FRAME_TILES = {"stats": (1024, 128, 8), "backward": (512, None, 4)}  # BLOCK, MAX_TC, num_warps
+FRAME_TILES = {"stats": (1024, 8), "backward": (512, 4)}  # BLOCK, num_warps
 INTERPRET_TILE = (1024, 2)  # refines under TRITON_INTERPRET (CPU tensors): CHUNK 2048
-INTERPRET_FRAME_TILE = (1024, 64, 4)  # stats and backward under TRITON_INTERPRET
+INTERPRET_FRAME_TILE = (1024, 4)  # stats and backward under TRITON_INTERPRET
 assert REFINE_TILE[0] * REFINE_TILE[1] == CHUNK
 NB1, NB2, NB3 = 2048, 1024, 1024  # radix levels: key bits [30:20], [19:10], [9:0]
 HIST = NB1 + NB2 + NB3
@@ -124,6 +123,18 @@ def _band_of_program(bands_ptr, offsets_ptr, meta_ptr, BAND: tl.constexpr):
 
 
 @triton.jit
+def _lattice(row0, R_OFF: tl.constexpr, R_STEP: tl.constexpr, C_STEP: tl.constexpr,
+             BAND: tl.constexpr, BLOCK: tl.constexpr, W_POW2: tl.constexpr):
+    """The lanes of a tile over the band's lattice: rows row0 + R_OFF + R_STEP j (all BAND / R_STEP
+    of them in every tile), columns C_STEP k, SC = min(BLOCK / rows, W_POW2 / C_STEP) per tile.
+    Returns (row, column within the tile, columns per tile step); shifts only, no division."""
+    SR: tl.constexpr = BAND // R_STEP
+    SC: tl.constexpr = min(BLOCK // SR, max(W_POW2 // C_STEP, 1))
+    lane = tl.arange(0, SR * SC)
+    return row0 + R_OFF + R_STEP * (lane // SC), C_STEP * (lane % SC), C_STEP * SC
+
+
+@triton.jit
 def _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W,
             STEP: tl.constexpr, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr):
     """Adds one scale's finite differences to its per-lane sums, for pixels (row, col) on the
@@ -140,17 +151,13 @@ def _fd_band_sums(p_ptr, t_ptr, m_ptr, row0, row_end, H, W, STEP: tl.constexpr,
                   CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, BAND: tl.constexpr,
                   BLOCK: tl.constexpr, W_POW2: tl.constexpr):
     """(x count, x sum, y count, y sum) of one coarse scale over a band (pointers at the frame's
-    first pixel): only its grid points (rows row0 + STEP j, columns STEP k) are visited, as
-    [BAND / STEP, SC] tiles."""
-    SR: tl.constexpr = BAND // STEP
-    SC: tl.constexpr = min(BLOCK // SR, max(W_POW2 // STEP, 1))
-    lane = tl.arange(0, SR * SC)
-    row = row0 + STEP * (lane // SC)
-    zi = tl.zeros([SR * SC], dtype=tl.int32)
-    zf = tl.zeros([SR * SC], dtype=tl.float32)
+    first pixel): only its grid points (rows row0 + STEP j, columns STEP k) are visited."""
+    row, tile_col, tile_step = _lattice(row0, 0, STEP, STEP, BAND, BLOCK, W_POW2)
+    zi = tl.zeros_like(row)
+    zf = tl.zeros_like(row).to(tl.float32)
     cx, vx, cy, vy = zi, zf, zi, zf
-    for c0 in range(0, W, STEP * SC):
-        col = c0 + STEP * (lane % SC)
+    for c0 in range(0, W, tile_step):
+        col = c0 + tile_col
         idx = row * W + col
         d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, (row < row_end) & (col < W), HAS_MASK)
         cx, vx, cy, vy = _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W,
@@ -172,10 +179,10 @@ def _slots(lanes, v0, v1, v2, v3, v4, v5, v6, v7):
 def _depth_stats_kernel(
     p_ptr, t_ptr, m_ptr, w_ptr, d_ptr, bands_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, hist_ptr,
     CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr,
-    N_SCALES: tl.constexpr, BAND: tl.constexpr, BLOCK: tl.constexpr, MAX_TC: tl.constexpr,
-    W_POW2: tl.constexpr,
+    N_SCALES: tl.constexpr, BAND: tl.constexpr, BLOCK: tl.constexpr, W_POW2: tl.constexpr,
 ):
-    """One band of one frame per program, in [TR, TC] tiles (row and column from the lane id).
+    """One band of one frame per program, in tiles of all its rows (row and column from the lane
+    id, see _lattice).
 
     Every pixel: the sums, the level-1 histogram and the scale-1 finite differences, kept per
     lane and reduced once at the end (no cross-warp reduction inside the loop); the coarse scales
@@ -187,34 +194,30 @@ def _depth_stats_kernel(
     m_ptr += base
     w_ptr += base
     d_ptr += base
-    TC: tl.constexpr = min(MAX_TC, W_POW2)
-    TR: tl.constexpr = min(BLOCK // TC, BAND)
-    lane = tl.arange(0, TR * TC)
+    row, tile_col, tile_step = _lattice(row0, 0, 1, 1, BAND, BLOCK, W_POW2)
     hist = tl.zeros([2048], dtype=tl.int32)
-    zi = tl.zeros([TR * TC], dtype=tl.int32)
-    zf = tl.zeros([TR * TC], dtype=tl.float32)
+    zi = tl.zeros_like(row)
+    zf = tl.zeros_like(row).to(tl.float32)
     n_valid, s_w, s_we, s_wec = zi, zf, zf, zf
     cx, vx, cy, vy = zi, zf, zi, zf
-    for r0 in range(0, BAND, TR):
-        row = row0 + r0 + lane // TC
-        for c0 in range(0, W, TC):
-            col = c0 + lane % TC
-            idx = row * W + col
-            inb = (row < row_end) & (col < W)
-            d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK)
-            if D_BUF:
-                tl.store(d_ptr + idx, tl.where(valid, d, float("nan")), mask=inb)
-            e = tl.abs(d)
-            hist += tl.histogram(_error_key(e, CLAMP) >> 20, 2048, mask=valid)
-            w = tl.where(valid, 1.0, 0.0)
-            if HAS_WEIGHT:
-                w = w * tl.load(w_ptr + idx, mask=valid, other=0.0).to(tl.float32)
-            n_valid += valid.to(tl.int32)
-            s_w += w
-            s_we += w * e
-            s_wec += w * tl.minimum(e, CLAMP)
-            cx, vx, cy, vy = _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col,
-                                     H, W, 1, CLAMP, HAS_MASK)
+    for c0 in range(0, W, tile_step):
+        col = c0 + tile_col
+        idx = row * W + col
+        inb = (row < row_end) & (col < W)
+        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK)
+        if D_BUF:
+            tl.store(d_ptr + idx, tl.where(valid, d, float("nan")), mask=inb)
+        e = tl.abs(d)
+        hist += tl.histogram(_error_key(e, CLAMP) >> 20, 2048, mask=valid)
+        w = tl.where(valid, 1.0, 0.0)
+        if HAS_WEIGHT:
+            w = w * tl.load(w_ptr + idx, mask=valid, other=0.0).to(tl.float32)
+        n_valid += valid.to(tl.int32)
+        s_w += w
+        s_we += w * e
+        s_wec += w * tl.minimum(e, CLAMP)
+        cx, vx, cy, vy = _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col,
+                                 H, W, 1, CLAMP, HAS_MASK)
     band = (p_ptr, t_ptr, m_ptr, row0, row_end, H, W)
     cx1, vx1, cy1, vy1 = 0, 0.0, 0, 0.0
     cx2, vx2, cy2, vy2 = 0, 0.0, 0, 0.0
@@ -434,13 +437,10 @@ def _grad_lattice(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, 
                   C_STEP: tl.constexpr, BAND: tl.constexpr, BLOCK: tl.constexpr,
                   W_POW2: tl.constexpr):
     """Writes the gradient (L_reg term and the first N_SCALES scales) of the band's pixels at
-    rows row0 + R_OFF + R_STEP j and columns C_OFF + C_STEP k, as [BAND / R_STEP, SC] tiles."""
-    SR: tl.constexpr = BAND // R_STEP
-    SC: tl.constexpr = min(BLOCK // SR, max(W_POW2 // C_STEP, 1))
-    lane = tl.arange(0, SR * SC)
-    row = row0 + R_OFF + R_STEP * (lane // SC)
-    for c0 in range(C_OFF, W, C_STEP * SC):
-        col = c0 + C_STEP * (lane % SC)
+    rows row0 + R_OFF + R_STEP j and columns C_OFF + C_STEP k (see _lattice)."""
+    row, tile_col, tile_step = _lattice(row0, R_OFF, R_STEP, C_STEP, BAND, BLOCK, W_POW2)
+    for c0 in range(C_OFF, W, tile_step):
+        col = c0 + tile_col
         idx = row * W + col
         inb = (row < row_end) & (col < W)
         g = _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W, coef, thr,
@@ -508,15 +508,14 @@ def _float_bits(x: float) -> int:
 
 def _tile(kernel: str, device: torch.device) -> dict[str, int]:
     """Launch constexprs of `kernel` on `device`: "refine" (also survivors): BLOCK and ITERS;
-    "stats" and "backward": BAND, BLOCK, MAX_TC (stats) and num_warps (a launch option, not a
-    constexpr); the caller adds W_POW2."""
+    "stats" and "backward": BAND, BLOCK and num_warps (a launch option, not a constexpr); the
+    caller adds W_POW2."""
     cuda = device.type == "cuda"
     if kernel == "refine":
         block, iters = REFINE_TILE if cuda else INTERPRET_TILE
         return dict(BLOCK=block, ITERS=iters)
-    block, max_tc, num_warps = FRAME_TILES[kernel] if cuda else INTERPRET_FRAME_TILE
-    tile = dict(BAND=BAND, BLOCK=block, num_warps=num_warps)
-    return tile if kernel == "backward" else dict(tile, MAX_TC=max_tc)
+    block, num_warps = FRAME_TILES[kernel] if cuda else INTERPRET_FRAME_TILE
+    return dict(BAND=BAND, BLOCK=block, num_warps=num_warps)
 
 
 def _chunk(device: torch.device) -> int:

@@ -182,15 +182,14 @@ def test_error_buffer_rule():
 
 @pytest.mark.parametrize("tiles", ["cuda", "small"])
 def test_frame_tilings(tiles, device, monkeypatch):
-    # the stats pass and the backward walk each band of BAND rows in [TR, TC] tiles, and each
-    # coarse grid in its own tiles; the interpreter's default tile covers a band's rows in one
-    # step, so run the GPU's tiles (several row steps) and small ones (several of each) too
+    # the stats pass and the backward walk lattices of each band of BAND rows in tiles of at most
+    # BLOCK pixels; run the GPU's tiles and small ones (many column steps per lattice) too
     tile, chunk, cuda = depth_kernel._tile, depth_kernel._chunk, torch.device("cuda")
     if tiles == "cuda":
         monkeypatch.setattr(depth_kernel, "_tile", lambda k, d: tile(k, cuda))
         monkeypatch.setattr(depth_kernel, "_chunk", lambda d: chunk(cuda))
     else:
-        monkeypatch.setattr(depth_kernel, "INTERPRET_FRAME_TILE", (128, 16, 4))
+        monkeypatch.setattr(depth_kernel, "INTERPRET_FRAME_TILE", (128, 4))
     pred, target = _inputs([(2, 37, 70), (1, 9, 13), (1, 17, 150)], device, outliers=0.02, seed=3)
     g = torch.Generator().manual_seed(4)
     masks = [(torch.rand(t.shape, generator=g) > 0.1).to(device) for t in target]
