@@ -18,7 +18,8 @@ Forward, 7 launches (8 with weights), no host sync:
                the batch means and the per-sample coefficients the backward needs
 Backward, 1 launch, per band: the gradient of every pixel (L_reg term + the finite-difference
 pairs of the scales whose grid it lies on), scaled by the upstream gradients, written once in the
-input dtype; one pass per scale over that scale's grid.
+input dtype; one pass per scale over that scale's grid. Invalid or out-of-frame values load as
+NaN, so every comparison drops them (_load_or_nan) and no validity flag stays live.
 
 Traffic per pixel, fp32 (pred, target): minimal fwd+bwd 20 B (read both in forward, again in
 backward, write the gradient); this kernel 28 B with the error buffer (stats 8 + 4 written,
@@ -87,6 +88,27 @@ def _load_diff(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr, D_BUF: tl.
     else:
         d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK)
     return d, valid
+
+
+@triton.jit
+def _load_or_nan(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr):
+    """D at flat indices idx as fp32, NaN where invalid or not inb (the backward's NaN test
+    (|x| <= lim fails for NaN) then drops every term of an invalid pixel or pair)."""
+    d = tl.load(p_ptr + idx, mask=inb, other=float("nan")).to(tl.float32)
+    if not D_BUF:
+        y = tl.load(t_ptr + idx, mask=inb, other=0.0).to(tl.float32)
+        d -= y
+        if HAS_MASK:
+            m = tl.load(m_ptr + idx, mask=inb, other=0)
+            d = tl.where((m != 0) & (tl.abs(y) < float("inf")), d, float("nan"))
+    return d
+
+
+@triton.jit
+def _neighbour(p_ptr, t_ptr, m_ptr, off, idx, ok, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr):
+    """_load_or_nan at idx + off, by shifting the base pointers (scalar) rather than idx, so the
+    load costs one address computation from idx."""
+    return _load_or_nan(p_ptr + off, t_ptr + off, m_ptr + off, idx, ok, HAS_MASK, D_BUF)
 
 
 @triton.jit
@@ -389,49 +411,53 @@ def _depth_finalize_kernel(
 
 
 @triton.jit
-def _sign(x):
-    return tl.where(x > 0, 1.0, tl.where(x < 0, -1.0, 0.0))
+def _times_sign(c, x):
+    """c * sign(x) for x != 0 (callers mask x == 0), either sign of c: c's sign bit flipped by
+    x's, one bitwise op instead of compares and selects."""
+    sign = x.to(tl.int32, bitcast=True) & ~0x7FFFFFFF
+    return (c.to(tl.int32, bitcast=True) ^ sign).to(tl.float32, bitcast=True)
 
 
 @triton.jit
-def _pair_grad(p_ptr, t_ptr, m_ptr, idx, ok, d, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr,
-               D_BUF: tl.constexpr):
-    """d/dD_idx of clamp(|D_idx - D_other|, CLAMP) for the neighbour at idx where ok, else 0."""
-    dn, okn = _load_diff(p_ptr, t_ptr, m_ptr, idx, ok, HAS_MASK, D_BUF)
+def _pair_grad(c, d, dn, CLAMP: tl.constexpr):
+    """c * d/dd clamp(|d - dn|, CLAMP): c sign(d - dn) where 0 < |d - dn| <= CLAMP, else 0
+    (also where d or dn is NaN, i.e. invalid)."""
     diff = d - dn
-    return tl.where(okn & (tl.abs(diff) <= CLAMP), _sign(diff), 0.0)
+    return tl.where((tl.abs(diff) <= CLAMP) & (diff != 0.0), _times_sign(c, diff), 0.0)
 
 
 @triton.jit
-def _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W, coef, thr, branch,
-                g_reg, g_grad, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr,
-                HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr, N_SCALES: tl.constexpr):
+def _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W, c_reg, lim,
+                g_grad, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                D_BUF: tl.constexpr, N_SCALES: tl.constexpr):
     """dL/dD at pixels (row, col) (pointers at the frame's first pixel, idx = row * W + col):
-    the L_reg term and the pairs of the first N_SCALES scales; the caller's pixels lie on the
-    grid of the coarsest of them."""
-    d, valid = _load_diff(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK, D_BUF)
-    e = tl.abs(d)
-    keep = tl.where(branch == 0.0, valid, tl.where(branch == 1.0, valid & (e <= thr), valid & (e <= CLAMP)))
-    w = tl.where(keep, coef, 0.0)
+    the L_reg term (c_reg sign(D) where |D| <= lim) and the pairs of the first N_SCALES scales;
+    the caller's pixels lie on the grid of the coarsest of them. A neighbour's load shifts the
+    base pointers (_neighbour)."""
+    d = _load_or_nan(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK, D_BUF)
+    keep = (tl.abs(d) <= lim) & (d != 0.0)
+    c = c_reg
     if HAS_WEIGHT:
-        w = w * tl.load(w_ptr + idx, mask=keep, other=0.0).to(tl.float32)
-    g = g_reg * w * _sign(d)
+        c = c * tl.load(w_ptr + idx, mask=keep, other=0.0).to(tl.float32)
+    g = tl.where(keep, _times_sign(c, d), 0.0)
     for s in tl.static_range(N_SCALES):
         step = 1 << s
         c_x = tl.load(par_ptr + b * 11 + 3 + 2 * s) * g_grad
         c_y = tl.load(par_ptr + b * 11 + 4 + 2 * s) * g_grad
-        gs = _pair_grad(p_ptr, t_ptr, m_ptr, idx + step, valid & (col + step < W), d, CLAMP, HAS_MASK, D_BUF)
-        gs += _pair_grad(p_ptr, t_ptr, m_ptr, idx - step, valid & (col >= step), d, CLAMP, HAS_MASK, D_BUF)
-        g += c_x * gs
-        gs = _pair_grad(p_ptr, t_ptr, m_ptr, idx + step * W, valid & (row + step < H), d, CLAMP, HAS_MASK, D_BUF)
-        gs += _pair_grad(p_ptr, t_ptr, m_ptr, idx - step * W, valid & (row >= step), d, CLAMP, HAS_MASK, D_BUF)
-        g += c_y * gs
+        g += _pair_grad(c_x, d, _neighbour(p_ptr, t_ptr, m_ptr, step, idx, inb & (col + step < W),
+                                           HAS_MASK, D_BUF), CLAMP)
+        g += _pair_grad(c_x, d, _neighbour(p_ptr, t_ptr, m_ptr, -step, idx, inb & (col >= step),
+                                           HAS_MASK, D_BUF), CLAMP)
+        g += _pair_grad(c_y, d, _neighbour(p_ptr, t_ptr, m_ptr, step * W, idx,
+                                           inb & (row + step < H), HAS_MASK, D_BUF), CLAMP)
+        g += _pair_grad(c_y, d, _neighbour(p_ptr, t_ptr, m_ptr, -step * W, idx, inb & (row >= step),
+                                           HAS_MASK, D_BUF), CLAMP)
     return g
 
 
 @triton.jit
-def _grad_lattice(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, coef, thr,
-                  branch, g_reg, g_grad, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr,
+def _grad_lattice(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, c_reg, lim,
+                  g_grad, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr,
                   HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr, N_SCALES: tl.constexpr,
                   R_OFF: tl.constexpr, R_STEP: tl.constexpr, C_OFF: tl.constexpr,
                   C_STEP: tl.constexpr, BAND: tl.constexpr, BLOCK: tl.constexpr,
@@ -443,8 +469,8 @@ def _grad_lattice(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, 
         col = c0 + tile_col
         idx = row * W + col
         inb = (row < row_end) & (col < W)
-        g = _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W, coef, thr,
-                        branch, g_reg, g_grad, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, N_SCALES)
+        g = _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W, c_reg, lim,
+                        g_grad, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, N_SCALES)
         tl.store(g_ptr + idx, g.to(g_ptr.dtype.element_ty), mask=inb)
 
 
@@ -463,16 +489,17 @@ def _depth_backward_kernel(
     g_loss = tl.load(gout_ptr).to(tl.float32)
     g_reg = (g_loss + tl.load(gout_ptr + 1).to(tl.float32)) / B
     g_grad = (g_loss + tl.load(gout_ptr + 2).to(tl.float32)) / B
-    coef = tl.load(par_ptr + b * 11)
+    c_reg = tl.load(par_ptr + b * 11) * g_reg
     thr = tl.load(par_ptr + b * 11 + 1)
     branch = tl.load(par_ptr + b * 11 + 2)
+    # L_reg acts on every valid pixel (branch 0: too few pixels), on e <= thr (1) or e <= CLAMP (2)
+    lim = tl.where(branch == 0.0, float("inf"), tl.where(branch == 1.0, thr, CLAMP))
     p_ptr += base
     t_ptr += base
     m_ptr += base
     w_ptr += base
     g_ptr += base
-    band = (p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, coef, thr, branch,
-            g_reg, g_grad)
+    band = (p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, c_reg, lim, g_grad)
     for s in tl.static_range(N_SCALES - 1):
         # the pixels of grid 2^s off grid 2^(s+1): its odd rows, then its even rows' odd columns
         _grad_lattice(*band, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, s + 1, 1 << s, 2 << s, 0, 1 << s,
