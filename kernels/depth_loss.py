@@ -10,9 +10,10 @@ Forward, 7 launches (8 with weights), no host sync:
   3-6. refine  levels 2 and 3 of the radix select (histograms restricted to the chosen prefix),
                each followed by select; the key is the fp32 bit pattern of min(e, clamp) as int32
                (monotone for e >= 0; errors above clamp one step higher), split 11 + 10 + 10
-               bits, so level 3 yields the exact k-th value. The survivor sums (e <= thr) fold
-               into these passes: keys below the chosen prefix are survivors, and each level-3
-               bin holds one exact value
+               bits, so level 3 yields the exact k-th value. Level 2 reads every pixel and
+               compacts the chosen level-1 bin's errors (the candidates); level 3 reads only
+               them. The survivor sums (e <= thr) fold into these passes: keys below the chosen
+               prefix are survivors, and each level-3 bin holds one exact value
   (6b. survivors: a separate pass over e <= thr, only for a weighted loss)
   7. finalize  per-sample branch (n <= min_pixels / too few survivors / filtered), L_reg, L_grad,
                the batch means and the per-sample coefficients the backward needs
@@ -22,10 +23,12 @@ input dtype; one pass per scale over that scale's grid. Invalid or out-of-frame 
 NaN, so every comparison drops them (_load_or_nan) and no validity flag stays live.
 
 Traffic per pixel, fp32 (pred, target): minimal fwd+bwd 20 B (read both in forward, again in
-backward, write the gradient); this kernel 28 B with the error buffer (stats 8 + 4 written,
-2 refines x 4, backward 4 + 4 written), 36 B without it. An exact k-th value needs a second
-data-dependent pass, so 24 B (83 % of the minimal) bounds any two-level design. Half types
-(4 B per re-read) re-read pred and target: 18 B against 10.
+backward, write the gradient); this kernel 24 B with the error buffer (stats 8 + 4 written,
+level-2 refine 4, backward 4 + 4 written), plus 8 B per candidate (written once, read once;
+the candidates are one level-1 bin's pixels, an eighth of an octave of error: about 1 % for a
+smooth error distribution, all at worst), 28 B without the buffer. An exact k-th value needs
+a second data-dependent pass, so 24 B (83 % of the minimal) bounds any such design. Half
+types (4 B per re-read) re-read pred and target: 14 B against 10.
 Loads upcast to fp32 before any arithmetic (also works around the interpreter's bf16 bug).
 """
 from __future__ import annotations
@@ -266,34 +269,54 @@ def _depth_stats_kernel(
 
 @triton.jit
 def _depth_refine_kernel(
-    p_ptr, t_ptr, m_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, sel_ptr, hist_ptr,
+    p_ptr, t_ptr, m_ptr, c_ptr, nc_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr,
+    sel_ptr, hist_ptr,
     CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr,
     LEVEL: tl.constexpr, FOLD: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
 ):
     """Histogram of the next 10 key bits among pixels whose key starts with the chosen prefix.
 
+    Level 2 reads every pixel and appends the errors of the chosen level-1 bin (the candidates:
+    only they can match at level 3) to c_ptr over the program's own pixel range, nc_ptr[program]
+    counting them (per-lane atomics, which ptxas aggregates per warp); level 3 reads the
+    candidates alone, so the exact select re-reads the data once, not twice.
     FOLD (unweighted loss): also count and sum the pixels whose key is below the prefix's range
     at this level; they are survivors whatever the remaining bits turn out to be.
     """
     b, start, base, n, H, W = _sample_of_program(blocks_ptr, offsets_ptr, meta_ptr)
-    if tl.load(cnt_ptr + b * 10) > MIN_PIXELS:
+    nc_ptr += tl.program_id(0)
+    c_ptr += base + start
+    steps = ITERS
+    if LEVEL == 3:  # the program's candidates
+        n = tl.load(nc_ptr)
+        start = 0
+        steps = tl.cdiv(n, BLOCK)
+    if (tl.load(cnt_ptr + b * 10) > MIN_PIXELS) & (start < n):
         prefix = tl.load(sel_ptr + b * 2)
         hist = tl.zeros([1024], dtype=tl.int32)
         c = tl.zeros([BLOCK], dtype=tl.int32)
         s_e = tl.zeros([BLOCK], dtype=tl.float32)
-        for it in range(ITERS):
+        for it in range(steps):
             i = start + it * BLOCK + tl.arange(0, BLOCK)
-            d, valid = _load_diff(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK, D_BUF)
-            key = _error_key(tl.abs(d), CLAMP)
             if LEVEL == 2:
-                hist += tl.histogram((key >> 10) & 1023, 1024, mask=valid & ((key >> 20) == prefix))
+                d, valid = _load_diff(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK, D_BUF)
+                e = tl.abs(d)
+            else:
+                valid = i < n
+                e = tl.load(c_ptr + i, mask=valid, other=0.0)
+            key = _error_key(e, CLAMP)
+            if LEVEL == 2:
+                cand = valid & ((key >> 20) == prefix)
+                hist += tl.histogram((key >> 10) & 1023, 1024, mask=cand)
                 below = valid & ((key >> 20) < prefix)
+                slot = tl.atomic_add(nc_ptr + 0 * i, 1, mask=cand, sem="relaxed")
+                tl.store(c_ptr + slot, e, mask=cand)
             else:
                 hist += tl.histogram(key & 1023, 1024, mask=valid & ((key >> 10) == prefix))
-                below = valid & ((key >> 20) == (prefix >> 10)) & ((key >> 10) < prefix)
+                below = valid & ((key >> 10) < prefix)  # every candidate has the level-1 prefix
             if FOLD:
                 c += below.to(tl.int32)
-                s_e += tl.where(below, tl.abs(d), 0.0)
+                s_e += tl.where(below, e, 0.0)
         bins = tl.arange(0, 1024)
         tl.atomic_add(hist_ptr + b * 4096 + 1024 * LEVEL + bins, hist, mask=hist != 0)
         if FOLD:
@@ -557,10 +580,10 @@ def _w_pow2(hw: list[tuple[int, int]]) -> int:
 def _uses_error_buffer(p: Tensor, t: Tensor) -> bool:
     """Write D once in the stats pass when re-reading the inputs costs more than reading it.
 
-    The buffer costs 4 B per pixel written once and saves (re-read bytes - 4) in each of the three
-    later passes (two refines, backward): a gain from 6 B per re-read (any fp32 input), a loss at
-    4 or 5 (half-precision pred and target, with or without a 1-byte mask).
-    """
+    The buffer costs 4 B per pixel written once and saves (re-read bytes - 4) in each of the two
+    later full passes (level-2 refine, backward): from 6 B per re-read (any fp32 input) a gain or
+    break-even (then the backward's simpler loads decide), a loss at 4 or 5 (half-precision pred
+    and target, with or without a 1-byte mask)."""
     return p.element_size() + t.element_size() >= 6
 
 
@@ -592,9 +615,11 @@ def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Ten
     fold = not spec.has_weight
     select = dict(CLAMP_KEY=_float_bits(spec.clamp), MIN_PIXELS=spec.min_pixels, Q_NUM=q_num, Q_DEN=q_den, FOLD=fold)
     _depth_select_kernel[(B,)](cnt, acc, sel, hist, LEVEL=1, NB=NB1, BITS=0, **select)
+    cand = torch.empty(p.numel(), dtype=torch.float32, device=dev)  # level-1 bin's errors
+    n_cand = torch.zeros(blocks.shape[0], dtype=torch.int32, device=dev)  # per refine program
     for level in (2, 3):
         _depth_refine_kernel[grid](
-            *src, blocks, offsets, meta, cnt, acc, sel, hist,
+            *src, cand, n_cand, blocks, offsets, meta, cnt, acc, sel, hist,
             CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, LEVEL=level, FOLD=fold, **common,
         )
         _depth_select_kernel[(B,)](cnt, acc, sel, hist, LEVEL=level, NB=NB2, BITS=10, **select)
@@ -689,7 +714,8 @@ def _aot_specs():
                        **{k: v for k, v in ints.items() if k != "sel_ptr"}},
                       dict(CLAMP=100.0, N_SCALES=4, W_POW2=release_w, **flags, **_tile("stats", cuda))))
         for level in (2, 3):
-            specs.append((f"depth_refine{level}[{dt}]", _depth_refine_kernel, {**later, **layout, **ints},
+            specs.append((f"depth_refine{level}[{dt}]", _depth_refine_kernel,
+                          {**later, "c_ptr": "*fp32", "nc_ptr": "*i32", **layout, **ints},
                           dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=level, HAS_MASK=opts, D_BUF=opts,
                                FOLD=not opts, **_tile("refine", cuda))))
         specs.append((f"depth_backward[{dt}]", _depth_backward_kernel,
