@@ -95,8 +95,8 @@ def _load_diff(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr, D_BUF: tl.
 
 @triton.jit
 def _load_or_nan(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr):
-    """D at flat indices idx as fp32, NaN where invalid or not inb (the backward's NaN test
-    (|x| <= lim fails for NaN) then drops every term of an invalid pixel or pair)."""
+    """D at flat indices idx as fp32; NaN where invalid or not inb, so that the backward's
+    comparisons (|D| <= lim, |dD| <= CLAMP) are false there and drop the pixel's or pair's term."""
     d = tl.load(p_ptr + idx, mask=inb, other=float("nan")).to(tl.float32)
     if not D_BUF:
         y = tl.load(t_ptr + idx, mask=inb, other=0.0).to(tl.float32)
