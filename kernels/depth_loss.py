@@ -63,7 +63,14 @@ HIST = NB1 + NB2 + NB3
 N_CNT = 10  # int32 per sample: valid, survivors, 8 finite-difference pair counts
 N_ACC = 13  # fp32 per sample: sum w, w e, w ec, w surv, w surv e, 8 finite-difference sums
 N_SEL = 2  # int32 per sample: key prefix, remaining rank
-N_PAR = 11  # fp32 per sample: reg coefficient, threshold, branch, 8 finite-difference coefficients
+N_PAR = 11  # fp32 per sample: reg coefficient, L_reg limit, branch, 8 finite-difference coefficients
+
+
+@triton.jit
+def _kept(m_ptr, y, idx, inb):
+    """valid_mask set at idx and the target y finite (NaN and inf both fail)."""
+    m = tl.load(m_ptr + idx, mask=inb, other=0)
+    return (m != 0) & (tl.abs(y) < float("inf"))
 
 
 @triton.jit
@@ -73,8 +80,7 @@ def _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr):
     y = tl.load(t_ptr + idx, mask=inb, other=0.0).to(tl.float32)
     valid = inb
     if HAS_MASK:
-        m = tl.load(m_ptr + idx, mask=inb, other=0)
-        valid = valid & (m != 0) & (tl.abs(y) < float("inf"))  # NaN and inf both fail
+        valid = valid & _kept(m_ptr, y, idx, inb)
     return tl.where(valid, x - y, 0.0), valid
 
 
@@ -102,8 +108,7 @@ def _load_or_nan(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr, D_BUF: t
         y = tl.load(t_ptr + idx, mask=inb, other=0.0).to(tl.float32)
         d -= y
         if HAS_MASK:
-            m = tl.load(m_ptr + idx, mask=inb, other=0)
-            d = tl.where((m != 0) & (tl.abs(y) < float("inf")), d, float("nan"))
+            d = tl.where(_kept(m_ptr, y, idx, inb), d, float("nan"))
     return d
 
 
@@ -416,9 +421,10 @@ def _depth_finalize_kernel(
     coef = tl.where(den > 0, 1.0 / tl.where(den > 0, den, 1.0), 0.0)
     reg = num * coef
     kth = tl.load(sel_ptr + bs * 2, mask=live, other=0).to(tl.float32, bitcast=True)
-    thr = tl.where(branch == 1, tl.minimum(kth, CLAMP), CLAMP)
+    # L_reg keeps e <= lim: every valid pixel (branch 0), e <= thr (1), e <= CLAMP (2)
+    lim = tl.where(branch == 0, float("inf"), tl.where(branch == 1, tl.minimum(kth, CLAMP), CLAMP))
     tl.store(par_ptr + bs * 11, coef, mask=live)
-    tl.store(par_ptr + bs * 11 + 1, thr, mask=live)
+    tl.store(par_ptr + bs * 11 + 1, lim, mask=live)
     tl.store(par_ptr + bs * 11 + 2, branch.to(tl.float32), mask=live)
     grad = tl.zeros([BLOCK_B], dtype=tl.float32)
     for j in tl.static_range(2 * N_SCALES):
@@ -513,10 +519,7 @@ def _depth_backward_kernel(
     g_reg = (g_loss + tl.load(gout_ptr + 1).to(tl.float32)) / B
     g_grad = (g_loss + tl.load(gout_ptr + 2).to(tl.float32)) / B
     c_reg = tl.load(par_ptr + b * 11) * g_reg
-    thr = tl.load(par_ptr + b * 11 + 1)
-    branch = tl.load(par_ptr + b * 11 + 2)
-    # L_reg acts on every valid pixel (branch 0: too few pixels), on e <= thr (1) or e <= CLAMP (2)
-    lim = tl.where(branch == 0.0, float("inf"), tl.where(branch == 1.0, thr, CLAMP))
+    lim = tl.load(par_ptr + b * 11 + 1)
     p_ptr += base
     t_ptr += base
     m_ptr += base
