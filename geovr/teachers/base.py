@@ -26,7 +26,9 @@ class TeacherTargets:
     """pose_enc [T, 9] (camera-from-frame-1, `[t | q xyzw | fov_h, fov_w]`, teacher units);
     depth, depth_conf [T, H', W'] (teacher units); features {teacher layer: [T, H'/p, W'/p, C]}
     (patch tokens, before the 2x2 pooling); scale: metres per teacher unit ([] tensor) when the
-    teacher knows it (the synthetic world), else None (computed by `geovr.losses.scale_target`)."""
+    teacher knows it (the synthetic world, or a metric-depth model through `MetricScaledTeacher`),
+    NaN when it could not be measured for this sample (the scale loss skips the sample), None when
+    the teacher has no notion of it (the scale loss must be off)."""
 
     pose_enc: Tensor
     depth: Tensor

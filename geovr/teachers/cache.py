@@ -236,6 +236,7 @@ def build_cache(args: argparse.Namespace) -> dict:
         cache.add(key, teacher(req))
         counts["computed"] += 1
     cache.flush()
+    counts.update(getattr(teacher, "counts", {}))  # e.g. frames / samples without a scale target
     return counts
 
 
@@ -248,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vggt-weights", default=None, help="vggt: local VGGT-1B checkpoint (file or folder)")
     p.add_argument("--metric-weights", default=None, help="vggt: local DA3 metric folder, for the scale target")
     p.add_argument("--teacher-root", default=None, help="synthetic: the dataset folder (default: --data's)")
-    p.add_argument("--feature-dim", type=int, default=1024, help="synthetic: feature channels (default 1024)")
+    p.add_argument("--feature-dim", type=int, default=1024,
+                   help="feature channels: the synthetic teacher's, or VGGT's frame-attention half (default 1024)")
     p.add_argument("--resampled", action="store_true", help="synthetic: resample stored depth, no re-render")
     p.add_argument("--out", required=True, help="cache folder (created; re-running resumes)")
     p.add_argument("--feature-dtype", default="fp16", choices=sorted(FEATURE_DTYPES))

@@ -1,29 +1,37 @@
 """`TinyVGGT`: a small randomly initialised module with VGGT's interface and token layout, for
 shape tests of `VGGTTeacher` without the 1B checkpoint.
 
-- aggregator(images [B, S, 3, H, W] in [0, 1]) -> (list of `depth` tensors [B, S, 5 + h*w, 2C],
-  patch_start_idx = 5): per frame 1 camera + 4 register tokens, then the patch tokens; each layer
-  is a frame-attention block (within a frame) and a global-attention block (across the sample's
-  frames), and its output is [frame | global] concatenated, as VGGT's.
+- aggregator(images [B, S, 3, H, W] in [0, 1]) -> (list of `depth` entries, patch_start_idx = 5):
+  entry l is [B, S, 5 + h*w, 2C] for l in `aggregator.cached_layer_indices` ({4, 11, 17, 23} by
+  default, read at every call) and None for every other layer, as upstream VGGT's; per frame 1
+  camera + 4 register tokens, then the patch tokens; each layer is a frame-attention block (within
+  a frame) and a global-attention block (across the sample's frames), and its output is
+  [frame | global] concatenated.
 - camera_head(layers) -> list (one entry per refinement iteration) of pose_enc [B, S, 9] from the
-  last layer's camera tokens, FoV positive.
+  last layer's camera tokens; the FoV is a ReLU output, as VGGT's, so it can be exactly 0
+  (`fov_offset`, added before the ReLU, sets how often: very negative gives 0 everywhere).
 - depth_head(layers, images, patch_start_idx) -> (depth [B, S, H, W, 1] > 0, conf [B, S, H, W] > 1).
+- `TinyVGGT.from_pretrained(folder)` / `save_pretrained(folder)`: config.json + model.safetensors,
+  through huggingface_hub's `PyTorchModelHubMixin`, as VGGT.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from .runtime import IMAGENET_MEAN, IMAGENET_STD
 
 SPECIAL_TOKENS = 5  # 1 camera + 4 registers
+CACHED_LAYERS = (4, 11, 17, 23)  # VGGT's default cached_layer_indices
 
 
 class _Aggregator(nn.Module):
-    def __init__(self, dim: int, depth: int, patch: int, heads: int):
+    def __init__(self, dim: int, depth: int, patch: int, heads: int, cached: tuple[int, ...]):
         super().__init__()
         self.patch = patch
+        self.cached_layer_indices = tuple(cached)
         self.embed = nn.Conv2d(3, dim, patch, patch)
         self.special = nn.Parameter(torch.randn(2, SPECIAL_TOKENS, dim) * 0.02)  # first frame / others
         block = lambda: nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True)  # noqa: E731
@@ -32,7 +40,7 @@ class _Aggregator(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor], int]:
+    def forward(self, images: torch.Tensor) -> tuple[list[torch.Tensor | None], int]:
         b, s, _, h, w = images.shape
         x = (images.reshape(b * s, 3, h, w) - self.mean) / self.std
         x = self.embed(x).flatten(2).transpose(1, 2)  # [B*S, P, C]
@@ -44,14 +52,15 @@ class _Aggregator(nn.Module):
             x = frame_block(x)
             frame_out = x
             x = global_block(x.reshape(b, s * n, c)).reshape(b * s, n, c)
-            out.append(torch.cat([frame_out, x], -1).reshape(b, s, n, 2 * c))
+            keep = len(out) in self.cached_layer_indices
+            out.append(torch.cat([frame_out, x], -1).reshape(b, s, n, 2 * c) if keep else None)
         return out, SPECIAL_TOKENS
 
 
 class _CameraHead(nn.Module):
-    def __init__(self, dim: int, iterations: int = 4):
+    def __init__(self, dim: int, iterations: int = 4, fov_offset: float = 1.0):
         super().__init__()
-        self.iterations = iterations
+        self.iterations, self.fov_offset = iterations, fov_offset
         self.norm = nn.LayerNorm(2 * dim)
         self.mlp = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Linear(dim, 9))
 
@@ -61,7 +70,7 @@ class _CameraHead(nn.Module):
         for _ in range(self.iterations):
             delta = self.mlp(cam)
             pose = delta if pose is None else pose + 0.5 * delta
-            out.append(torch.cat([pose[..., :7], F.softplus(pose[..., 7:]) + 0.1], -1))
+            out.append(torch.cat([pose[..., :7], F.relu(pose[..., 7:] + self.fov_offset)], -1))
         return out
 
 
@@ -81,16 +90,18 @@ class _DepthHead(nn.Module):
         return torch.exp(x[:, :, 0]).unsqueeze(-1), 1 + torch.exp(x[:, :, 1])
 
 
-class TinyVGGT(nn.Module):
+class TinyVGGT(nn.Module, PyTorchModelHubMixin):
     """dim: embedding width C (tokens are 2C); depth: aggregator layers (24 as VGGT-1B by default,
-    so the teacher's layer indices are the real ones); patch: pixels per token (14)."""
+    so the teacher's layer indices are the real ones); patch: pixels per token (14); depth_taps:
+    the depth head's layers; cached: the aggregator's cached layers; fov_offset: see the module."""
 
     def __init__(self, dim: int = 16, depth: int = 24, patch: int = 14, heads: int = 2,
-                 depth_taps: tuple[int, ...] = (4, 11, 17, 23), seed: int = 0):
+                 depth_taps: tuple[int, ...] = CACHED_LAYERS, seed: int = 0,
+                 cached: tuple[int, ...] = CACHED_LAYERS, fov_offset: float = 1.0):
         super().__init__()
         torch.manual_seed(seed)
-        self.aggregator = _Aggregator(dim, depth, patch, heads)
-        self.camera_head = _CameraHead(dim)
+        self.aggregator = _Aggregator(dim, depth, patch, heads, cached)
+        self.camera_head = _CameraHead(dim, fov_offset=fov_offset)
         self.depth_head = _DepthHead(dim, depth_taps, patch)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -9,9 +9,14 @@ Per sample (frames float [T, 3, H, W] in [0, 1], H and W multiples of the patch,
 - depth, depth_conf [T, H, W]: the DPT depth head.
 - features {layer: [T, H/p, W/p, 1024]}: the frame-attention half (channels [:C]) of the patch
   tokens of the tapped aggregator layers (the special tokens, camera + registers, are dropped).
+
+VGGT's aggregator keeps only the layers in `aggregator.cached_layer_indices` ({4, 11, 17, 23} by
+default; None for every other layer). A teacher asked for other layers adds them to that set before
+any work, and a layer that still comes back None is an error naming it.
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +26,10 @@ from torch import nn
 
 from ..model.layer_map import VGGT_DEPTH, VGGT_LAYERS
 from .base import Teacher, TeacherRequest, TeacherTargets
+from .loading import from_pretrained_strict
 from .runtime import gpu_autocast, resolve_device
+
+logger = logging.getLogger(__name__)
 
 INSTALL_HINT = ("VGGT is not installed. Install it from its public repository, e.g.\n"
                 "    pip install git+https://github.com/facebookresearch/vggt\n"
@@ -46,7 +54,7 @@ def load_vggt(weights: str | os.PathLike) -> nn.Module:
                                 "local path; there is no hub access at run time)")
     cls = _vggt_class()
     if path.is_dir():
-        return cls.from_pretrained(str(path))
+        return from_pretrained_strict(cls, path, "VGGT")
     model = cls()
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -60,7 +68,7 @@ def load_vggt(weights: str | os.PathLike) -> nn.Module:
 
 class _Float32Layers(Sequence):
     """The aggregator's layer list, each layer cast to fp32 only when a head reads it (casting all 24
-    layers up front would double the teacher's largest activation)."""
+    layers up front would double the teacher's largest activation); uncached layers stay None."""
 
     def __init__(self, layers: list[torch.Tensor]):
         self._layers = layers
@@ -70,8 +78,9 @@ class _Float32Layers(Sequence):
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return [x.float() for x in self._layers[i]]
-        return self._layers[i].float()
+            return [None if x is None else x.float() for x in self._layers[i]]
+        x = self._layers[i]
+        return None if x is None else x.float()
 
 
 class VGGTTeacher(Teacher):
@@ -96,6 +105,7 @@ class VGGTTeacher(Teacher):
         bad = [l for l in layers if not 0 <= l < depth]
         if bad:
             raise ValueError(f"VGGTTeacher: layers {bad} are outside the aggregator's 0..{depth - 1}")
+        _cache_layers(model.aggregator, layers)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.layers, self.depth = tuple(layers), depth
@@ -126,6 +136,11 @@ class VGGTTeacher(Teacher):
             tokens32 = _Float32Layers(tokens)
             pose_enc = self.model.camera_head(tokens32)[-1]  # [1, T, 9]
             depth, conf = self.model.depth_head(tokens32, images=images, patch_start_idx=start)
+        uncached = [l for l in self.layers if tokens[l] is None]
+        if uncached:
+            raise ValueError(f"VGGTTeacher: the aggregator returned no tokens for layers {uncached} (outside its "
+                             "cached_layer_indices); add them to model.aggregator.cached_layer_indices, or tap "
+                             f"cached layers ({_cached(self.model.aggregator)})")
         hp, wp = h // p, w // p
         features = {}
         for l in self.layers:
@@ -135,3 +150,19 @@ class VGGTTeacher(Teacher):
             features[l] = patch.reshape(t, hp, wp, self.feature_dim).float()
         return TeacherTargets(pose_enc=pose_enc[0].float(), depth=depth[0].reshape(t, h, w).float(),
                               depth_conf=conf[0].reshape(t, h, w).float(), features=features)
+
+
+def _cached(aggregator: nn.Module) -> tuple[int, ...] | None:
+    c = getattr(aggregator, "cached_layer_indices", None)
+    return None if c is None else tuple(sorted(c))
+
+
+def _cache_layers(aggregator: nn.Module, layers: tuple[int, ...]) -> None:
+    """Add `layers` to the aggregator's cached set (VGGT returns None for the layers outside it)."""
+    cached = _cached(aggregator)
+    if cached is None:
+        return  # an aggregator that returns every layer (VGGT before the cached set, the release's copy)
+    missing = sorted(set(layers) - set(cached))
+    if missing:
+        aggregator.cached_layer_indices = tuple(sorted(set(cached) | set(missing)))
+        logger.info("VGGT: caching aggregator layers %s as well (cached were %s)", missing, list(cached))

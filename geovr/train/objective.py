@@ -78,7 +78,14 @@ def micro_loss(out: GeoOutputs, targets: list[TeacherTargets], weights: LossConf
                 raise ValueError("the scale loss is on but the teacher gives no scale target: add a metric-depth "
                                  "teacher (teacher.metric_weights) or set loss.scale=0")
             tgt = torch.stack([t.scale.reshape(()) for t in targets]).to(out.scale.device).float()
-            parts["scale"] = _guarded(lambda: scale_loss(out.scale.float(), tgt), [out.scale])
+            have = ~torch.isnan(tgt)  # NaN: the teacher could not measure this sample's scale
+            if bool(have.all()):
+                parts["scale"] = _guarded(lambda: scale_loss(out.scale.float(), tgt), [out.scale])
+            elif bool(have.any()):  # the mean over the samples with a target, as a share of all
+                share = float(have.sum()) / have.numel()
+                parts["scale"] = _guarded(lambda: scale_loss(out.scale[have].float(), tgt[have]), [out.scale]) * share
+            else:
+                parts["scale"] = out.scale.float().sum() * 0.0
     scaled = {k: (v if k == "text" else v * video_share) for k, v in parts.items()}
     total = sum(getattr(weights, k) * v for k, v in scaled.items() if getattr(weights, k) > 0)
     if not isinstance(total, Tensor):

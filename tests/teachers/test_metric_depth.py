@@ -35,20 +35,27 @@ def test_synthetic_metric_depth_recovers_the_world_scale(synthetic_root, sample)
 
 
 class TinyDA3(nn.Module):
-    """DA3-shaped: images [1, T, 3, H, W] -> {'depth': [1, T, H, W], 'sky': [1, T, H, W]}. Depth is
-    `value` everywhere except the top rows (sky, 1000 m); it records what it was given."""
+    """Shaped like DA3's metric network (`DepthAnything3Net.forward(x, extrinsics=None,
+    intrinsics=None, export_feat_layers=[], infer_gs=False, use_ray_pose=False, ref_view_strategy=...)`
+    -> {'depth': [1, T, H, W], 'sky': [1, T, H, W]}), including its failure when
+    export_feat_layers is None. Depth is `value` except on the top rows (sky: score 2.5, a ReLU
+    output above 1, depth 1000 m); it records what it was given. The real network is tested in
+    test_da3_real.py."""
 
     def __init__(self, value: float, sky_rows: int):
         super().__init__()
         self.value, self.sky_rows, self.seen = value, sky_rows, None
         self.dummy = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x):
+    def forward(self, x, extrinsics=None, intrinsics=None, export_feat_layers=[], infer_gs=False,  # noqa: B006
+                use_ray_pose=False, ref_view_strategy="saddle_balanced"):
+        if 0 in export_feat_layers:  # DA3's ViT tests `i in export_feat_layers`: a TypeError for None
+            raise AssertionError("no layer was asked for")
         self.seen = x.clone()
         depth = torch.full(x.shape[:2] + x.shape[-2:], self.value)
         depth[..., : self.sky_rows, :] = 1000.0
         sky = torch.zeros_like(depth)
-        sky[..., : self.sky_rows, :] = 0.9
+        sky[..., : self.sky_rows, :] = 2.5
         return {"depth": depth, "sky": sky}
 
 
@@ -75,7 +82,7 @@ def test_da3_shaped_model_normalisation_and_sky(synthetic_root, sample):
 
 
 def test_metric_errors(tmp_path, monkeypatch, sample):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
         load_da3(tmp_path / "none")
     monkeypatch.setitem(sys.modules, "depth_anything_3", None)
     monkeypatch.setitem(sys.modules, "depth_anything_3.api", None)
@@ -88,13 +95,42 @@ def test_metric_errors(tmp_path, monkeypatch, sample):
         MetricDepthTeacher(model=TinyDA3(1.0, 0), device="cpu")(bad)
 
 
-def test_real_da3_metric_network_when_installed():
-    """Depth-Anything-3's own metric-large network (random weights: no hub here) through
-    MetricDepthTeacher; skipped where the package is not installed."""
-    cfg = pytest.importorskip("depth_anything_3.cfg")
-    registry = pytest.importorskip("depth_anything_3.registry")
-    net = cfg.create_object(cfg.load_config(registry.MODEL_REGISTRY["da3metric-large"])).eval()
-    out = MetricDepthTeacher(model=net, device="cpu", weights_id="random")(
-        TeacherRequest("s", torch.rand(2, 3, 56, 70), [0, 1]))
-    assert out.raw.shape == (2, 56, 70) and out.sky.shape == (2, 56, 70)
-    assert torch.isfinite(out.raw).all() and (out.sky >= 0).all() and (out.sky <= 1).all()
+class _ZeroFov(SyntheticTeacher):
+    """The synthetic world's targets with the field of view of some frames set to 0 (as VGGT's
+    ReLU camera head can give)."""
+
+    def __init__(self, root, frames):
+        super().__init__(root, feature_dim=8)
+        self.zero = frames
+
+    def __call__(self, request):
+        out = super().__call__(request)
+        out.pose_enc[self.zero, 7:9] = 0.0
+        return out
+
+
+def test_frames_without_a_field_of_view_are_left_out_and_counted(synthetic_root, sample):
+    from geovr.losses import scale_target
+    from geovr.losses.scale import focal_from_pose_enc
+
+    da3 = TinyDA3(value=2.0, sky_rows=14)
+    teacher = MetricScaledTeacher(_ZeroFov(synthetic_root, [1, 3]), MetricDepthTeacher(model=da3, device="cpu"))
+    out = teacher(sample)
+    assert teacher.counts == {"frames_no_fov": 2, "samples_no_scale": 0}
+    keep = [i for i in range(out.depth.shape[0]) if i not in (1, 3)]
+    h, w = out.depth.shape[-2:]
+    raw = torch.full_like(out.depth, 2.0)
+    sky = torch.zeros_like(out.depth)
+    sky[:, :14] = 2.5
+    expected = scale_target([raw[keep]], [out.depth[keep]], [out.depth_conf[keep]], [sky[keep]],
+                            [focal_from_pose_enc(out.pose_enc[keep].double(), h, w)])
+    assert torch.isfinite(out.scale) and out.scale.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_a_sample_without_any_field_of_view_has_no_scale_target(synthetic_root, sample):
+    t = len(sample.frame_indices)
+    teacher = MetricScaledTeacher(_ZeroFov(synthetic_root, list(range(t))),
+                                  MetricDepthTeacher(model=TinyDA3(2.0, 14), device="cpu"))
+    out = teacher(sample)
+    assert torch.isnan(out.scale)  # no target, never a silent 0
+    assert teacher.counts == {"frames_no_fov": t, "samples_no_scale": 1}

@@ -113,3 +113,80 @@ def test_load_weights_file(tmp_path, monkeypatch, tiny, fmt):
     r = req()
     torch.testing.assert_close(teacher(r).depth, VGGTTeacher(model=tiny, feature_dim=16, device="cpu")(r).depth)
     assert teacher.cache_id.startswith(f"vggt-model.{fmt}-l4-11-17-23-c16")
+
+
+# ------------------------------------------------- guards for the real VGGT's interface
+
+def test_tiny_vggt_returns_none_outside_its_cached_layers(tiny):
+    tokens, _ = tiny.aggregator(req().frames[None])
+    assert len(tokens) == 24
+    assert [l for l, x in enumerate(tokens) if x is not None] == list(LAYERS)
+
+
+def test_uncached_layer_is_added_to_the_cache_before_the_forward():
+    model = TinyVGGT(dim=16, depth=24).eval()
+    teacher = VGGTTeacher(model=model, feature_dim=16, device="cpu", layers=(5, 23))
+    assert model.aggregator.cached_layer_indices == (4, 5, 11, 17, 23)
+    r = req()
+    out = teacher(r)
+    with torch.no_grad():
+        tokens, start = model.aggregator(r.frames[None])
+    torch.testing.assert_close(out.features[5].reshape(3, 20, 16), tokens[5][0, :, start:, :16])
+    # the heads still read their own layers: the depth equals the default-cache model's
+    torch.testing.assert_close(out.depth, VGGTTeacher(model=TinyVGGT(dim=16, depth=24).eval(), feature_dim=16,
+                                                      device="cpu")(r).depth)
+
+
+class _FixedCacheAggregator(torch.nn.Module):
+    """An aggregator whose cached set was fixed when it was built (changing the attribute does nothing)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.cached_layer_indices = inner, inner.cached_layer_indices
+
+    def forward(self, images):
+        return self.inner(images)
+
+
+def test_layer_that_stays_uncached_is_an_error_naming_it():
+    model = TinyVGGT(dim=16, depth=24).eval()
+    model.aggregator = _FixedCacheAggregator(model.aggregator)
+    teacher = VGGTTeacher(model=model, feature_dim=16, device="cpu", layers=(5, 11))
+    with pytest.raises(ValueError, match=r"no tokens for layers \[5\].*cached_layer_indices"):
+        teacher(req())
+
+
+def test_field_of_view_is_a_relu_output_that_can_be_zero():
+    out = VGGTTeacher(model=TinyVGGT(dim=16, depth=24, fov_offset=-100.0).eval(), feature_dim=16, device="cpu")(req())
+    assert torch.all(out.pose_enc[:, 7:] == 0)
+
+
+def _fake_vggt_hub_class(monkeypatch):
+    """A `vggt` package whose VGGT is TinyVGGT with its from_pretrained (huggingface_hub's mixin)."""
+    pkg, models, mod = (types.ModuleType(n) for n in ("vggt", "vggt.models", "vggt.models.vggt"))
+    mod.VGGT = TinyVGGT
+    for name, m in (("vggt", pkg), ("vggt.models", models), ("vggt.models.vggt", mod)):
+        monkeypatch.setitem(sys.modules, name, m)
+
+
+def test_load_from_pretrained_folder_strictly(tmp_path, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    _fake_vggt_hub_class(monkeypatch)
+    model = TinyVGGT(dim=16, depth=24, seed=7)
+    model.save_pretrained(tmp_path / "ok")
+    loaded = load_vggt(tmp_path / "ok")
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[k], v, rtol=0, atol=0)
+    # a renamed key: huggingface_hub's default (strict=False) would leave that weight random
+    state = load_file(str(tmp_path / "ok" / "model.safetensors"))
+    state["camera_head.norm.weight_renamed"] = state.pop("camera_head.norm.weight")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text((tmp_path / "ok" / "config.json").read_text())
+    save_file(state, str(tmp_path / "bad" / "model.safetensors"))
+    with pytest.raises(ValueError, match="camera_head.norm.weight_renamed") as err:
+        load_vggt(tmp_path / "bad")
+    assert "camera_head.norm.weight" in str(err.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no model.safetensors"):
+        load_vggt(tmp_path / "empty")
