@@ -104,7 +104,7 @@ def assess(model_dir: Path, name: str, world: Path, work: Path, progress: bool) 
     sampling = FrameSampling(max_frames=16)  # the tiny preset's training frames
     qa = evaluate(model, tok, read_questions(str(world / "train.jsonl")), work / "eval" / name,
                   {"model": str(model_dir), "data": str(world)}, sampling=sampling, backend="pyav",
-                  task="synthetic_qa", progress=progress)
+                  task="synthetic_qa", progress=progress, scoring="lenient")  # as the recorded results
     data = collect(model, tok, find_probe_videos(str(world)), sampling=sampling, backend="pyav", progress=progress)
     probes = fit_probes(data)
     return {"qa": qa["results"]["synthetic_qa"], "probe": {str(k): v for k, v in probes.items()}}

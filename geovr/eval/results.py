@@ -3,7 +3,8 @@
   <output>/samples_<task>.jsonl   one line per question, appended as answers come (the resume
                                   point): doc_id, doc, target, arguments (prompt, generation
                                   settings), resps [[raw answer]], filtered_resps [parsed], the
-                                  task metric ("MRA:.5:.95:.05" or "accuracy"), skipped (reason or null)
+                                  task metric ("MRA:.5:.95:.05" or "accuracy") and the scoring
+                                  it was computed with, skipped (reason or null)
   <output>/run_config.json        what produced the answers (model, data, frames, generation):
                                   a resume must match it
   <output>/results.json           {"results": {<task>: scores}, "config": ..., "n_samples": ...}
@@ -15,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from .scoring import MRA_THRESHOLDS, TASKS, Report, is_numeric
+from .scoring import MRA_THRESHOLDS, TASKS, Report, is_numeric, score_answer
 
 MRA_METRIC = "MRA:.5:.95:.05"
 CHOICE_METRIC = "accuracy"
@@ -77,7 +78,7 @@ class SampleLog:
 
 
 def sample_row(doc_id: int, doc: dict, prompt: str, settings: dict, answer: str | None, scored, target: str,
-               skipped: str | None = None) -> dict:
+               skipped: str | None = None, scoring: str = "lmms-eval") -> dict:
     metric = MRA_METRIC if is_numeric(doc["question_type"]) else CHOICE_METRIC
     return {
         "doc_id": doc_id, "doc": doc, "target": target,
@@ -86,18 +87,23 @@ def sample_row(doc_id: int, doc: dict, prompt: str, settings: dict, answer: str 
         "filtered_resps": [scored.parsed],
         metric: scored.score,
         "mra_hits": scored.hits or None,
+        "scoring": scoring,
         "skipped": skipped,
     }
 
 
-def score_rows(rows: list[dict]) -> list[dict]:
-    """Rows of the sample log -> rows for `scoring.aggregate`."""
+def score_rows(rows: list[dict], scoring: str) -> list[dict]:
+    """Rows of the sample log -> rows for `scoring.aggregate`, every stored reply scored with
+    `scoring` (a question skipped for its video scores 0)."""
     out = []
     for r in rows:
         qtype = r["doc"]["question_type"]
-        score = r[MRA_METRIC] if is_numeric(qtype) else r[CHOICE_METRIC]
-        out.append({"question_type": qtype, "score": score, "parsed": r["filtered_resps"][0],
-                    "hits": r.get("mra_hits") or [False] * len(MRA_THRESHOLDS)})
+        if r.get("skipped") is not None:
+            out.append({"question_type": qtype, "score": 0.0, "parsed": None, "hits": [False] * len(MRA_THRESHOLDS)})
+            continue
+        s = score_answer(qtype, r["resps"][0][0], r["target"], list(r["doc"].get("options") or []) or None, scoring)
+        out.append({"question_type": qtype, "score": s.score, "parsed": s.parsed,
+                    "hits": s.hits or [False] * len(MRA_THRESHOLDS)})
     return out
 
 
@@ -108,10 +114,13 @@ def markdown_table(report: Report, title: str) -> str:
             rows.append(f"| {t} | {report.scores[t]:.1f} | {report.counts[t]} | {report.unparsable[t]} |")
     for lv in sorted(k for k in report.scores if k not in TASKS):
         rows.append(f"| &nbsp;&nbsp;{lv} | {report.scores[lv]:.1f} | {report.counts[lv]} | {report.unparsable[lv]} |")
-    rows.append(f"| **overall** (mean of {sum(t in report.scores for t in TASKS)} tasks) | **{report.overall:.1f}** | "
+    how = ("sum of the 8 task scores / 8" if report.scoring == "release"
+           else f"mean of {sum(t in report.scores for t in TASKS)} tasks")
+    rows.append(f"| **overall** ({how}) | **{report.overall:.1f}** | "
                 f"{sum(report.counts[t] for t in TASKS if t in report.counts)} | |")
     if report.mra_by_threshold:
-        rows += ["", "MRA hit rate (%) per threshold theta (|y^ - y| / y < 1 - theta):", "",
+        rule = "<=" if report.scoring == "lmms-eval" else "<"
+        rows += ["", f"MRA hit rate (%) per threshold theta (|y^ - y| / y {rule} 1 - theta):", "",
                  "| task | " + " | ".join(f"{t:.2f}" for t in MRA_THRESHOLDS) + " |",
                  "|---|" + "---:|" * len(MRA_THRESHOLDS)]
         for t, by in report.mra_by_threshold.items():
@@ -124,7 +133,8 @@ def write_results(output: Path, task: str, report: Report, run_config: dict, n_s
               "n_skipped": n_skipped}
     _atomic_write(Path(output) / "results.json", json.dumps(result, indent=1))
     title = f"{task}: {run_config.get('model', '')}"
+    note_scoring = f"\nScored with `--scoring {report.scoring}` ({report.source}).\n"
     note = f"\n{n_skipped} question(s) whose video could not be read score 0 (see `skipped` in the samples file).\n" \
         if n_skipped else ""
-    _atomic_write(Path(output) / "results.md", markdown_table(report, title) + note)
+    _atomic_write(Path(output) / "results.md", markdown_table(report, title) + note_scoring + note)
     return result

@@ -21,7 +21,7 @@ from .generation import GenerationSettings, generate_answers
 from .inputs import QuestionEncoder, collate_left
 from .questions import Question, detect_format, find_questions_file, read_questions
 from .results import SampleLog, sample_row, score_rows, write_results
-from .scoring import MRA_THRESHOLDS, Scored, aggregate, is_numeric, score_answer
+from .scoring import DEFAULT_SCORING, MRA_THRESHOLDS, SCORINGS, Scored, aggregate, is_numeric, score_answer
 
 logger = logging.getLogger("geovr.eval")
 
@@ -33,11 +33,15 @@ def _skipped_score(q: Question) -> Scored:
 def evaluate(model, tokenizer, questions: list[Question], output: str | Path, run_config: dict,
              settings: GenerationSettings = GenerationSettings(), sampling: FrameSampling = FrameSampling(),
              vision: QwenVision = QwenVision(), backend: str = "auto", batch_size: int = 8, task: str = "vsibench",
-             overwrite: bool = False, progress: bool = True) -> dict:
+             overwrite: bool = False, progress: bool = True, scoring: str = DEFAULT_SCORING) -> dict:
     """Answer and score `questions` with `model` (a Qwen3VLForConditionalGeneration); returns the
-    results dict also written to `output`/results.json. Resumes from `output`'s sample log."""
+    results dict also written to `output`/results.json. Resumes from `output`'s sample log.
+    scoring: `geovr.eval.scoring.SCORINGS`; results.json scores every stored reply with it, so a
+    resumed run may change it without answering again."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring {scoring!r}: choose one of {list(SCORINGS)}")
     log = SampleLog(Path(output), task, run_config, overwrite=overwrite)
     done = log.done
     order = sorted(range(len(questions)), key=lambda i: (questions[i].video, i))  # reuse decoded videos
@@ -57,13 +61,14 @@ def evaluate(model, tokenizer, questions: list[Question], output: str | Path, ru
             except VideoDecodeError as err:
                 logger.warning("skipping %s: %s", q.id, err)
                 rows.append(sample_row(i, q.doc, q.prompt, settings.to_dict(), None, _skipped_score(q),
-                                       q.ground_truth, skipped=f"{err.kind}: {err.reason}"))
+                                       q.ground_truth, skipped=f"{err.kind}: {err.reason}", scoring=scoring))
         if encoded:
             answers = generate_answers(model, tokenizer, collate_left([e for _, e in encoded], pad), settings)
             for (i, _), answer in zip(encoded, answers):
                 q = questions[i]
-                scored = score_answer(q.question_type, answer, q.ground_truth, list(q.options or []) or None)
-                rows.append(sample_row(i, q.doc, q.prompt, settings.to_dict(), answer, scored, q.ground_truth))
+                scored = score_answer(q.question_type, answer, q.ground_truth, list(q.options or []) or None, scoring)
+                rows.append(sample_row(i, q.doc, q.prompt, settings.to_dict(), answer, scored, q.ground_truth,
+                                       scoring=scoring))
         log.append(sorted(rows, key=lambda r: r["doc_id"]))
         if bar is not None:
             bar.update(len(chunk))
@@ -71,7 +76,7 @@ def evaluate(model, tokenizer, questions: list[Question], output: str | Path, ru
         bar.close()
     wanted = {q.id for q in questions}
     rows = [r for r in log.rows if str(r["doc"]["id"]) in wanted]
-    report = aggregate(score_rows(rows))
+    report = aggregate(score_rows(rows, scoring), scoring)
     return write_results(Path(output), task, report, run_config, len(rows), sum(r["skipped"] is not None for r in rows))
 
 
@@ -99,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=("auto", "pyav", "dali-gpu", "dali-cpu"))
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    p.add_argument("--scoring", default=DEFAULT_SCORING, choices=SCORINGS,
+                   help="lmms-eval: as lmms-eval's VSI-Bench task (published numbers; default); release: as the "
+                        "GeoVR release's metric_result.py; lenient: geovr's forgiving reader of free-form replies")
     p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
     p.add_argument("--overwrite", action="store_true", help="discard earlier answers in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -134,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = evaluate(model, tokenizer, questions, output, run_config, settings, sampling,
                           QwenVision(max_tokens_per_frame=a.tokens_per_frame), a.backend, a.batch_size, task,
-                          a.overwrite, progress=not a.quiet)
+                          a.overwrite, progress=not a.quiet, scoring=a.scoring)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,4 +1,6 @@
-"""VSI-Bench scoring against hand-computed cases."""
+"""VSI-Bench scoring against hand-computed cases: the lenient reader, and where the three scorings
+(lmms-eval, release, lenient) part ways. Per-sample identity with lmms-eval's own functions is
+tests/eval/test_lmms_eval_parity.py."""
 import math
 
 import numpy as np
@@ -78,16 +80,16 @@ def test_parse_option_without_options_does_not_guess_from_text():
 
 
 def test_score_answer_numeric_and_choice():
-    s = score_answer("object_counting", "4", "4")
+    s = score_answer("object_counting", "4", "4", scoring="lenient")
     assert s.score == 1.0 and s.parsed == 4.0 and len(s.hits) == 10
-    assert score_answer("object_counting", "four chairs", "5").score == pytest.approx(0.6)  # rel 0.2: 6 of 10
-    assert score_answer("room_size_estimation", "big", "20").score == 0.0
-    assert score_answer("object_rel_direction_hard", "B.", "B").score == 1.0
-    assert score_answer("route_planning", "(C)", "B").score == 0.0
+    assert score_answer("object_counting", "four chairs", "5", scoring="lenient").score == pytest.approx(0.6)  # rel 0.2: 6 of 10
+    assert score_answer("room_size_estimation", "big", "20", scoring="lenient").score == 0.0
+    assert score_answer("object_rel_direction_hard", "B.", "B", scoring="lenient").score == 1.0
+    assert score_answer("route_planning", "(C)", "B", scoring="lenient").score == 0.0
     with pytest.raises(ValueError, match="question_type"):
         score_answer("object_colour", "B", "B")
     with pytest.raises(ValueError, match="non-numeric ground truth"):
-        score_answer("object_counting", "3", "three")
+        score_answer("object_counting", "3", "three", scoring="lenient")
 
 
 def test_aggregate_merges_direction_levels_and_averages_tasks():
@@ -109,3 +111,54 @@ def test_aggregate_merges_direction_levels_and_averages_tasks():
     assert r.unparsable["object_counting"] == 1 and r.unparsable["object_rel_direction"] == 1
     assert r.mra_by_threshold["object_counting"]["0.95"] == 50.0
     assert math.isnan(aggregate([]).overall)
+
+
+@pytest.mark.parametrize("qtype, reply, truth, lmms, release, lenient", [
+    ("object_counting", "9.5", "10", 1.0, 1.0, 0.9),        # rel 0.05 vs 1 - 0.95 = 0.05000000000000004 in
+                                                            # floats: passes <= and <; not lenient's written 0.05
+    ("object_counting", "5", "10", 0.1, 0.0, 0.0),          # rel 0.5: <= 0.5 only in lmms-eval
+    ("object_counting", "3.0.", "3", 1.0, 0.0, 1.0),        # float("3.0.") fails in the release
+    ("object_counting", " 3 ", "3", 1.0, 1.0, 1.0),
+    ("object_counting", "2.5 meters", "2.5", 1.0, 0.0, 1.0),
+    ("object_counting", "twenty-one", "21", 1.0, 0.0, 1.0),  # lenient reads "twenty": rel 0.048 < 0.05
+    ("object_counting", "three hundred and two", "302", 1.0, 0.0, 0.0),
+    ("object_counting", "1,5", "1.5", 0.4, 0.0, 1.0),        # lmms-eval reads 1: rel 1/3
+    ("object_counting", "1e2", "100", 0.0, 1.0, 1.0),        # lmms-eval reads 1 (no exponents)
+    ("object_counting", "0", "0", 1.0, 1.0, 1.0),
+    ("object_counting", "no idea", "4", 0.0, 0.0, 0.0),
+    ("route_planning", "B", "B", 1.0, 1.0, 1.0),
+    ("route_planning", "B.", "B", 1.0, 1.0, 1.0),
+    ("route_planning", "b", "B", 1.0, 0.0, 1.0),             # lmms-eval ignores case; the release does not
+    ("route_planning", "B)", "B", 0.0, 1.0, 1.0),            # first token "B)" / first character "B"
+    ("route_planning", "(B)", "B", 0.0, 0.0, 1.0),
+    ("route_planning", " B", "B", 0.0, 1.0, 1.0),            # lmms-eval splits on one space first
+    ("route_planning", "Because", "B", 0.0, 1.0, 0.0),       # the release's first character
+    ("route_planning", "", "B", 0.0, 0.0, 0.0),
+])
+def test_the_three_scorings_part_ways(qtype, reply, truth, lmms, release, lenient):
+    options = ["A. left", "B. right", "C. back"] if qtype == "route_planning" else None
+    got = {s: score_answer(qtype, reply, truth, options, scoring=s).score for s in ("lmms-eval", "release", "lenient")}
+    assert got == pytest.approx({"lmms-eval": lmms, "release": release, "lenient": lenient})
+
+
+def test_default_scoring_is_lmms_eval_and_unknown_scoring_is_refused():
+    assert score_answer("object_counting", "9.5", "10").score == 1.0
+    with pytest.raises(ValueError, match="choose one of"):
+        score_answer("object_counting", "9.5", "10", scoring="strict")
+
+
+def test_release_aggregate_pools_direction_levels_and_divides_by_eight():
+    rows = [
+        {"question_type": "object_rel_direction_easy", "score": 1.0, "parsed": "A"},
+        {"question_type": "object_rel_direction_medium", "score": 0.0, "parsed": "B"},
+        {"question_type": "object_rel_direction_medium", "score": 1.0, "parsed": "B"},
+        {"question_type": "object_rel_direction_hard", "score": 0.0, "parsed": "C"},
+        {"question_type": "route_planning", "score": 1.0, "parsed": "C"},
+    ]
+    r = aggregate(rows, scoring="release")
+    assert r.scores["object_rel_direction"] == pytest.approx(50.0)  # 2 of 4 questions, pooled
+    assert r.overall == pytest.approx((50.0 + 100.0) / 8)  # six tasks missing count 0
+    lm = aggregate(rows, scoring="lmms-eval")
+    assert lm.scores["object_rel_direction"] == pytest.approx((100.0 + 50.0 + 0.0) / 3)
+    assert lm.overall == pytest.approx((50.0 + 100.0) / 2)
+    assert lm.to_dict()["scoring"] == "lmms-eval" and lm.to_dict()["lmms_eval_version"] == "0.7.3"
