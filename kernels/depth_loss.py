@@ -15,8 +15,8 @@ Forward, 7 launches (8 with weights), no host sync:
                them. The survivor sums (e <= thr) fold into these passes: keys below the chosen
                prefix are survivors, and each level-3 bin holds one exact value
   (6b. survivors: a separate pass over e <= thr, only for a weighted loss)
-  7. finalize  per-sample branch (n <= min_pixels / too few survivors / filtered), L_reg, L_grad,
-               the batch means and the per-sample coefficients the backward needs
+  7. finalize  per-sample branch (n <= min_pixels / too few survivors / filtered), L_reg, L_grad
+               (averaged over the scales with enough pixels), the batch means and the per-sample coefficients the backward needs
 Backward, 1 launch, per band: the gradient of every pixel (L_reg term + the finite-difference
 pairs of the scales whose grid it lies on), scaled by the upstream gradients, written once in the
 input dtype; one pass per scale over that scale's grid. Invalid or out-of-frame values load as
@@ -401,12 +401,23 @@ def _depth_survivors_kernel(
 
 @triton.jit
 def _depth_finalize_kernel(
-    cnt_ptr, acc_ptr, sel_ptr, par_ptr, out_ptr, B,
-    CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, N_SCALES: tl.constexpr, BLOCK_B: tl.constexpr,
+    cnt_ptr, acc_ptr, sel_ptr, meta_ptr, par_ptr, out_ptr, B,
+    CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, N_SCALES: tl.constexpr, GRAD_MIN_PIXELS: tl.constexpr,
+    BLOCK_B: tl.constexpr,
 ):
-    """Per-sample L_reg/L_grad and backward coefficients; out = [loss, reg, grad] batch means."""
+    """Per-sample L_reg/L_grad and backward coefficients; out = [loss, reg, grad] batch means.
+    L_grad averages over the scales whose subsampled map (all frames, from the sample's shape in
+    meta) has at least GRAD_MIN_PIXELS pixels; 0 when none has."""
     bs = tl.arange(0, BLOCK_B)
     live = bs < B
+    px = tl.load(meta_ptr + bs * 3, mask=live, other=0)
+    h = tl.load(meta_ptr + bs * 3 + 1, mask=live, other=1)
+    w = tl.load(meta_ptr + bs * 3 + 2, mask=live, other=1)
+    frames = px // (h * w)
+    n_used = tl.zeros([BLOCK_B], dtype=tl.int32)
+    for s in tl.static_range(N_SCALES):
+        n_used += (frames * ((h + (1 << s) - 1) >> s) * ((w + (1 << s) - 1) >> s) >= GRAD_MIN_PIXELS).to(tl.int32)
+    per_scale = tl.where(n_used > 0, 1.0 / tl.maximum(n_used, 1).to(tl.float32), 0.0)
     n = tl.load(cnt_ptr + bs * 10, mask=live, other=0)
     n_surv = tl.load(cnt_ptr + bs * 10 + 1, mask=live, other=0)
     branch = tl.where(n <= MIN_PIXELS, 0, tl.where(n_surv < MIN_PIXELS, 2, 1))
@@ -429,7 +440,9 @@ def _depth_finalize_kernel(
     grad = tl.zeros([BLOCK_B], dtype=tl.float32)
     for j in tl.static_range(2 * N_SCALES):
         c = tl.load(cnt_ptr + bs * 10 + 2 + j, mask=live, other=0).to(tl.float32)
-        inv = tl.where(c > 0, 1.0 / tl.where(c > 0, c, 1.0), 0.0) / N_SCALES
+        sj = j // 2  # the scale of sums/counts j (x then y per scale)
+        used = frames * ((h + (1 << sj) - 1) >> sj) * ((w + (1 << sj) - 1) >> sj) >= GRAD_MIN_PIXELS
+        inv = tl.where(c > 0, 1.0 / tl.where(c > 0, c, 1.0), 0.0) * tl.where(used, per_scale, 0.0)
         grad += tl.load(acc_ptr + bs * 13 + 5 + j, mask=live, other=0.0) * inv
         tl.store(par_ptr + bs * 11 + 3 + j, inv, mask=live)
     reg = tl.where(live, reg, 0.0)
@@ -544,6 +557,7 @@ class DepthLossSpec:
     quantile: tuple[int, int]
     min_pixels: int
     n_scales: int
+    grad_min_pixels: int
     has_mask: bool
     has_weight: bool
 
@@ -632,8 +646,8 @@ def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Ten
             CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, HAS_WEIGHT=spec.has_weight, **common,
         )
     _depth_finalize_kernel[(1,)](
-        cnt, acc, sel, par, out, B, CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels,
-        N_SCALES=spec.n_scales, BLOCK_B=max(triton.next_power_of_2(B), 16),
+        cnt, acc, sel, meta, par, out, B, CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels,
+        N_SCALES=spec.n_scales, GRAD_MIN_PIXELS=spec.grad_min_pixels, BLOCK_B=max(triton.next_power_of_2(B), 16),
     )
     return out, par, offsets, bands, meta, d
 
@@ -684,12 +698,13 @@ class DepthLossFunction(torch.autograd.Function):
 def fused_depth_loss(
     pred: list[Tensor], target: list[Tensor], valid_mask: list[Tensor] | None,
     weight: list[Tensor] | None, *, clamp: float, quantile: tuple[int, int], min_pixels: int,
-    n_scales: int,
+    n_scales: int, grad_min_pixels: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Launcher used by geovr.losses.depth_loss (which validates the inputs)."""
     if not 1 <= n_scales <= 4:
         raise ValueError(f"n_scales: the fused depth kernel has 1 to 4 finite-difference scales, got {n_scales}")
-    spec = DepthLossSpec(clamp, quantile, min_pixels, n_scales, valid_mask is not None, weight is not None)
+    spec = DepthLossSpec(clamp, quantile, min_pixels, n_scales, grad_min_pixels, valid_mask is not None,
+                         weight is not None)
     dtype = pred[0].dtype
     target = [x.detach() for x in target]
     extra = [*(valid_mask or []), *(x.detach() for x in (weight or []))]
@@ -735,7 +750,7 @@ def _aot_specs():
                       dict(CLAMP_KEY=_float_bits(100.0), MIN_PIXELS=1000, Q_NUM=98, Q_DEN=100,
                            LEVEL=level, NB=nb, BITS=bits, FOLD=True)))
     specs.append(("depth_finalize", _depth_finalize_kernel,
-                  {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "par_ptr": "*fp32",
-                   "out_ptr": "*fp32", "B": "i32"},
-                  dict(CLAMP=100.0, MIN_PIXELS=1000, N_SCALES=4, BLOCK_B=16)))
+                  {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "meta_ptr": "*i32",
+                   "par_ptr": "*fp32", "out_ptr": "*fp32", "B": "i32"},
+                  dict(CLAMP=100.0, MIN_PIXELS=1000, N_SCALES=4, GRAD_MIN_PIXELS=10, BLOCK_B=16)))
     return specs

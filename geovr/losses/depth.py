@@ -7,12 +7,14 @@ pred = exp(logits) > 0). Samples may differ in T, H and W.
   L_reg  = mean(e over e <= thr), thr = min(k-th smallest of clamp(e, max=100), 100),
            k = ceil(0.98 (n - 1)) + 1; plain mean(e) when n <= 1000; mean(clamp(e, max=100)) when
            fewer than 1000 pixels survive.
-  L_grad = 1/4 sum_{s<4} [ mean clamp(|dx D_s|, 100) + mean clamp(|dy D_s|, 100) ],
-           D = pred - target, D_s = D[:, ::2^s, ::2^s].
+  L_grad = 1/S sum_{s<4 used} [ mean clamp(|dx D_s|, 100) + mean clamp(|dy D_s|, 100) ],
+           D = pred - target, D_s = D[:, ::2^s, ::2^s]; scale s is used when D_s (all frames of
+           the sample) has >= 10 pixels, S is the number of scales used, L_grad = 0 when none is.
 
 The `paper` preset (the defaults) reproduces the release exactly; two deviations only where the
-release is undefined: an empty finite-difference mean (H_s or W_s == 1) counts 0, not NaN; and
-above 1e7 pixels the threshold stays exact (the release estimates it on a random 1e6 subset).
+release is undefined or random: an empty finite-difference mean (H_s or W_s == 1) counts 0, not
+NaN; and above 1e7 pixels the threshold stays exact (the release estimates it on a random 1e6
+subset). Which scales are used depends on the map's shape only (a masked-out pixel still counts).
 Extensions, off by default: `valid_mask` (pixels excluded from every term; non-finite targets under
 a mask are ignored, with finite gradients) and `weight` (per-pixel weights of the L_reg means, such
 as the teacher's depth confidence; the threshold stays unweighted).
@@ -31,6 +33,12 @@ CLAMP = 100.0  # error clamp of L_reg's threshold and of L_grad
 QUANTILE = (98, 100)  # 0.98 as an exact fraction: the rank k is computed in integers
 MIN_PIXELS = 1000  # no filtering at or below this many pixels; fallback below this many survivors
 N_SCALES = 4  # finite-difference scales 1, 2, 4, 8
+GRAD_MIN_PIXELS = 10  # a scale enters L_grad when its subsampled map has at least this many pixels
+
+
+def grad_scales_used(t: int, h: int, w: int) -> list[bool]:
+    """Per finite-difference scale s: does D[:, ::2^s, ::2^s] of a [t, h, w] map have >= GRAD_MIN_PIXELS pixels."""
+    return [t * -(-h // 2**s) * -(-w // 2**s) >= GRAD_MIN_PIXELS for s in range(N_SCALES)]
 
 
 def quantile_rank(n: Tensor) -> Tensor:
@@ -70,6 +78,7 @@ def depth_loss(
         return fused_depth_loss(
             pred, target, valid_mask, weight,
             clamp=CLAMP, quantile=QUANTILE, min_pixels=MIN_PIXELS, n_scales=N_SCALES,
+            grad_min_pixels=GRAD_MIN_PIXELS,
         )
     return depth_loss_reference(pred, target, valid_mask, weight)
 
@@ -135,7 +144,9 @@ def depth_loss_reference(
         n <= MIN_PIXELS, reg_all, torch.where(surv.sum(dims) < MIN_PIXELS, reg_clamped, reg_surv)
     )
 
-    # L_grad: clamped finite differences at 4 scales; a pair counts when both pixels are valid.
+    # L_grad: clamped finite differences at the used scales (of 4), averaged over them; a pair
+    # counts when both pixels are valid.
+    used = torch.tensor([grad_scales_used(*x.shape) for x in pred], device=reg.device)  # [B, N_SCALES]
     grad = torch.zeros_like(reg)
     for s in range(N_SCALES):
         step = 2**s
@@ -144,6 +155,7 @@ def depth_loss_reference(
             n_ax = ds.shape[axis]
             diff = (ds.narrow(axis, 1, n_ax - 1) - ds.narrow(axis, 0, n_ax - 1)).abs()
             pair = vs.narrow(axis, 1, n_ax - 1) & vs.narrow(axis, 0, n_ax - 1)
-            grad = grad + _safe_div((diff.clamp(max=CLAMP) * pair).sum(dims), pair.sum(dims).to(dtype))
-    grad = grad / N_SCALES
+            term = _safe_div((diff.clamp(max=CLAMP) * pair).sum(dims), pair.sum(dims).to(dtype))
+            grad = grad + torch.where(used[:, s], term, torch.zeros_like(term))
+    grad = _safe_div(grad, used.sum(1).to(dtype))
     return (reg + grad).mean(), reg.mean(), grad.mean()

@@ -8,7 +8,7 @@ import torch
 import geovr.kernels.depth_loss as depth_kernel
 from geovr.kernels.depth_loss import DepthLossSpec, _launch_forward
 from geovr.losses import depth_loss
-from geovr.losses.depth import CLAMP, MIN_PIXELS, N_SCALES, QUANTILE, quantile_rank
+from geovr.losses.depth import CLAMP, GRAD_MIN_PIXELS, MIN_PIXELS, N_SCALES, QUANTILE, quantile_rank
 
 TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.bfloat16: dict(rtol=2e-2, atol=1e-3),
        torch.float16: dict(rtol=2e-3, atol=1e-4)}
@@ -53,6 +53,7 @@ def _compare(pred, target, mask=None, weight=None, tol=None, upstream=(1.0, 0.5,
         ([(4, 20, 25)], 0.05),  # 5% above 100: threshold 100, filtered
         ([(1, 20, 25), (1, 1, 1)], 0.0),  # n <= 1000, single pixel
         ([(1, 3, 200)], 0.0),  # one frame, H below 8
+        ([(1, 3, 3), (1, 4, 4), (3, 4, 4), (1, 5, 7), (2, 1, 9)], 0.0),  # scales with < 10 pixels drop out
     ],
 )
 def test_fp32_matches_reference(shapes, outliers, device):
@@ -106,7 +107,7 @@ def test_ties_at_threshold(device):
 @pytest.mark.parametrize("outliers", [0.0, 0.01, 0.3])
 def test_threshold_is_the_exact_kth_value(outliers, device):
     pred, target = _inputs([(2, 30, 40), (1, 25, 41), (1, 10, 10)], device, outliers=outliers, seed=6)
-    spec = DepthLossSpec(CLAMP, QUANTILE, MIN_PIXELS, N_SCALES, False, False)
+    spec = DepthLossSpec(CLAMP, QUANTILE, MIN_PIXELS, N_SCALES, GRAD_MIN_PIXELS, False, False)
     p = torch.cat([x.detach().reshape(-1) for x in pred])
     t = torch.cat([x.reshape(-1) for x in target])
     lengths = tuple(x.numel() for x in pred)

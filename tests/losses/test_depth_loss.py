@@ -35,6 +35,7 @@ def test_quantile_rank_matches_float_formula(n):
         ([(4, 20, 25)], 0.05),  # 5% above 100 -> thr = 100, enough survivors
         ([(2, 30, 40), (1, 5, 7), (3, 9, 31)], 0.01),  # mixed sizes, odd sizes, H < 8
         ([(1, 1, 1)], 0.0),
+        ([(1, 3, 3), (1, 4, 4), (3, 4, 4), (1, 5, 7), (2, 1, 9)], 0.0),  # maps on which scales drop out
     ],
 )
 def test_reference_matches_release_loop(shapes, outliers):
@@ -134,3 +135,38 @@ def test_half_precision_inputs_compute_in_fp32():
     loss32 = depth_loss([pred[0].bfloat16().float()], [target[0].bfloat16().float()], backend="reference")[0]
     assert loss16.dtype == torch.float32
     torch.testing.assert_close(loss16, loss32)
+
+
+@pytest.mark.parametrize("shape, used", [
+    ((1, 3, 3), [False] * 4),  # 9 pixels: no scale, L_grad = 0
+    ((1, 4, 4), [True, False, False, False]),  # 16, 4, 1, 1 pixels
+    ((3, 4, 4), [True, True, False, False]),  # 48, 12, 3, 3
+    ((1, 5, 7), [True, True, False, False]),  # 35, 12, 4, 1
+    ((2, 1, 9), [True, True, False, False]),  # 18, 10 (the boundary counts), 6, 4
+    ((1, 9, 9), [True, True, False, False]),  # 81, 25, 9, 4
+    ((4, 9, 9), [True, True, True, True]),  # 324, 100, 36, 16
+])
+def test_grad_term_averages_over_the_scales_with_ten_pixels(shape, used):
+    from geovr.losses.depth import grad_scales_used
+
+    assert grad_scales_used(*shape) == used
+    g = torch.Generator().manual_seed(3)
+    pred = [torch.rand(shape, generator=g, dtype=torch.float64) + 0.5]
+    target = [torch.rand(shape, generator=g, dtype=torch.float64) + 0.5]
+    d = pred[0] - target[0]
+    terms = []
+    for s, u in enumerate(used):
+        if u:
+            ds = d[:, :: 2**s, :: 2**s]
+            terms.append(sum(x.abs().mean() if x.numel() else 0.0
+                             for x in (ds[:, :, 1:] - ds[:, :, :-1], ds[:, 1:] - ds[:, :-1])))
+    want = sum(terms) / len(terms) if terms else 0.0
+    assert depth_loss_reference(pred, target)[2].item() == pytest.approx(float(want), rel=1e-12, abs=1e-15)
+
+
+def test_grad_term_gradient_with_dropped_scales():
+    g = torch.Generator().manual_seed(4)
+    shapes = [(1, 5, 7), (1, 3, 3), (3, 4, 4)]
+    pred = [(torch.rand(s, generator=g, dtype=torch.float64) + 0.5).requires_grad_() for s in shapes]
+    target = [torch.rand(s, generator=g, dtype=torch.float64) + 0.5 for s in shapes]
+    assert torch.autograd.gradcheck(lambda *p: depth_loss_reference(list(p), target)[2], pred)
