@@ -32,11 +32,9 @@ GEOVR_HD void frame_terms(int mode, const T* p, const T* t, T clamp, T huber, T*
     sums[0] += robust(p[k] - t[k], clamp, mode == kPaper ? T(0) : huber, &g);
     if (grad != nullptr) grad[k] = coef[0] * g;
   }
-  if (mode == kPaper) {  // L1 against the standardised (w >= 0) target quaternion
-    T qs[4];
-    quat_standardize(t + 3, qs);
+  if (mode == kPaper) {  // L1 against the target quaternion as the teacher gives it (the release)
     for (int k = 0; k < 4; ++k) {
-      const T d = p[3 + k] - qs[k];
+      const T d = p[3 + k] - t[3 + k];
       sums[1] += fabs(d);
       if (grad != nullptr) grad[3 + k] = coef[1] * (d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0)));
     }

@@ -4,8 +4,9 @@
 
 `student`, `teacher`: lists over the K tapped layers of lists over the B samples of Tensor[N_b, D]
 (N_b tokens of sample b, the same in every layer; D channels). The teacher is a constant (no
-gradient). cos(s, t) = <s, t> / (max(|s|, eps) max(|t|, eps)), eps = 1e-8, as
-torch.nn.functional.cosine_similarity: a zero vector gives cos = 0 and a finite gradient.
+gradient). cos(s, t) = <s, t> / (max(|s|, eps) max(|t|, eps)), eps = 1e-12: the dot product of
+F.normalize(s) and F.normalize(t), as the release computes it; a zero vector gives cos = 0 and a
+finite gradient.
 A sample with N_b = 0 contributes 0.
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import Tensor
 from geovr.losses._backend import use_kernel
 from geovr.losses._checks import check_batch, check_finite, check_same_shapes
 
-EPS = 1e-8
+EPS = 1e-12  # F.normalize's default, as the release normalises
 
 
 def _check(student: object, teacher: object) -> tuple[list[list[Tensor]], list[list[Tensor]]]:

@@ -4,8 +4,8 @@
 FoV h, w (2, radians)]; extrinsics camera-from-world, OpenCV, frame 1 = world.
 
 Modes (per sample, then averaged over samples; loss = w_T L_T + w_R L_R + w_F L_F):
-  paper     (default) the release: L1 on [t | q | fov], translation clamped at 100, target q with
-            w >= 0, weights 1 / 1 / 0.5
+  paper     (default) the release: L1 on [t | q | fov], translation clamped at 100, the target q
+            as the teacher gives it, weights 1 / 1 / 0.5
   geodesic  sign-invariant rotation angle in [0, pi] + robust translation (clamped L1, or Huber
             with huber_delta > 0) + FoV L1
   relative  every ordered frame pair (i, j), i != j: angle between predicted and target relative
@@ -13,6 +13,11 @@ Modes (per sample, then averaged over samples; loss = w_T L_T + w_R L_R + w_F L_
             FoV L1 per frame. T = 1 has no pairs: those parts are 0 with zero gradient.
 Geodesic and relative modes reject predicted quaternions of norm < 1e-8 (a zero quaternion is no
 rotation and has no gradient direction): a ValueError names the sample and frame.
+standardise_target=True (any mode; off in the `paper` preset) flips each target quaternion to
+w >= 0 first. q and -q are one rotation, and VGGT's camera head outputs an unstandardised q, so a
+teacher that hops between the two signs from frame to frame (or from video to video) asks the
+paper mode's L1 for both at once; standardised, the L1 target is one point per rotation (the
+geodesic and relative modes are sign-invariant anyway). The release compares with the raw q.
 The target is a constant. The eager references live in pose_reference.py (test oracle).
 """
 from __future__ import annotations
@@ -90,6 +95,7 @@ def pose_loss(
     weights: tuple[float, float, float] = WEIGHTS,
     trans_clamp: float = TRANS_CLAMP,
     huber_delta: float = 0.0,
+    standardise_target: bool = False,
     backend: str | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Returns (loss, trans, rot, fov): scalars averaged over samples (see module docstring).
@@ -109,6 +115,8 @@ def pose_loss(
     if len(weights) != 3:
         raise ValueError(f"weights: expected (translation, rotation, fov), got {weights!r}")
     dtype = torch.float64 if pred[0].dtype == torch.float64 else torch.float32
+    if standardise_target:
+        target = [torch.cat([x[:, :3], standardise_quaternion(x[:, 3:7]), x[:, 7:]], 1) for x in target]
     p = torch.cat([x.to(dtype) for x in pred])
     t = torch.cat([x.detach().to(dtype) for x in target])
     _check_values(pred, target, p.detach(), t, mode)

@@ -2,7 +2,7 @@
 baseline of the compiled extension (csrc/). Batched over the packed frames of all samples.
 
 Per sample (means over its terms), then averaged over samples:
-  paper     L_T = mean min(|t^ - t*|, 100), L_R = mean |q^ - q*| (q* with w >= 0), L_F = mean |f^ - f*|
+  paper     L_T = mean min(|t^ - t*|, 100), L_R = mean |q^ - q*| (q* as given), L_F = mean |f^ - f*|
   geodesic  L_T = mean rho(t^ - t*), L_R = mean angle(conj(q*) q^) in [0, pi], L_F as paper
   relative  over ordered pairs i != j: L_T = mean rho(t^_ij - t*_ij), L_R = mean angle between
             q^_ij = u_i conj(u_j) and q*_ij; t_ij = t_i - R_i R_j^T t_j; L_F as paper
@@ -96,10 +96,8 @@ def pose_parts_reference(pred: list[Tensor], target: list[Tensor], mode: str, tr
     seg = torch.repeat_interleave(torch.arange(batch, device=p.device), torch.tensor(frames, device=p.device))
     fov = _segment_mean((p[:, 7:9] - t[:, 7:9]).abs(), seg, counts, batch)
     if mode == "paper":
-        q = t[:, 3:7]
-        q = torch.where(q[:, 3:4] < 0, -q, q)
         trans = _segment_mean((p[:, :3] - t[:, :3]).abs().clamp(max=trans_clamp), seg, counts, batch)
-        rot = _segment_mean((p[:, 3:7] - q).abs(), seg, counts, batch)
+        rot = _segment_mean((p[:, 3:7] - t[:, 3:7]).abs(), seg, counts, batch)
     elif mode == "geodesic":
         qt = t[:, 3:7] / torch.linalg.vector_norm(t[:, 3:7], dim=-1, keepdim=True)
         trans = _segment_mean(robust(p[:, :3] - t[:, :3], trans_clamp, huber_delta), seg, counts, batch)

@@ -48,7 +48,7 @@ def align_loss_loop(student: list[list[Tensor]], teacher: list[list[Tensor]]) ->
     for s_layer, t_layer in zip(student, teacher):
         for s, t in zip(s_layer, t_layer):
             dtype = torch.float64 if s.dtype == torch.float64 else torch.float32
-            cos = F.cosine_similarity(s.to(dtype), t.detach().to(dtype), dim=-1)
+            cos = (F.normalize(s.to(dtype), dim=-1) * F.normalize(t.detach().to(dtype), dim=-1)).sum(-1)
             total = total + (1 - cos).mean()
             count += 1
     return total / count
@@ -60,10 +60,8 @@ def pose_loss_loop(pred: list[Tensor], target: list[Tensor]) -> tuple[Tensor, Te
     for p, t in zip(pred, target):
         dtype = torch.float64 if p.dtype == torch.float64 else torch.float32
         p, t = p.to(dtype), t.detach().to(dtype)
-        q = t[:, 3:7]
-        q = torch.where(q[:, 3:4] < 0, -q, q)
         ts.append((p[:, :3] - t[:, :3]).abs().clamp(max=100.0).mean())
-        rs.append((p[:, 3:7] - q).abs().mean())
+        rs.append((p[:, 3:7] - t[:, 3:7]).abs().mean())  # the teacher's quaternion as it is
         fs.append((p[:, 7:9] - t[:, 7:9]).abs().mean())
     lt, lr, lf = torch.stack(ts).mean(), torch.stack(rs).mean(), torch.stack(fs).mean()
     return 1.0 * lt + 1.0 * lr + 0.5 * lf, lt, lr, lf

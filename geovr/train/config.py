@@ -98,13 +98,16 @@ class OptimConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the total: L = text L_text + pose L_cam + depth L_depth + align L_align + scale L_scale."""
+    """Weights of the total: L = text L_text + pose L_cam + depth L_depth + align L_align + scale L_scale.
+    pose_standardise_target: flip the teacher's quaternion to w >= 0 before the pose L1 (q and -q
+    are one rotation; see geovr.losses.pose); off in both presets, as in the release."""
 
     text: float = 1.0
     pose: float = 2.5
     depth: float = 1.0
     align: float = 1.0
     scale: float = 1.0
+    pose_standardise_target: bool = False
 
 
 @dataclass

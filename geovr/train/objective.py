@@ -63,7 +63,8 @@ def micro_loss(out: GeoOutputs, targets: list[TeacherTargets], weights: LossConf
     if targets:
         if enabled.get("pose"):
             tgt = [t.pose_enc.to(out.pose[0].device) for t in targets]
-            parts["pose"] = _guarded(lambda: pose_loss(out.pose, tgt)[0], out.pose)
+            parts["pose"] = _guarded(lambda: pose_loss(out.pose, tgt, standardise_target=weights.pose_standardise_target)[0],
+                                     out.pose)
         if enabled.get("depth"):
             pred, tgt = [p.float() for p in out.depth], [t.depth.to(out.depth[0].device) for t in targets]
             parts["depth"] = _guarded(lambda: depth_loss(pred, tgt)[0], pred)

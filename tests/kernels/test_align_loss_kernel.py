@@ -77,3 +77,19 @@ def test_packed_views_need_no_copy(device):
 @pytest.mark.gpu
 def test_release_shapes_on_gpu():
     _compare(*_inputs([32 * 14 * 18] * 8, 1024, "cuda", dtype=torch.bfloat16))
+
+
+def test_tiny_vectors_between_the_two_eps(device):
+    """Rows of norm 1e-10 (below cosine_similarity's eps 1e-8, above F.normalize's 1e-12): the
+    kernel normalises them as the release's F.normalize does, values and gradients."""
+    student, teacher = _inputs([5, 3], 24, device, layers=2, seed=3)
+    with torch.no_grad():
+        for x in (student[0][0], student[1][1]):
+            x.mul_(1e-10 / torch.linalg.vector_norm(x, dim=-1, keepdim=True))
+    _compare(student, teacher)
+    import torch.nn.functional as F
+
+    s, t = student[0][0].detach().double(), teacher[0][0].double()
+    per_row = 1 - (F.normalize(s, dim=-1) * F.normalize(t, dim=-1)).sum(-1)
+    got = align_loss([[student[0][0]]], [[teacher[0][0]]], backend="triton")
+    torch.testing.assert_close(got.double(), per_row.mean(), rtol=1e-5, atol=1e-6)

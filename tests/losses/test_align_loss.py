@@ -1,4 +1,4 @@
-"""The batched alignment reference against torch's cosine_similarity loop, and gradcheck."""
+"""The batched alignment reference against the release-style F.normalize loop, and gradcheck."""
 import torch
 
 from geovr.losses import align_loss, align_loss_reference
@@ -12,9 +12,9 @@ def _inputs(counts, d, layers=4, dtype=torch.float64, seed=0):
     return s, t
 
 
-def test_matches_cosine_similarity_loop():
+def test_matches_the_normalize_loop():
     s, t = _inputs([5, 12, 1], 24)
-    s[1][0][2] = 0.0  # a zero vector: cos = 0, as torch's cosine_similarity
+    s[1][0][2] = 0.0  # a zero vector: cos = 0, as F.normalize gives
     torch.testing.assert_close(align_loss_reference(s, t), align_loss_loop(s, t), rtol=1e-12, atol=1e-12)
 
 
@@ -40,3 +40,15 @@ def test_gradcheck_fp64_including_zero_vector():
 
     # a zero vector sits on the kink of max(|s|, eps): check the others with finite differences
     assert torch.autograd.gradcheck(lambda *xs: fn(xs[0], s[0][1], *xs[1:]), (flat[0], *flat[2:]))
+
+
+def test_tiny_vectors_normalise_as_F_normalize():
+    """|s| = 1e-10 (between F.normalize's eps 1e-12 and cosine_similarity's 1e-8): the release's
+    F.normalize makes it a unit vector, so the loss sees its direction."""
+    import torch.nn.functional as F
+
+    s, t = _inputs([6], 16, layers=1, seed=2)
+    s[0][0] = s[0][0] / torch.linalg.vector_norm(s[0][0], dim=-1, keepdim=True) * 1e-10
+    want = (1 - (F.normalize(s[0][0], dim=-1) * F.normalize(t[0][0], dim=-1)).sum(-1)).mean()
+    torch.testing.assert_close(align_loss_reference(s, t), want, rtol=1e-12, atol=1e-12)
+    assert abs(want.item() - 1.0) > 0.05  # cosine_similarity (eps 1e-8) would give about 1 - 0.01 cos

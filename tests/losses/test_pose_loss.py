@@ -17,16 +17,28 @@ def test_matches_release_loop_mixed_frame_counts():
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_target_quaternion_sign_is_standardised():
+def test_target_quaternion_is_used_as_given_unless_standardised():
+    """The release (and `paper`) compares with the teacher's quaternion as VGGT's camera head
+    outputs it; standardise_target=True flips it to w >= 0 first."""
     pred, target = _poses([3]), _poses([3], seed=1)
+    q = target[0][:, 3:7]
+    assert (q[:, 3] < 0).any() and (q[:, 3] > 0).any()
     flipped = target[0].clone()
     flipped[:, 3:7] = -flipped[:, 3:7]
-    torch.testing.assert_close(pose_loss(pred, target)[2], pose_loss(pred, [flipped])[2])
-    # a prediction equal to the standardised target has zero rotation error
-    q = target[0][:, 3:7]
+    raw, raw_flipped = pose_loss(pred, target)[2], pose_loss(pred, [flipped])[2]
+    assert raw.item() != pytest.approx(raw_flipped.item())
+    # by hand: the mean over frames and components of |q^ - q*|
+    assert raw.item() == pytest.approx((pred[0][:, 3:7] - q).abs().mean().item(), rel=1e-12)
+    for backend in (None, "reference"):
+        std = pose_loss(pred, target, standardise_target=True, backend=backend)[2]
+        torch.testing.assert_close(std, pose_loss(pred, [flipped], standardise_target=True, backend=backend)[2])
+        qs = torch.where(q[:, 3:4] < 0, -q, q)
+        assert std.item() == pytest.approx((pred[0][:, 3:7] - qs).abs().mean().item(), rel=1e-12)
+    # a prediction equal to the raw target has zero rotation error; to the standardised one, not
     p = pred[0].clone()
-    p[:, 3:7] = torch.where(q[:, 3:4] < 0, -q, q)
+    p[:, 3:7] = q
     assert pose_loss([p], target)[2].item() == 0.0
+    assert pose_loss([p], target, standardise_target=True)[2].item() > 0.0
 
 
 def test_translation_clamp_and_weights():
