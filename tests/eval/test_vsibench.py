@@ -126,3 +126,37 @@ def test_synthetic_qa_and_a_geovr_checkpoint(tok, synthetic_root, tmp_path):
 def test_bad_model_path_is_a_clear_error(vsibench_dir, tmp_path, capsys):
     assert main(["--model", str(tmp_path), "--data", str(vsibench_dir), "--quiet"]) == 2
     assert "neither a HF Qwen3-VL folder" in capsys.readouterr().err
+
+
+def test_scoring_is_recorded_and_a_finished_run_rescores_without_answering(loaded, vsibench_dir, tmp_path):
+    from geovr.eval.scoring import score_answer
+
+    model, tok = loaded
+    qs = read_questions(str(vsibench_dir))
+    out = tmp_path / "out"
+    evaluate(model, tok, qs, out, CFG, GenerationSettings(max_new_tokens=2), progress=False)
+    # plant replies on which the scorings disagree
+    path = out / "samples_vsibench.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in rows:
+        numeric = "MRA:.5:.95:.05" in r
+        r["resps"] = [[f"{float(r['target'])}." if numeric else f"{r['target']})"]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = {}
+    for scoring in ("lmms-eval", "release", "lenient"):
+        result = evaluate(None, tok, qs, out, CFG, GenerationSettings(max_new_tokens=2), progress=False,
+                          scoring=scoring)  # model None: nothing may be answered again
+        res = result["results"]["vsibench"]
+        assert res["scoring"] == scoring and res["scoring_source"]
+        assert ("lmms_eval_version" in res) == (scoring == "lmms-eval")
+        assert f"--scoring {scoring}" in (out / "results.md").read_text()
+        got[scoring] = res["scores"]
+        for qtype in {r["doc"]["question_type"] for r in rows}:
+            mine = [r for r in rows if r["doc"]["question_type"] == qtype]
+            want = 100 * sum(score_answer(qtype, r["resps"][0][0], r["target"], scoring=scoring).score
+                             for r in mine) / len(mine)
+            assert res["scores"][qtype] == pytest.approx(want)
+    # "3.0." reads as 3 in lmms-eval, not in the release; "B)" is wrong for lmms-eval, right for the release
+    assert got["lmms-eval"]["object_counting"] == 100 and got["release"]["object_counting"] == 0
+    assert got["lmms-eval"]["route_planning"] == 0 and got["release"]["route_planning"] == 100
+    assert got["lenient"]["route_planning"] == 100 and got["lenient"]["object_counting"] == 100
