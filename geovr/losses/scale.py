@@ -5,8 +5,12 @@
   m  = metric depth x f / 300, f = mean(f_x, f_y) of the teacher camera (pixels, teacher resolution)
   L_scale = mean_b | log(1 + s*) - log(1 + s^) |       (s^ = exp(head) > 0)
 
-The median is the lower median (torch.median) of the sample's non-sky confidences, all frames
-together. An empty mask gives s* = 0 (the release's formula).
+The median is the exact lower median (torch.median) of the sample's non-sky confidences, all
+frames together: a deliberate difference from the release, whose DA3-derived code takes
+torch.quantile(., 0.5) of a random subset of at most 100,000 of them. An empty mask gives s* = 0
+(the release's formula); a sample with no usable camera is left without a target upstream
+(`geovr.teachers.metric_depth.MetricScaledTeacher`). sky_prob is DA3's sky score (a ReLU output,
+>= 0; a pixel is sky at >= 0.3).
 """
 from __future__ import annotations
 
@@ -53,7 +57,7 @@ def scale_target(
     """Per-video metric scale s* [B] from lists of Tensor[T, H, W] (one entry per sample).
 
     focal: list of Tensor[T] (pixels; e.g. `focal_from_pose_enc`), applied as m = metric x f/300;
-    None when `metric_depth` is already focal-corrected. sky_prob: list of Tensor[T, H, W] in [0, 1].
+    None when `metric_depth` is already focal-corrected. sky_prob: list of Tensor[T, H, W] (DA3's sky score).
     """
     metric_depth = check_batch("metric_depth", metric_depth, 3, "[T, H, W]")
     teacher_depth = check_batch("teacher_depth", teacher_depth, 3, "[T, H, W]")
