@@ -84,17 +84,20 @@ def test_missing_install_and_weights(tmp_path, monkeypatch):
         VGGTTeacher(weights=tmp_path / "w.pt")
 
 
-def _fake_vggt_package(monkeypatch):
-    """Install a `vggt` package whose VGGT class is TinyVGGT, to exercise the real loading code."""
-    class VGGT(TinyVGGT):
-        def __init__(self):
-            super().__init__(dim=16, depth=24, seed=123)
+def _fake_vggt_package(monkeypatch, cls=None):
+    """Install a `vggt` package whose VGGT class is `cls` (default: TinyVGGT at fixed sizes), to
+    exercise the real loading code."""
+    if cls is None:
+        class VGGT(TinyVGGT):
+            def __init__(self):
+                super().__init__(dim=16, depth=24, seed=123)
+        cls = VGGT
 
     pkg, models, mod = (types.ModuleType(n) for n in ("vggt", "vggt.models", "vggt.models.vggt"))
-    mod.VGGT = VGGT
+    mod.VGGT = cls
     for name, m in (("vggt", pkg), ("vggt.models", models), ("vggt.models.vggt", mod)):
         monkeypatch.setitem(sys.modules, name, m)
-    return VGGT
+    return cls
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "pt"])
@@ -161,18 +164,10 @@ def test_field_of_view_is_a_relu_output_that_can_be_zero():
     assert torch.all(out.pose_enc[:, 7:] == 0)
 
 
-def _fake_vggt_hub_class(monkeypatch):
-    """A `vggt` package whose VGGT is TinyVGGT with its from_pretrained (huggingface_hub's mixin)."""
-    pkg, models, mod = (types.ModuleType(n) for n in ("vggt", "vggt.models", "vggt.models.vggt"))
-    mod.VGGT = TinyVGGT
-    for name, m in (("vggt", pkg), ("vggt.models", models), ("vggt.models.vggt", mod)):
-        monkeypatch.setitem(sys.modules, name, m)
-
-
 def test_load_from_pretrained_folder_strictly(tmp_path, monkeypatch):
     from safetensors.torch import load_file, save_file
 
-    _fake_vggt_hub_class(monkeypatch)
+    _fake_vggt_package(monkeypatch, TinyVGGT)  # TinyVGGT's from_pretrained is huggingface_hub's, as VGGT's
     model = TinyVGGT(dim=16, depth=24, seed=7)
     model.save_pretrained(tmp_path / "ok")
     loaded = load_vggt(tmp_path / "ok")
