@@ -400,6 +400,12 @@ def _depth_survivors_kernel(
 
 
 @triton.jit
+def _scale_used(frames, h, w, S: tl.constexpr, GRAD_MIN_PIXELS: tl.constexpr):
+    """Does D[:, ::2^S, ::2^S] of a [frames, h, w] map have at least GRAD_MIN_PIXELS pixels."""
+    return frames * ((h + (1 << S) - 1) >> S) * ((w + (1 << S) - 1) >> S) >= GRAD_MIN_PIXELS
+
+
+@triton.jit
 def _depth_finalize_kernel(
     cnt_ptr, acc_ptr, sel_ptr, meta_ptr, par_ptr, out_ptr, B,
     CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, N_SCALES: tl.constexpr, GRAD_MIN_PIXELS: tl.constexpr,
@@ -416,7 +422,7 @@ def _depth_finalize_kernel(
     frames = px // (h * w)
     n_used = tl.zeros([BLOCK_B], dtype=tl.int32)
     for s in tl.static_range(N_SCALES):
-        n_used += (frames * ((h + (1 << s) - 1) >> s) * ((w + (1 << s) - 1) >> s) >= GRAD_MIN_PIXELS).to(tl.int32)
+        n_used += _scale_used(frames, h, w, s, GRAD_MIN_PIXELS).to(tl.int32)
     per_scale = tl.where(n_used > 0, 1.0 / tl.maximum(n_used, 1).to(tl.float32), 0.0)
     n = tl.load(cnt_ptr + bs * 10, mask=live, other=0)
     n_surv = tl.load(cnt_ptr + bs * 10 + 1, mask=live, other=0)
@@ -440,8 +446,7 @@ def _depth_finalize_kernel(
     grad = tl.zeros([BLOCK_B], dtype=tl.float32)
     for j in tl.static_range(2 * N_SCALES):
         c = tl.load(cnt_ptr + bs * 10 + 2 + j, mask=live, other=0).to(tl.float32)
-        sj = j // 2  # the scale of sums/counts j (x then y per scale)
-        used = frames * ((h + (1 << sj) - 1) >> sj) * ((w + (1 << sj) - 1) >> sj) >= GRAD_MIN_PIXELS
+        used = _scale_used(frames, h, w, j // 2, GRAD_MIN_PIXELS)  # sums/counts j: x then y per scale
         inv = tl.where(c > 0, 1.0 / tl.where(c > 0, c, 1.0), 0.0) * tl.where(used, per_scale, 0.0)
         grad += tl.load(acc_ptr + bs * 13 + 5 + j, mask=live, other=0.0) * inv
         tl.store(par_ptr + bs * 11 + 3 + j, inv, mask=live)

@@ -8,9 +8,6 @@ handling (its sky score is a ReLU output, and its forward already sets sky depth
 folder loading, MetricScaledTeacher's s* by hand, the target-cache CLI's VGGT + DA3 path, and a
 training run with the real DA3 online (VGGT, not on the package index, is TinyVGGT behind a
 `vggt` package; the pose loss is off there: this environment has no compiled geovr._ext)."""
-import sys
-import types
-
 import numpy as np
 import pytest
 import torch
@@ -133,18 +130,13 @@ def test_metric_scaled_teacher_by_hand(metric):
     torch.testing.assert_close(focal_from_pose_enc(out.pose_enc.double(), h, w).numpy(), f)
 
 
-def _vggt_folder(monkeypatch, folder):
-    """A `vggt` package whose VGGT is TinyVGGT (huggingface_hub's from_pretrained, as VGGT's), and a
-    folder of its weights."""
-    pkg, models, mod = (types.ModuleType(n) for n in ("vggt", "vggt.models", "vggt.models.vggt"))
-    mod.VGGT = TinyVGGT
-    for name, m in (("vggt", pkg), ("vggt.models", models), ("vggt.models.vggt", mod)):
-        monkeypatch.setitem(sys.modules, name, m)
-    TinyVGGT(dim=16, depth=24, seed=3).save_pretrained(str(folder))
+def _vggt_folder(fake_vggt, folder):
+    """VGGT as TinyVGGT (huggingface_hub's from_pretrained, as VGGT's) and a folder of its weights."""
+    fake_vggt(TinyVGGT)(dim=16, depth=24, seed=3).save_pretrained(str(folder))
     return folder
 
 
-def test_target_cache_cli_with_vggt_and_da3(da3_folder, metric, synthetic_root, tmp_path, monkeypatch):
+def test_target_cache_cli_with_vggt_and_da3(da3_folder, metric, synthetic_root, tmp_path, fake_vggt):
     """`python -m geovr.teachers.cache --teacher vggt --metric-weights <DA3 folder>`: the real DA3
     loaded from its folder."""
     from geovr.data.dataset import VideoQADataset
@@ -153,7 +145,7 @@ def test_target_cache_cli_with_vggt_and_da3(da3_folder, metric, synthetic_root, 
     from geovr.data.sampling import FrameSampling
     from geovr.teachers.cache import TeacherCache, cache_key, main
 
-    _vggt_folder(monkeypatch, tmp_path / "VGGT-1B")
+    _vggt_folder(fake_vggt, tmp_path / "VGGT-1B")
     out = tmp_path / "cache"
     argv = ["--data", str(synthetic_root / "train.jsonl"), "--teacher", "vggt", "--vggt-weights",
             str(tmp_path / "VGGT-1B"), "--metric-weights", str(da3_folder), "--feature-dim", "16", "--out", str(out),
@@ -174,14 +166,14 @@ def test_target_cache_cli_with_vggt_and_da3(da3_folder, metric, synthetic_root, 
     torch.testing.assert_close(got.depth, online.depth)
 
 
-def test_training_with_the_real_da3_online(da3_folder, tmp_path, monkeypatch):
+def test_training_with_the_real_da3_online(da3_folder, tmp_path, fake_vggt):
     """`python -m geovr.train teacher.name=vggt teacher.metric_weights=<DA3 folder>`: two steps on
     the synthetic world with the teachers run online; the scale loss is finite, no step is bad."""
     import json
 
     from geovr.train.main import main
 
-    vggt = _vggt_folder(monkeypatch, tmp_path / "VGGT-1B")
+    vggt = _vggt_folder(fake_vggt, tmp_path / "VGGT-1B")
     rc = main([f"data.path={tmp_path}/syn/train.jsonl", "data.synthetic_scenes=2", "data.synthetic_seconds=2",
                "data.synthetic_height=96", "data.synthetic_width=128", "data.max_frames=4", "data.teacher_longest=112",
                "teacher.name=vggt", f"teacher.vggt_weights={vggt}", f"teacher.metric_weights={da3_folder}",

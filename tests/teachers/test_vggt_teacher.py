@@ -1,7 +1,6 @@
 """VGGTTeacher on a tiny VGGT-shaped module: target shapes, features = the frame half of the
 tapped layers' patch tokens, the weight-loading paths, and clear errors when VGGT is missing."""
 import sys
-import types
 
 import pytest
 import torch
@@ -84,25 +83,14 @@ def test_missing_install_and_weights(tmp_path, monkeypatch):
         VGGTTeacher(weights=tmp_path / "w.pt")
 
 
-def _fake_vggt_package(monkeypatch, cls=None):
-    """Install a `vggt` package whose VGGT class is `cls` (default: TinyVGGT at fixed sizes), to
-    exercise the real loading code."""
-    if cls is None:
-        class VGGT(TinyVGGT):
-            def __init__(self):
-                super().__init__(dim=16, depth=24, seed=123)
-        cls = VGGT
-
-    pkg, models, mod = (types.ModuleType(n) for n in ("vggt", "vggt.models", "vggt.models.vggt"))
-    mod.VGGT = cls
-    for name, m in (("vggt", pkg), ("vggt.models", models), ("vggt.models.vggt", mod)):
-        monkeypatch.setitem(sys.modules, name, m)
-    return cls
+class _FixedSizeVGGT(TinyVGGT):
+    def __init__(self):
+        super().__init__(dim=16, depth=24, seed=123)
 
 
 @pytest.mark.parametrize("fmt", ["safetensors", "pt"])
-def test_load_weights_file(tmp_path, monkeypatch, tiny, fmt):
-    _fake_vggt_package(monkeypatch)
+def test_load_weights_file(tmp_path, fake_vggt, tiny, fmt):
+    fake_vggt(_FixedSizeVGGT)
     state = {k: v.contiguous() for k, v in tiny.state_dict().items()}
     path = tmp_path / f"model.{fmt}"
     if fmt == "safetensors":
@@ -164,10 +152,10 @@ def test_field_of_view_is_a_relu_output_that_can_be_zero():
     assert torch.all(out.pose_enc[:, 7:] == 0)
 
 
-def test_load_from_pretrained_folder_strictly(tmp_path, monkeypatch):
+def test_load_from_pretrained_folder_strictly(tmp_path, fake_vggt):
     from safetensors.torch import load_file, save_file
 
-    _fake_vggt_package(monkeypatch, TinyVGGT)  # TinyVGGT's from_pretrained is huggingface_hub's, as VGGT's
+    fake_vggt(TinyVGGT)  # TinyVGGT's from_pretrained is huggingface_hub's, as VGGT's
     model = TinyVGGT(dim=16, depth=24, seed=7)
     model.save_pretrained(tmp_path / "ok")
     loaded = load_vggt(tmp_path / "ok")
