@@ -22,6 +22,8 @@ The target is a constant. The eager references live in pose_reference.py (test o
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import Tensor
 
@@ -100,8 +102,11 @@ def pose_loss(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Returns (loss, trans, rot, fov): scalars averaged over samples (see module docstring).
 
-    backend: None/"extension" (the compiled op, CPU or CUDA) or "reference" (eager PyTorch).
+    backend: None/"extension" (the compiled op, CPU or CUDA) or "reference" (eager PyTorch);
+    None follows GEOVR_LOSS_BACKEND=reference when set, as the other losses do.
     """
+    if backend is None and os.environ.get("GEOVR_LOSS_BACKEND") == "reference":
+        backend = "reference"
     pred = check_batch("pred", pred, 2, "[T, 9]")
     target = check_batch("target", target, 2, "[T, 9]")
     check_same_shapes("pred", pred, "target", target)

@@ -5,11 +5,16 @@ from dataclasses import dataclass
 
 from .layer_map import VGGT_DEPTH, VGGT_LAYERS
 
+TEXT_LOGITS = ("supervised", "all")
+
 
 @dataclass(frozen=True)
 class GeoVRConfig:
     """camera/depth/scale/align: switch each objective's tokens and head. teacher_*: the teacher's
-    tapped layers, depth (layer count), patch (px) and feature width C. Head widths as the release."""
+    tapped layers, depth (layer count), patch (px) and feature width C. Head widths as the release.
+    text_logits: "supervised" (the LM head and text loss only where a label is set; training never
+    makes the full [B, L', vocabulary] logits) or "all" (HF's forward: logits at every position, as
+    the release)."""
 
     camera: bool = True
     depth: bool = True
@@ -24,6 +29,11 @@ class GeoVRConfig:
     dpt_channels: tuple[int, int, int, int] = (256, 512, 1024, 1024)
     dpt_features: int = 256
     projector_hidden: int = 1024
+    text_logits: str = "supervised"
+
+    def __post_init__(self):
+        if self.text_logits not in TEXT_LOGITS:
+            raise ValueError(f"text_logits {self.text_logits!r}: choose from {list(TEXT_LOGITS)}")
 
     @staticmethod
     def paper() -> "GeoVRConfig":

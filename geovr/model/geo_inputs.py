@@ -19,7 +19,9 @@ from .tokens import CAMERA_FIRST, CAMERA_LATER, IGNORE_INDEX, SCALE, Inserted, f
 @dataclass
 class GeoInputs:
     """input_ids, attention_mask, labels [B, L']; position_ids [3, B, L']; plans: one `Inserted`
-    per sample; frames: the frame count of each video of each sample."""
+    per sample; frames: the frame count of each video of each sample. text_positions [N, 2]
+    (sample, position) of the N positions whose next token is supervised, text_targets [N] those
+    tokens (None without labels): where the LM head has to run in training."""
 
     input_ids: Tensor
     attention_mask: Tensor
@@ -27,6 +29,23 @@ class GeoInputs:
     position_ids: Tensor
     plans: list[Inserted]
     frames: list[list[int]]
+    text_positions: Tensor | None = None
+    text_targets: Tensor | None = None
+
+    def to(self, device: torch.device | str) -> "GeoInputs":
+        """The tensors on `device` (non-blocking; the plans stay on the CPU)."""
+        move = lambda x: x.to(device, non_blocking=True) if x is not None else None  # noqa: E731
+        return GeoInputs(move(self.input_ids), move(self.attention_mask), move(self.labels), move(self.position_ids),
+                         self.plans, self.frames, move(self.text_positions), move(self.text_targets))
+
+
+def supervised_positions(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """labels [B, L] (HF's: the token at each position, IGNORE_INDEX where no loss) -> (positions
+    [N, 2] (sample, position) whose next token is supervised, row-major; those next tokens [N])."""
+    nxt = torch.full_like(labels, IGNORE_INDEX)
+    nxt[:, :-1] = labels[:, 1:]
+    positions = torch.nonzero(nxt != IGNORE_INDEX)
+    return positions, nxt[positions[:, 0], positions[:, 1]]
 
 
 @dataclass
@@ -78,7 +97,9 @@ def plan_geo_inputs(batch: dict, rope: Tensor, camera: bool, scale: bool) -> Geo
         if labels is not None:
             new_labels[i, :m] = torch.where(orig, labels[i, src], torch.full_like(src, IGNORE_INDEX))
         pos[:, i, :m] = rope[:, i, src]
-    return GeoInputs(new_ids, new_mask, new_labels if labels is not None else None, pos, plans, frames)
+    if labels is None:
+        return GeoInputs(new_ids, new_mask, None, pos, plans, frames)
+    return GeoInputs(new_ids, new_mask, new_labels, pos, plans, frames, *supervised_positions(new_labels))
 
 
 def pad_geo_inputs(geo: GeoInputs, multiple: int) -> GeoInputs:
@@ -94,7 +115,7 @@ def pad_geo_inputs(geo: GeoInputs, multiple: int) -> GeoInputs:
 
     return GeoInputs(pad(geo.input_ids, 0), pad(geo.attention_mask, 0),
                      pad(geo.labels, IGNORE_INDEX) if geo.labels is not None else None, pad(geo.position_ids, 0),
-                     geo.plans, geo.frames)
+                     geo.plans, geo.frames, geo.text_positions, geo.text_targets)
 
 
 def write_geometry_embeds(embeds: Tensor, plans: list[Inserted], camera_embed: nn.Embedding | None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import GeoVRConfig
@@ -24,7 +25,8 @@ from .geo_inputs import GeoInputs, plan_geo_inputs, video_slots, write_geometry_
 
 @dataclass
 class GeoOutputs:
-    """loss_text: HF's cross-entropy on the labels; logits [B, L', V]. For the video samples (in
+    """loss_text: the cross-entropy on the labels (HF's); logits: [B, L', V], or with
+    `text_logits="supervised"` and labels only the [N, V] rows of `GeoInputs.text_positions`. For the video samples (in
     batch order, `video_samples` their batch indices): pose [T, 9], depth [T, H', W'], scale [Bv],
     features {teacher layer: [T, H'/28, W'/28, C]}. taps: how many hidden states were kept."""
 
@@ -60,11 +62,19 @@ class GeoVRModel(nn.Module):
                 nn.init.normal_(module.weight, std=0.02)
 
     # ------------------------------------------------------------------ inputs
-    def build_inputs(self, batch: dict) -> tuple[dict, GeoInputs]:
-        """HF's inputs (inputs_embeds, attention_mask, position_ids [3, B, L'], labels) and the plan."""
+    def plan(self, batch: dict) -> GeoInputs:
+        """The GeoVR sequence of a collated batch (M-RoPE positions, inserted slots, labels, the
+        supervised positions): integer work with Python loops, on the batch's device. The trainer
+        runs it on the CPU batch before the copy to the GPU, so the step has no host syncs for it."""
         ids, mask, mm = batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"]
         rope = self.base.model.get_rope_index(ids, mm, batch.get("image_grid_thw"), batch.get("video_grid_thw"), mask)[0]
-        geo = plan_geo_inputs(batch, rope, self.cfg.camera, self.cfg.scale)
+        return plan_geo_inputs(batch, rope, self.cfg.camera, self.cfg.scale)
+
+    def build_inputs(self, batch: dict, geo: GeoInputs | None = None) -> tuple[dict, GeoInputs]:
+        """HF's inputs (inputs_embeds, attention_mask, position_ids [3, B, L'], labels) and the plan
+        (`plan(batch)` unless given, on the device of the embeddings)."""
+        device = self.base.get_input_embeddings().weight.device
+        geo = (geo if geo is not None else self.plan(batch)).to(device)
         embeds = write_geometry_embeds(self.base.get_input_embeddings()(geo.input_ids), geo.plans,
                                        self.camera_embed, self.scale_embed)
         inputs = {"inputs_embeds": embeds, "attention_mask": geo.attention_mask, "position_ids": geo.position_ids,
@@ -73,20 +83,19 @@ class GeoVRModel(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, batch: dict, teacher_sizes: list[tuple[int, int]] | None = None,
-                num_items_in_batch: torch.Tensor | int | None = None) -> GeoOutputs:
+                num_items_in_batch: torch.Tensor | int | None = None, geo: GeoInputs | None = None) -> GeoOutputs:
         """teacher_sizes: (H', W') per video sample (default: from batch["teacher_frames"]).
         num_items_in_batch: when given, loss_text = summed token cross-entropy / this count (HF's
-        convention; the trainer passes the whole step's answer-token count) instead of the mean."""
-        inputs, geo = self.build_inputs(batch)
+        convention; the trainer passes the whole step's answer-token count) instead of the mean.
+        geo: `plan(batch)`, when the caller made it already (on the CPU)."""
+        inputs, geo = self.build_inputs(batch, geo)
         media = {k: batch[k] for k in ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
                  if batch.get(k) is not None}
         taps = sorted(set(self.layer_map.values()))
         lm = self.base.model.language_model
         with tap_layers(lm.layers, lm.norm, taps, final=self.cfg.camera or self.cfg.scale) as store:
-            extra = {"num_items_in_batch": num_items_in_batch} if num_items_in_batch is not None else {}
-            out = self.base(**inputs, **media, **extra)
-        result = GeoOutputs(loss_text=out.loss, logits=out.logits,
-                            taps=sum(1 for k in store if k != "final"))
+            loss, logits = self._text(inputs, media, geo, num_items_in_batch)
+        result = GeoOutputs(loss_text=loss, logits=logits, taps=sum(1 for k in store if k != "final"))
         if not self.cfg.any_on:
             return result
         merge = self.base.config.vision_config.spatial_merge_size
@@ -109,3 +118,21 @@ class GeoVRModel(nn.Module):
         result.scale = torch.stack(scales) if scales else None
         result.features = feats
         return result
+
+    def _text(self, inputs: dict, media: dict, geo: GeoInputs, num_items_in_batch) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(loss_text, logits). "all": HF's forward as is (logits at every position). "supervised"
+        with labels: the LLM body, then the LM head and HF's cross-entropy (fp32 logits, sum /
+        num_items_in_batch or the mean) on the supervised positions only."""
+        if self.cfg.text_logits == "all" or geo.labels is None:
+            extra = {"num_items_in_batch": num_items_in_batch} if num_items_in_batch is not None else {}
+            out = self.base(**inputs, **media, **extra)
+            return out.loss, out.logits
+        body = {k: v for k, v in inputs.items() if k != "labels"}
+        hidden = self.base.model(**body, **media).last_hidden_state
+        where = geo.text_positions
+        logits = self.base.lm_head(hidden[where[:, 0], where[:, 1]])
+        if num_items_in_batch is None:
+            return F.cross_entropy(logits.float(), geo.text_targets), logits
+        loss = F.cross_entropy(logits.float(), geo.text_targets, reduction="sum")
+        count = num_items_in_batch.to(loss.device) if torch.is_tensor(num_items_in_batch) else num_items_in_batch
+        return loss / count, logits

@@ -13,6 +13,10 @@ shape tests of `VGGTTeacher` without the 1B checkpoint.
 - depth_head(layers, images, patch_start_idx) -> (depth [B, S, H, W, 1] > 0, conf [B, S, H, W] > 1).
 - `TinyVGGT.from_pretrained(folder)` / `save_pretrained(folder)`: config.json + model.safetensors,
   through huggingface_hub's `PyTorchModelHubMixin`, as VGGT.
+- `vggt_1b_shape()`: the aggregator at VGGT-1B's size (a 24-block ViT-L/14 patch embedding per
+  frame as DINOv2's, then 24 frame + 24 global blocks, width 1024, 16 heads, MLP 4x), for the cost
+  model (`geovr.plan`), which counts its FLOPs and memory on fake tensors. Its heads stay small:
+  VGGT's DPT depth and point heads are not mirrored, so the teacher's head cost is under-counted.
 """
 from __future__ import annotations
 
@@ -27,16 +31,35 @@ SPECIAL_TOKENS = 5  # 1 camera + 4 registers
 CACHED_LAYERS = (4, 11, 17, 23)  # VGGT's default cached_layer_indices
 
 
+class _Block(nn.Module):
+    """Pre-norm transformer block: x + attention(LN x), then x + MLP(LN x). [N, L, C] -> same."""
+
+    def __init__(self, dim: int, heads: int, hidden: int):
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, c = x.shape
+        q, k, v = self.qkv(self.norm1(x)).reshape(n, length, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        x = x + self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, length, c))
+        return x + self.mlp(self.norm2(x))
+
+
 class _Aggregator(nn.Module):
-    def __init__(self, dim: int, depth: int, patch: int, heads: int, cached: tuple[int, ...]):
+    def __init__(self, dim: int, depth: int, patch: int, heads: int, cached: tuple[int, ...], mlp_ratio: float,
+                 embed_depth: int):
         super().__init__()
         self.patch = patch
         self.cached_layer_indices = tuple(cached)
         self.embed = nn.Conv2d(3, dim, patch, patch)
+        hidden = int(mlp_ratio * dim)
+        self.embed_blocks = nn.ModuleList(_Block(dim, heads, hidden) for _ in range(embed_depth))  # DINOv2's ViT
         self.special = nn.Parameter(torch.randn(2, SPECIAL_TOKENS, dim) * 0.02)  # first frame / others
-        block = lambda: nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout=0.0, batch_first=True)  # noqa: E731
-        self.frame_blocks = nn.ModuleList(block() for _ in range(depth))
-        self.global_blocks = nn.ModuleList(block() for _ in range(depth))
+        self.frame_blocks = nn.ModuleList(_Block(dim, heads, hidden) for _ in range(depth))
+        self.global_blocks = nn.ModuleList(_Block(dim, heads, hidden) for _ in range(depth))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -44,6 +67,8 @@ class _Aggregator(nn.Module):
         b, s, _, h, w = images.shape
         x = (images.reshape(b * s, 3, h, w) - self.mean) / self.std
         x = self.embed(x).flatten(2).transpose(1, 2)  # [B*S, P, C]
+        for block in self.embed_blocks:
+            x = block(x)
         special = torch.cat([self.special[:1], self.special[1:].expand(s - 1, -1, -1)]) if s > 1 else self.special[:1]
         x = torch.cat([special.repeat(b, 1, 1), x], 1)
         n, c = x.shape[1], x.shape[2]
@@ -93,14 +118,16 @@ class _DepthHead(nn.Module):
 class TinyVGGT(nn.Module, PyTorchModelHubMixin):
     """dim: embedding width C (tokens are 2C); depth: aggregator layers (24 as VGGT-1B by default,
     so the teacher's layer indices are the real ones); patch: pixels per token (14); depth_taps:
-    the depth head's layers; cached: the aggregator's cached layers; fov_offset: see the module."""
+    the depth head's layers; cached: the aggregator's cached layers; fov_offset: see the module;
+    mlp_ratio: the blocks' MLP width over C; embed_depth: per-frame ViT blocks of the patch embedding."""
 
     def __init__(self, dim: int = 16, depth: int = 24, patch: int = 14, heads: int = 2,
                  depth_taps: tuple[int, ...] = CACHED_LAYERS, seed: int = 0,
-                 cached: tuple[int, ...] = CACHED_LAYERS, fov_offset: float = 1.0):
+                 cached: tuple[int, ...] = CACHED_LAYERS, fov_offset: float = 1.0, mlp_ratio: float = 2.0,
+                 embed_depth: int = 0):
         super().__init__()
         torch.manual_seed(seed)
-        self.aggregator = _Aggregator(dim, depth, patch, heads, cached)
+        self.aggregator = _Aggregator(dim, depth, patch, heads, cached, mlp_ratio, embed_depth)
         self.camera_head = _CameraHead(dim, fov_offset=fov_offset)
         self.depth_head = _DepthHead(dim, depth_taps, patch)
 
@@ -108,3 +135,8 @@ class TinyVGGT(nn.Module, PyTorchModelHubMixin):
         layers, start = self.aggregator(images)
         depth, conf = self.depth_head(layers, images=images, patch_start_idx=start)
         return {"pose_enc": self.camera_head(layers)[-1], "depth": depth, "depth_conf": conf}
+
+
+def vggt_1b_shape(**kwargs) -> TinyVGGT:
+    """A `TinyVGGT` whose aggregator has VGGT-1B's size (see the module docstring)."""
+    return TinyVGGT(**{**dict(dim=1024, depth=24, patch=14, heads=16, mlp_ratio=4.0, embed_depth=24), **kwargs})

@@ -107,7 +107,9 @@ class VGGTTeacher(Teacher):
             raise ValueError(f"VGGTTeacher: layers {bad} are outside the aggregator's 0..{depth - 1}")
         _cache_layers(model.aggregator, layers)
         self.device = resolve_device(device)
-        self.model = model.to(self.device).eval().requires_grad_(False)
+        if any(p.device != self.device for p in model.parameters()):  # (a no-op .to() still swaps fake weights)
+            model = model.to(self.device)
+        self.model = model.eval().requires_grad_(False)
         self.layers, self.depth = tuple(layers), depth
         self.patch_size, self.feature_dim, self.autocast = patch_size, feature_dim, autocast
         self._weights_id = weights_id or (Path(weights).name if weights is not None else type(model).__name__)

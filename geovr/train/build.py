@@ -72,7 +72,7 @@ def geovr_config(cfg: Config) -> GeoVRConfig:
     w = cfg.loss
     base = dataclasses.replace(base, camera=base.camera and w.pose > 0, depth=base.depth and w.depth > 0,
                                align=base.align and w.align > 0, scale=base.scale and w.scale > 0,
-                               teacher_dim=cfg.teacher.feature_dim)
+                               teacher_dim=cfg.teacher.feature_dim, text_logits=cfg.model.text_logits)
     if cfg.model.heads == "small":
         base = dataclasses.replace(base, camera_hidden=128, scale_hidden=64, dpt_channels=(32, 64, 64, 64),
                                    dpt_features=32, projector_hidden=128)

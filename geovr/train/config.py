@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..model.config import TEXT_LOGITS
+
 PRESETS = ("tiny", "paper")
 
 
@@ -22,7 +24,8 @@ class ModelConfig:
     (`tiny_layers` x `tiny_hidden`). tokenizer: a local tokenizer folder (default: `path`; the tiny
     model uses the built-in tiny tokenizer). geovr: "paper" (every objective) or "off" (plain
     fine-tuning). heads: "paper" (the release's widths) or "small" (for tiny models). dtype:
-    "auto" (bf16 autocast on a GPU, fp32 on a CPU), "bf16" or "fp32"."""
+    "auto" (bf16 autocast on a GPU, fp32 on a CPU), "bf16" or "fp32". text_logits: "supervised"
+    (the LM head only where an answer token is predicted) or "all" (every position, as the release)."""
 
     path: str | None = None
     tokenizer: str | None = None
@@ -33,6 +36,7 @@ class ModelConfig:
     freeze_vision: bool = True
     gradient_checkpointing: bool = False
     dtype: str = "auto"
+    text_logits: str = "supervised"
 
 
 @dataclass
@@ -235,6 +239,7 @@ def validate(cfg: Config, world_size: int = 1) -> int:
     _choice("model.geovr", m.geovr, ("paper", "off"))
     _choice("model.heads", m.heads, ("paper", "small"))
     _choice("model.dtype", m.dtype, ("auto", "bf16", "fp32"))
+    _choice("model.text_logits", m.text_logits, TEXT_LOGITS)
     _positive("model.tiny_layers", m.tiny_layers)
     _positive("model.tiny_hidden", m.tiny_hidden)
     if m.tiny_hidden % 16:

@@ -179,8 +179,9 @@ class Trainer:
         for j, (batch, tgt) in enumerate(zip(micro, targets)):
             sync = nullcontext() if (not world.distributed or j == len(micro) - 1) else self.model.no_sync()
             with sync:
+                geo = self.geo.plan(batch)  # on the CPU batch: its integer loops cost no host syncs
                 with self.amp():
-                    out = self.model(_to(batch, dev), num_items_in_batch=step_tokens)
+                    out = self.model(_to(batch, dev), num_items_in_batch=step_tokens, geo=geo)
                 share = len(tgt) / n_video if n_video else 0.0
                 loss = micro_loss(out, tgt, self.cfg.loss, share, self.enabled)
                 (loss.total * world.world_size).backward()

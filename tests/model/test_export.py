@@ -1,5 +1,6 @@
 """Checkpoint round trip and export: the exported folder is a plain Qwen3-VL (no GeoVR weights)
 whose logits equal the trained GeoVR model's with the geometric tokens off."""
+import dataclasses
 import subprocess
 import sys
 
@@ -34,7 +35,7 @@ def test_checkpoint_round_trip_and_export(tok, batch, tmp_path):
     for f in (tmp_path / "plain").glob("*.safetensors"):
         with safe_open(str(f), framework="pt") as st:
             assert not [k for k in st.keys() if "camera" in k or "projector" in k or "depth_head" in k]
-    off = GeoVRModel(again.base, GeoVRConfig.off())
+    off = GeoVRModel(again.base, dataclasses.replace(GeoVRConfig.off(), text_logits="all"))
     with torch.no_grad():
         ref = off(b).logits
         got = plain(input_ids=b["input_ids"], attention_mask=b["attention_mask"], mm_token_type_ids=b["mm_token_type_ids"],

@@ -1,6 +1,8 @@
 """GeoVRModel on a tiny random Qwen3-VL and real synthetic batches: plain Qwen3-VL when off (bit
 for bit), token placement and M-RoPE positions, only the needed taps, heads' shapes, and gradients
 reaching the LLM from each of the four losses against the synthetic teacher's targets."""
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,7 +25,7 @@ def hf_forward(base, b, **kw):
 def test_all_parts_off_is_plain_qwen3vl_bit_for_bit(tok, batch):
     b, _ = batch
     base = tiny_qwen3vl(tok)
-    out = GeoVRModel(base, GeoVRConfig.off())(b)
+    out = GeoVRModel(base, dataclasses.replace(GeoVRConfig.off(), text_logits="all"))(b)
     ref = hf_forward(base, b)
     assert torch.equal(out.logits, ref.logits) and torch.equal(out.loss_text, ref.loss)
     assert out.taps == 0 and not out.pose and out.scale is None

@@ -1,0 +1,69 @@
+"""The whole training step at real sizes, the release recipe beside geovr's, counted on a CPU.
+
+    python benchmarks/train_step.py [--models 2b 4b 8b] [--frames 32] [--gpus 8]
+
+For each model size: FLOPs per sample by part (forward + backward, counted by FlopCounterMode while
+the real step runs on fake tensors, `geovr.plan`) and the peak memory per GPU under the same
+layouts (the trainer's DDP, the release's ZeRO-2 over --gpus), for the release recipe (every hidden
+state kept, full-vocabulary logits, the per-sample eager losses, teachers online) and geovr's with
+the teacher online and from the target cache; then the ratios to the release. No timing: that needs
+a GPU (benchmarks/gpu/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from geovr.plan import PARTS, StepSpec, measure_step, per_gpu  # noqa: E402
+
+GB = 1e9
+RUNS = (("release", "release", "online"), ("geovr online", "geovr", "online"), ("geovr cache", "geovr", "cache"))
+
+
+def table(model: str, frames: int, micro_batch: int, gpus: int) -> str:
+    costs = {}
+    for label, recipe, teacher in RUNS:
+        t0 = time.perf_counter()
+        costs[label] = measure_step(StepSpec(model=model, frames=frames, micro_batch=micro_batch, recipe=recipe,
+                                             teacher=teacher))
+        print(f"  counted {model} {label} in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    ref = costs["release"]
+    head = f"| {model}, {frames} frames, micro-batch {micro_batch} | " + " | ".join(costs) + " |"
+    lines = [head, "|" + "---|" * (len(costs) + 1)]
+    for part in PARTS:
+        lines.append(f"| {part} TFLOP/sample | " + " | ".join(f"{c.per_sample_flops()[part] / 1e12:.1f}"
+                                                            for c in costs.values()) + " |")
+    lines.append("| **total TFLOP/sample** | " + " | ".join(
+        f"**{c.total_flops_per_sample / 1e12:.1f}** ({c.total_flops_per_sample / ref.total_flops_per_sample:.2f}x)"
+        for c in costs.values()) + " |")
+    for kind in ref.memory:
+        lines.append(f"| {kind} GB (1 GPU) | " + " | ".join(f"{c.memory[kind] / GB:.1f}" for c in costs.values()) + " |")
+    lines.append("| LM-head outputs GB | " + " | ".join(f"{c.logits_bytes / GB:.2f}" for c in costs.values()) + " |")
+    lines.append("| teacher's own peak GB | " + " | ".join(f"{c.teacher_peak / GB:.1f}" for c in costs.values()) + " |")
+    for layout in ("ddp", "zero2"):
+        totals = {k: per_gpu(c, layout, gpus).total for k, c in costs.items()}
+        lines.append(f"| **peak GB/GPU, {layout} x{gpus}** | " + " | ".join(
+            f"**{v / GB:.1f}** ({v / totals['release']:.2f}x)" for v in totals.values()) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", default=["2b", "4b", "8b"])
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--micro-batch", type=int, default=1)
+    p.add_argument("--gpus", type=int, default=8)
+    a = p.parse_args(argv)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    for model in a.models:
+        print(table(model, a.frames, a.micro_batch, a.gpus), flush=True)
+        print(flush=True)
+
+
+if __name__ == "__main__":
+    main()

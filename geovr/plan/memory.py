@@ -1,0 +1,115 @@
+"""`LiveBytes`: the bytes of every tensor storage alive during a step, its peak, and what the peak
+holds, on real or fake tensors (a fake tensor's storage has its real size).
+
+A dispatch mode sees every storage an op creates and a weak reference tells when it dies (torch
+keeps a storage's Python object as long as the storage lives). Tensors made before the step
+(weights, optimizer state, inputs) are registered with `track`. O(1) per op, unlike
+`torch.distributed._tools.mem_tracker.MemTracker`, whose per-op walk over every module's
+statistics takes minutes at 2B sizes; `classify` then splits the peak by what each storage is.
+"""
+from __future__ import annotations
+
+import weakref
+from collections import defaultdict
+from contextlib import contextmanager
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+
+class LiveBytes(TorchDispatchMode):
+    """live / peak: bytes now / at most; clock: counts allocations and frees (peak_clock: at the
+    peak; a storage was alive then when born <= peak_clock < died); phase peaks: the
+    most bytes alive while each `phase(name)` ran, and what was alive when it began."""
+
+    def __init__(self):
+        super().__init__()
+        self.clock, self.live, self.peak, self.peak_clock = 0, 0, 0, 0
+        self._records: list[list] = []  # [key, bytes, born, died or None, weakref, (op, shape, dtype)]
+        self._op = "input"
+        self._alive: dict[int, int] = {}  # storage key -> its record
+        self._phase: str | None = None
+        self.phase_peak: dict[str, int] = defaultdict(int)
+        self.phase_start: dict[str, int] = {}
+
+    @staticmethod
+    def _key(t: torch.Tensor) -> tuple[weakref.ref, int, int] | None:
+        try:
+            st = t.untyped_storage()
+        except (NotImplementedError, RuntimeError):
+            return None
+        return st, st._cdata, st.nbytes()
+
+    def track(self, *tensors: torch.Tensor) -> None:
+        """Count tensors that exist already (weights, optimizer state, inputs)."""
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                self._see(t)
+
+    def _see(self, t: torch.Tensor) -> None:
+        found = self._key(t)
+        if found is None:
+            return
+        st, key, nbytes = found
+        if key in self._alive:
+            return
+        self.clock += 1
+        self._alive[key] = len(self._records)
+        self._records.append([key, nbytes, self.clock, None, weakref.ref(st, lambda _, k=key: self._free(k)),
+                              (self._op, tuple(t.shape), t.dtype)])
+        self.live += nbytes
+        self._high()
+
+    def _free(self, key: int) -> None:
+        index = self._alive.pop(key, None)
+        if index is not None:
+            self.clock += 1
+            rec = self._records[index]
+            rec[3] = self.clock
+            self.live -= rec[1]
+
+    def _high(self) -> None:
+        if self.live > self.peak:
+            self.peak, self.peak_clock = self.live, self.clock
+        if self._phase is not None and self.live > self.phase_peak[self._phase]:
+            self.phase_peak[self._phase] = self.live
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self._op = str(func)
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self._see(t)
+        return out
+
+    @contextmanager
+    def phase(self, name: str):
+        previous, self._phase = self._phase, name
+        self.phase_start[name] = self.live
+        self.phase_peak[name] = self.live
+        try:
+            yield
+        finally:
+            self._phase = previous
+
+    def classify(self, groups: dict[str, list[torch.Tensor]], rest: str = "activations") -> dict[str, int]:
+        """The peak's bytes split into `groups` (name -> tensors, e.g. parameters, gradients,
+        optimizer state; looked up by storage) and `rest` for every other storage alive then."""
+        owner = {}
+        for name, tensors in groups.items():
+            for t in tensors:
+                found = self._key(t) if isinstance(t, torch.Tensor) else None
+                if found is not None:
+                    owner.setdefault(found[1], name)
+        out = dict.fromkeys([*groups, rest], 0)
+        for key, nbytes, born, died, _, _ in self._records:
+            if born <= self.peak_clock and (died is None or died > self.peak_clock):
+                out[owner.get(key, rest) if died is None else rest] += nbytes
+        return out
+
+    def largest_at_peak(self, n: int = 10) -> list[tuple[int, str, tuple, torch.dtype]]:
+        """The n largest storages alive at the peak: (bytes, the op that made it, shape, dtype)."""
+        alive = [(r[1], *r[5]) for r in self._records
+                 if r[2] <= self.peak_clock and (r[3] is None or r[3] > self.peak_clock)]
+        return sorted(alive, key=lambda x: -x[0])[:n]
