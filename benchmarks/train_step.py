@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from geovr.plan import PARTS, StepSpec, measure_step, per_gpu  # noqa: E402
+from geovr.plan import PARTS, Layout, StepSpec, measure_step, per_gpu  # noqa: E402
 
 GB = 1e9
 RUNS = (("release", "release", "online"), ("geovr online", "geovr", "online"), ("geovr cache", "geovr", "cache"))
@@ -43,10 +43,14 @@ def table(model: str, frames: int, micro_batch: int, gpus: int) -> str:
         for c in costs.values()) + " |")
     for kind in ref.memory:
         lines.append(f"| {kind} GB (1 GPU) | " + " | ".join(f"{c.memory[kind] / GB:.1f}" for c in costs.values()) + " |")
+    labels = sorted({k for c in costs.values() for k in c.activations}, key=lambda k: (k not in PARTS, k))
+    for label in labels:
+        lines.append(f"| &nbsp; activations: {label} GB | " + " | ".join(
+            f"{c.activations.get(label, 0) / GB:.1f}" for c in costs.values()) + " |")
     lines.append("| LM-head outputs GB | " + " | ".join(f"{c.logits_bytes / GB:.2f}" for c in costs.values()) + " |")
     lines.append("| teacher's own peak GB | " + " | ".join(f"{c.teacher_peak / GB:.1f}" for c in costs.values()) + " |")
     for layout in ("ddp", "zero2"):
-        totals = {k: per_gpu(c, layout, gpus).total for k, c in costs.items()}
+        totals = {k: per_gpu(c, Layout(layout, gpus)).total for k, c in costs.items()}
         lines.append(f"| **peak GB/GPU, {layout} x{gpus}** | " + " | ".join(
             f"**{v / GB:.1f}** ({v / totals['release']:.2f}x)" for v in totals.values()) + " |")
     return "\n".join(lines)

@@ -3,9 +3,11 @@
     python -m geovr.plan --model 8b --gpus 8 --frames 32 --micro-batch 1 [--teacher cache]
         [--gpu-memory 80] [--samples 590000 --mfu 0.35 --peak-tflops 989]
 
-Counts one micro-batch's step on fake tensors (a minute or so at 8B, no GPU needed) and prints the
-FLOPs per sample by part, the peak memory per GPU for each data-parallel layout, whether it fits
-`--gpu-memory` GB, and the GPU-hours for `--samples` at an assumed MFU.
+Counts one micro-batch's step on fake tensors (about 30 s at 8B on 2 CPU cores, no GPU needed) and
+prints the FLOPs per sample by part, the activations at the peak by part, the peak memory per GPU
+for every layout the trainer runs (DDP, megatron TP x PP with and without the distributed
+optimizer) beside the release's ZeRO-2, whether each fits `--gpu-memory` GB, the simplest one that
+fits within `--headroom`, with its command, and the GPU-hours for `--samples` at an assumed MFU.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import argparse
 import logging
 
 from .cost import MODELS, PARTS, RECIPES, TEACHER_MODES, StepSpec, measure_step
-from .layouts import LAYOUTS, per_gpu
+from .layouts import KINDS, layouts, per_gpu
 
 GB = 1e9
 
@@ -27,6 +29,8 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher", choices=TEACHER_MODES, default="online")
     p.add_argument("--recipe", choices=RECIPES, default="geovr")
     p.add_argument("--gpu-memory", type=float, default=80.0, help="GB per GPU")
+    p.add_argument("--headroom", type=float, default=0.9,
+                   help="the share of --gpu-memory a recommended layout may use (allocator, CUDA context, NCCL)")
     p.add_argument("--samples", type=int, default=590_000, help="training samples (VSI-590K: one epoch)")
     p.add_argument("--mfu", type=float, default=0.35, help="assumed model FLOPs utilisation")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100: 989)")
@@ -42,18 +46,32 @@ def report(a: argparse.Namespace) -> str:
              f"{cost.sequence} tokens per sample, {cost.supervised // a.micro_batch} supervised",
              "", "FLOPs per sample (forward + backward, TFLOP):"]
     lines += [f"  {k:<13}{flops[k] / 1e12:9.1f}  {100 * flops[k] / total:5.1f} %" for k in PARTS]
-    lines += [f"  {'total':<13}{total / 1e12:9.1f}", "", f"Peak memory per GPU (GB), {a.gpus} GPUs:"]
-    kinds = list(cost.memory)
-    lines.append("  " + f"{'layout':<8}" + "".join(f"{k:>13}" for k in kinds) + f"{'total':>10}  fits {a.gpu_memory:g} GB")
-    for layout in LAYOUTS:
-        m = per_gpu(cost, layout, a.gpus)
-        fits = "yes" if m.total / GB <= a.gpu_memory else "no"
-        lines.append("  " + f"{layout:<8}" + "".join(f"{m.parts[k] / GB:13.1f}" for k in kinds)
-                     + f"{m.total / GB:10.1f}  {fits}")
+    lines += [f"  {'total':<13}{total / 1e12:9.1f}", "",
+              "Activations at the peak, by part (GB, one GPU): "
+              + ", ".join(f"{k} {v / GB:.1f}" for k, v in sorted(cost.activations.items(), key=lambda x: -x[1])),
+              "", f"Peak memory per GPU (GB) on {a.gpus} GPUs:"]
+    width = 34
+    lines.append("  " + f"{'layout':<{width}}" + "".join(f"{k:>12}" for k in KINDS) + f"{'total':>9}  fits {a.gpu_memory:g} GB")
+    fitting = []
+    for layout in layouts(a.gpus, *cost.llm_dims):
+        m = per_gpu(cost, layout)
+        fits = m.total / GB <= a.gpu_memory
+        if m.total / GB <= a.headroom * a.gpu_memory and layout.name != "zero2":
+            fitting.append((m.total, layout))
+        lines.append("  " + f"{layout.label:<{width}}" + "".join(f"{m.parts[k] / GB:12.1f}" for k in KINDS)
+                     + f"{m.total / GB:9.1f}  {'yes' if fits else 'no'}")
+    lines.append("  (zero2 is the release's DeepSpeed layout, for comparison; the trainer runs the others)")
+    if fitting:
+        # the simplest that fits: DDP, then the fewest model-parallel ranks, the distributed optimizer last
+        best = min(fitting, key=lambda x: (x[1].name != "ddp", x[1].tp * x[1].pp, x[1].distributed_optimizer, x[0]))[1]
+        lines += ["", f"Fits in {a.headroom:.0%} of {a.gpu_memory:g} GB with: {best.label} -> torchrun --nproc_per_node {a.gpus} -m geovr.train --preset paper "
+                  + " ".join(best.overrides())]
+    else:
+        lines += ["", f"No layout the trainer runs fits {a.headroom:.0%} of {a.gpu_memory:g} GB per GPU: use more GPUs, "
+                  "the target cache, or fewer frames"]
     hours = a.samples * total / (a.mfu * a.peak_tflops * 1e12) / 3600
     lines += ["", f"GPU-hours for {a.samples} samples at MFU {a.mfu:g} of {a.peak_tflops:g} TFLOP/s: {hours:,.0f} "
-              f"({hours / a.gpus:,.1f} h on {a.gpus} GPUs)",
-              "(zero2 is the release's DeepSpeed layout; the trainer runs ddp, megatron TP/PP is not modelled yet)"]
+              f"({hours / a.gpus:,.1f} h on {a.gpus} GPUs)"]
     return "\n".join(lines)
 
 

@@ -80,15 +80,18 @@ class StepSpec:
 @dataclass
 class StepCost:
     """One micro-batch's step. flops_forward / flops_backward: {part: FLOPs} (PARTS); memory: the
-    peak's split {kind: bytes} (MEMORY), peak: its total; logits_bytes: what the LM head's outputs
+    peak's split {kind: bytes} (MEMORY), peak: its total; activations: the peak's activations by
+    the part that made them (PARTS, plus "inputs" and "backward" for what no module's forward made); logits_bytes: what the LM head's outputs
     held; teacher_peak: the most bytes the teacher phase added (running it, or reading the cache);
     params: {group: count}; sequence: tokens per sample (after the inserted GeoVR tokens);
-    supervised: LM-head rows; fallbacks: ShapeMode's stand-ins taken."""
+    supervised: LM-head rows; fallbacks: ShapeMode's stand-ins taken; largest: the largest storages
+    at the peak (bytes, op, shape, dtype); llm_dims: the LLM's (heads, KV heads, layers)."""
 
     spec: StepSpec
     flops_forward: dict[str, float]
     flops_backward: dict[str, float]
     memory: dict[str, int]
+    activations: dict[str, int]
     peak: int
     logits_bytes: int
     teacher_peak: int
@@ -97,6 +100,7 @@ class StepCost:
     supervised: int
     fallbacks: dict[str, int] = field(default_factory=dict)
     largest: list = field(default_factory=list)
+    llm_dims: tuple[int, int, int] = (1, 1, 1)  # attention heads, KV heads, layers
 
     def per_sample_flops(self) -> dict[str, float]:
         """{part: forward + backward FLOPs} per sample."""
@@ -144,6 +148,48 @@ def _by_part(counter: FlopCounterMode) -> dict[str, float]:
         out[part] = sum(counts[n] for n in outer)
     out["heads_losses"] = counts.get("Global", 0.0) - sum(out.values())
     return out
+
+
+class _PartStack:
+    """While active, `current()` names the part (PARTS) whose module forward is running, from
+    global module hooks; outside every module forward it is `outside`: "inputs" before the step,
+    then what the step sets ("heads_losses" for the functional losses, "backward" for the backward
+    pass and the optimizer)."""
+
+    def __init__(self, step: nn.Module):
+        self._part: dict[int, str] = {}
+        for name, module in step.named_modules(prefix="_Step"):
+            part = next((p for p, prefix in _PREFIXES.items() if name == prefix or name.startswith(prefix + ".")),
+                        None)
+            if part is None and name.startswith("_Step.student.") and not name.startswith("_Step.student.base"):
+                part = "heads_losses"
+            if part is not None:
+                self._part[id(module)] = part
+        self._stack: list[str] = []
+        self.outside = "inputs"
+        self._handles: list = []
+
+    def current(self) -> str:
+        return self._stack[-1] if self._stack else self.outside
+
+    def _pre(self, module, args):
+        part = self._part.get(id(module))
+        self._stack.append(part if part is not None else (self._stack[-1] if self._stack else "heads_losses"))
+
+    def _post(self, module, args, out):
+        if self._stack:
+            self._stack.pop()
+
+    def __enter__(self):
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+        self._handles = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post)]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._stack.clear()
 
 
 def _tokenizer():
@@ -308,48 +354,69 @@ def measure_step(spec: StepSpec, fake: bool = True) -> StepCost:
     logits_bytes = [0]
     hook = student.base.lm_head.register_forward_hook(
         lambda m, a, o: logits_bytes.__setitem__(0, logits_bytes[0] + o.numel() * o.element_size()))
-    live = LiveBytes()
-    both = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
-    fwd = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
-    with mode, _reference_losses():
+    def run(live: LiveBytes | None, forward_counter: FlopCounterMode | None, labels: "_PartStack | None" = None) -> None:
+        """One step: teacher -> forward -> loss (under forward_counter) -> backward -> optimizer."""
+        if labels is not None:
+            labels.outside = "heads_losses"
+        phase = live.phase("teacher") if live is not None else nullcontext()
+        with forward_counter if forward_counter is not None else nullcontext():
+            if forward_counter is not None:
+                step()  # names every module "_Step.<path>" for the counters
+            with phase:
+                if teacher is not None:
+                    with amp():
+                        targets = [teacher(TeacherRequest(sid, frames, idx)) for sid, frames, idx in
+                                   zip(batch["ids"], batch["teacher_frames"], batch["frame_indices"])]
+                    for t in targets:
+                        t.scale = torch.ones(())  # the metric-depth teacher's scale (not counted yet)
+                else:
+                    targets = _cached_targets(batch, geo_cfg.teacher_dim, geo_cfg.teacher_layers)
+            keep = _all_hidden_states(student) if spec.recipe == "release" else nullcontext()
+            with keep, _placeholders_from_ids(student, plan.input_ids), _masks_as_in_a_real_run(), amp():
+                out = student(batch, num_items_in_batch=max(supervised, 1), geo=plan)
+                if spec.recipe == "release":
+                    loss = _release_loss(out, targets)
+                else:
+                    loss = micro_loss(out, targets, LossConfig(), 1.0, enabled).total
+        if labels is not None:
+            labels.outside = "backward"
+        loss.backward()
+        del out, loss, targets
+        optimizer.step()
+
+    # Memory and FLOPs in two passes: the FLOP counter's module hooks keep the graphs of
+    # checkpointed layers' recomputes alive, which would inflate the peak.
+    parts = _PartStack(step)
+    live = LiveBytes(label=parts.current)
+    with mode, _reference_losses(), parts:
         live.track(*step.parameters(), *step.buffers(), *_optimizer_tensors(optimizer),
                    *[v for v in batch.values() if torch.is_tensor(v)], *batch["teacher_frames"])
-        with live, both:
-            with fwd:
-                step()  # names every module "_Step.<path>" for the counters
-                with live.phase("teacher"):
-                    if teacher is not None:
-                        with amp():
-                            targets = [teacher(TeacherRequest(sid, frames, idx)) for sid, frames, idx in
-                                       zip(batch["ids"], batch["teacher_frames"], batch["frame_indices"])]
-                        for t in targets:
-                            t.scale = torch.ones(())  # the metric-depth teacher's scale (not counted yet)
-                    else:
-                        targets = _cached_targets(batch, geo_cfg.teacher_dim, geo_cfg.teacher_layers)
-                keep = _all_hidden_states(student) if spec.recipe == "release" else nullcontext()
-                with keep, _placeholders_from_ids(student, plan.input_ids), _masks_as_in_a_real_run(), amp():
-                    out = student(batch, num_items_in_batch=max(supervised, 1), geo=plan)
-                    if spec.recipe == "release":
-                        loss = _release_loss(out, targets)
-                    else:
-                        loss = micro_loss(out, targets, LossConfig(), 1.0, enabled).total
-            loss.backward()
-            del out, loss, targets
-            optimizer.step()
+        with live:
+            run(live, None, parts)
         hook.remove()
-        split = live.classify({"parameters": list(student.parameters()) + list(student.buffers()),
-                               "gradients": [p.grad for p in trainable if p.grad is not None],
-                               "optimizer": _optimizer_tensors(optimizer),
-                               "teacher": list(network.parameters()) if network is not None else []})
+        groups = {"parameters": list(student.parameters()) + list(student.buffers()),
+                  "gradients": [p.grad for p in trainable if p.grad is not None],
+                  "optimizer": _optimizer_tensors(optimizer),
+                  "teacher": list(network.parameters()) if network is not None else []}
+        split = live.classify(groups)
+        activations = live.rest_by_label(groups)
+        optimizer.zero_grad(set_to_none=True)
+        both = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
+        fwd = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
+        with both:
+            run(None, fwd)
+    text = student.base.config.text_config
     forward = _by_part(fwd)
     backward = {k: v - forward[k] for k, v in _by_part(both).items()}
     memory = {"parameters": split["parameters"], "gradients": split["gradients"], "optimizer": split["optimizer"],
               "activations": split["activations"], "teacher": split["teacher"]}
-    return StepCost(spec=spec, flops_forward=forward, flops_backward=backward, memory=memory, peak=live.peak,
+    return StepCost(spec=spec, flops_forward=forward, flops_backward=backward, memory=memory,
+                    activations=activations, peak=live.peak,
                     logits_bytes=logits_bytes[0],
                     teacher_peak=live.phase_peak["teacher"] - live.phase_start["teacher"],
                     params=_param_counts(student, network), sequence=int(plan.input_ids.shape[1]),
-                    supervised=supervised, fallbacks=dict(mode.fallbacks), largest=live.largest_at_peak(12))
+                    supervised=supervised, fallbacks=dict(mode.fallbacks), largest=live.largest_at_peak(12),
+                    llm_dims=(text.num_attention_heads, text.num_key_value_heads, text.num_hidden_layers))
 
 
 def _steady_state(optimizer: torch.optim.Optimizer, params: list[torch.Tensor]) -> None:

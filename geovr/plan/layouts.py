@@ -1,9 +1,18 @@
-"""Per-GPU memory of a measured step under a data-parallel layout.
+"""Per-GPU memory of a measured step under a parallel layout.
 
-The step is measured whole on one device (`measure_step`); a layout then says which of the measured
-kinds each GPU holds: "ddp" (the trainer's torch DDP) keeps everything on every GPU; "zero2" (the
-release's DeepSpeed ZeRO-2) splits gradients and optimizer state over the data-parallel ranks.
-Megatron TP/PP and FSDP layouts are not modelled yet.
+The step is measured whole on one device (`measure_step`: memory by kind, activations by the part
+that made them); a layout then says which share of each measured quantity one GPU holds:
+
+- "ddp" (the trainer's torch DDP): everything on every GPU.
+- "zero2" (the release's DeepSpeed ZeRO-2): gradients and optimizer state split over the ranks.
+- "megatron" tp x pp (the trainer's megatron backend, dp = GPUs / (tp pp)): the LLM's weights,
+  gradients and optimizer state split over tp x pp (the optimizer state also over dp with the
+  distributed optimizer); the vision tower, the GeoVR heads and the teacher whole on the first
+  stage; the LLM's activations split over tp with sequence parallelism (the first stage holds pp
+  micro-batches in flight under 1F1B, each with 1/pp of the layers: no saving from pp), the LM
+  head's over tp on the last stage. The GPU that needs most (first or last stage) is reported.
+  Approximations: the LLM's bf16 weight copies count as its activations (split over tp only), and
+  the backward pass's temporaries stay whole.
 """
 from __future__ import annotations
 
@@ -11,15 +20,54 @@ from dataclasses import dataclass
 
 from .cost import StepCost
 
-LAYOUTS = ("ddp", "zero2")
+KINDS = ("parameters", "gradients", "optimizer", "activations", "teacher")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """name: ddp | zero2 | megatron; gpus: all of them; tp, pp: megatron's sizes;
+    distributed_optimizer / sequence_parallel: megatron's options."""
+
+    name: str
+    gpus: int
+    tp: int = 1
+    pp: int = 1
+    distributed_optimizer: bool = False
+    sequence_parallel: bool = False
+
+    def __post_init__(self):
+        if self.name not in ("ddp", "zero2", "megatron"):
+            raise ValueError(f"layout {self.name!r}: choose from ['ddp', 'zero2', 'megatron']")
+        if self.gpus < 1 or self.gpus % (self.tp * self.pp):
+            raise ValueError(f"{self.gpus} GPUs cannot hold tp={self.tp} x pp={self.pp}")
+
+    @property
+    def dp(self) -> int:
+        return self.gpus // (self.tp * self.pp)
+
+    @property
+    def label(self) -> str:
+        if self.name != "megatron":
+            return f"{self.name} x{self.gpus}"
+        extra = "".join([" +dist-opt" if self.distributed_optimizer else "", " +SP" if self.sequence_parallel else ""])
+        return f"megatron tp{self.tp} pp{self.pp} dp{self.dp}{extra}"
+
+    def overrides(self) -> list[str]:
+        """The trainer's config overrides for this layout (`python -m geovr.train ...`)."""
+        if self.name == "zero2":
+            return []
+        if self.name == "ddp":
+            return ["parallel.backend=ddp"]
+        return ["parallel.backend=megatron", f"parallel.tp={self.tp}", f"parallel.pp={self.pp}",
+                f"parallel.distributed_optimizer={str(self.distributed_optimizer).lower()}",
+                f"parallel.sequence_parallel={str(self.sequence_parallel).lower()}"]
 
 
 @dataclass(frozen=True)
 class LayoutMemory:
-    """bytes per GPU, by kind (parameters, gradients, optimizer, activations, teacher weights) and total."""
+    """bytes per GPU (the GPU that needs most), by kind (KINDS), and their total."""
 
-    layout: str
-    gpus: int
+    layout: Layout
     parts: dict[str, int]
 
     @property
@@ -27,14 +75,54 @@ class LayoutMemory:
         return sum(self.parts.values())
 
 
-def per_gpu(cost: StepCost, layout: str, gpus: int) -> LayoutMemory:
-    """The per-GPU share of `cost`'s peak under `layout` on `gpus` data-parallel ranks."""
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout {layout!r}: choose from {list(LAYOUTS)}")
-    if gpus < 1:
-        raise ValueError(f"gpus must be >= 1, got {gpus}")
-    parts = dict(cost.memory)
-    if layout == "zero2":
-        parts["gradients"] = -(-parts["gradients"] // gpus)
-        parts["optimizer"] = -(-parts["optimizer"] // gpus)
-    return LayoutMemory(layout, gpus, parts)
+def _ceil(x: float) -> int:
+    return int(-(-x // 1))
+
+
+def per_gpu(cost: StepCost, layout: Layout) -> LayoutMemory:
+    """The per-GPU share of `cost`'s peak under `layout` (see the module docstring)."""
+    m = dict(cost.memory)
+    if layout.name == "ddp":
+        return LayoutMemory(layout, m)
+    if layout.name == "zero2":
+        return LayoutMemory(layout, {**m, "gradients": _ceil(m["gradients"] / layout.gpus),
+                                     "optimizer": _ceil(m["optimizer"] / layout.gpus)})
+    p = cost.params
+    llm_all = p["llm"] / max(1, p["llm"] + p["vision"] + p["geovr_parts"])
+    llm_trainable = p["llm"] / max(1, p["trainable"])
+    shards = layout.tp * layout.pp
+    opt_shards = shards * (layout.dp if layout.distributed_optimizer else 1)
+
+    def state(kind: str, llm_share: float, split: int) -> float:
+        return m[kind] * llm_share / split + m[kind] * (1 - llm_share)
+
+    act = cost.activations
+    llm_act = act.get("llm", 0) / (layout.tp if layout.sequence_parallel else 1)
+    first_rest = sum(v for k, v in act.items() if k not in ("llm", "lm_head"))
+    first = llm_act + first_rest
+    last = llm_act / layout.pp + act.get("lm_head", 0) / layout.tp + (first_rest if layout.pp == 1 else 0)
+    if layout.pp == 1:
+        first = last = llm_act + act.get("lm_head", 0) / layout.tp + first_rest
+    parts = {"parameters": _ceil(state("parameters", llm_all, shards)),
+             "gradients": _ceil(state("gradients", llm_trainable, shards)),
+             "optimizer": _ceil(state("optimizer", llm_trainable, opt_shards)),
+             "activations": _ceil(max(first, last)), "teacher": m["teacher"]}
+    return LayoutMemory(layout, parts)
+
+
+def layouts(gpus: int, heads: int, kv_heads: int, layers: int) -> list[Layout]:
+    """ddp, zero2 and every megatron layout the trainer accepts on `gpus` GPUs for an LLM of
+    `heads` attention heads, `kv_heads` KV heads and `layers` layers (tp divides the heads, pp the
+    layers), with and without the distributed optimizer (where dp > 1; tp = pp = 1 only with it);
+    sequence parallelism whenever tp > 1."""
+    out = [Layout("ddp", gpus), Layout("zero2", gpus)]
+    for tp in (1, 2, 4, 8):
+        for pp in (1, 2, 4, 8):
+            if gpus % (tp * pp) or heads % tp or kv_heads % tp or layers % pp:
+                continue
+            dp = gpus // (tp * pp)
+            for dist in (False, True):
+                if (dist and dp == 1) or ((tp, pp) == (1, 1) and not dist):  # no-op / plain DDP
+                    continue
+                out.append(Layout("megatron", gpus, tp, pp, distributed_optimizer=dist, sequence_parallel=tp > 1))
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import weakref
 from collections import defaultdict
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
@@ -23,10 +24,12 @@ class LiveBytes(TorchDispatchMode):
     peak; a storage was alive then when born <= peak_clock < died); phase peaks: the
     most bytes alive while each `phase(name)` ran, and what was alive when it began."""
 
-    def __init__(self):
+    def __init__(self, label: Callable[[], str] | None = None):
+        """label: names where a storage is made (e.g. the model part running); "" without it."""
         super().__init__()
         self.clock, self.live, self.peak, self.peak_clock = 0, 0, 0, 0
-        self._records: list[list] = []  # [key, bytes, born, died or None, weakref, (op, shape, dtype)]
+        self._label = label or (lambda: "")
+        self._records: list[list] = []  # [key, bytes, born, died or None, weakref, (op, shape, dtype), label]
         self._op = "input"
         self._alive: dict[int, int] = {}  # storage key -> its record
         self._phase: str | None = None
@@ -57,7 +60,7 @@ class LiveBytes(TorchDispatchMode):
         self.clock += 1
         self._alive[key] = len(self._records)
         self._records.append([key, nbytes, self.clock, None, weakref.ref(st, lambda _, k=key: self._free(k)),
-                              (self._op, tuple(t.shape), t.dtype)])
+                              (self._op, tuple(t.shape), t.dtype), self._label()])
         self.live += nbytes
         self._high()
 
@@ -103,10 +106,21 @@ class LiveBytes(TorchDispatchMode):
                 if found is not None:
                     owner.setdefault(found[1], name)
         out = dict.fromkeys([*groups, rest], 0)
-        for key, nbytes, born, died, _, _ in self._records:
+        for key, nbytes, born, died, _, _, _ in self._records:
             if born <= self.peak_clock and (died is None or died > self.peak_clock):
                 out[owner.get(key, rest) if died is None else rest] += nbytes
         return out
+
+    def rest_by_label(self, groups: dict[str, list[torch.Tensor]]) -> dict[str, int]:
+        """The bytes at the peak outside `groups` (what `classify` calls the rest), by label."""
+        owned = {found[1] for tensors in groups.values() for t in tensors
+                 if isinstance(t, torch.Tensor) and (found := self._key(t)) is not None}
+        out: dict[str, int] = defaultdict(int)
+        for key, nbytes, born, died, _, _, label in self._records:
+            if born <= self.peak_clock and (died is None or died > self.peak_clock):
+                if died is not None or key not in owned:
+                    out[label] += nbytes
+        return dict(out)
 
     def largest_at_peak(self, n: int = 10) -> list[tuple[int, str, tuple, torch.dtype]]:
         """The n largest storages alive at the peak: (bytes, the op that made it, shape, dtype)."""

@@ -6,7 +6,7 @@ head's count is checked against its formula: 2 x rows x hidden x vocabulary, whe
 supervised positions in geovr's recipe and every position in the release's."""
 import pytest
 
-from geovr.plan import PARTS, StepSpec, measure_step, per_gpu
+from geovr.plan import PARTS, Layout, StepSpec, layouts, measure_step, per_gpu
 
 SMALL = dict(model="tiny", frames=4, teacher_longest=168, tokens_per_frame=64, autocast=False)
 
@@ -52,14 +52,42 @@ def test_teacher_costs_only_online(runs):
         assert cache.per_sample_flops()[part] == online.per_sample_flops()[part]
 
 
-def test_zero2_splits_gradients_and_optimizer_state(runs):
+def test_layouts_share_what_each_gpu_holds(runs):
     cost = runs["geovr"][0]
-    ddp, zero2 = per_gpu(cost, "ddp", 8), per_gpu(cost, "zero2", 8)
+    ddp, zero2 = per_gpu(cost, Layout("ddp", 8)), per_gpu(cost, Layout("zero2", 8))
     assert ddp.total == cost.peak
     assert zero2.parts["optimizer"] == -(-cost.memory["optimizer"] // 8)
+    assert zero2.parts["parameters"] == cost.memory["parameters"]
     assert zero2.parts["activations"] == cost.memory["activations"]
+    p = cost.params
+    llm = p["llm"] / (p["llm"] + p["vision"] + p["geovr_parts"])
+    tp2pp2 = per_gpu(cost, Layout("megatron", 8, tp=2, pp=2))
+    expected = cost.memory["parameters"] * (llm / 4 + 1 - llm)
+    assert abs(tp2pp2.parts["parameters"] - expected) <= 1
+    dist = per_gpu(cost, Layout("megatron", 8, tp=2, pp=2, distributed_optimizer=True))
+    assert dist.parts["optimizer"] < tp2pp2.parts["optimizer"] and dist.parts["gradients"] == tp2pp2.parts["gradients"]
+    sp = per_gpu(cost, Layout("megatron", 8, tp=2, pp=1, sequence_parallel=True))
+    no_sp = per_gpu(cost, Layout("megatron", 8, tp=2, pp=1))
+    assert sp.parts["activations"] < no_sp.parts["activations"] or cost.activations.get("llm", 0) == 0
     with pytest.raises(ValueError, match="layout"):
-        per_gpu(cost, "fsdp", 8)
+        Layout("fsdp", 8)
+    with pytest.raises(ValueError, match="tp=3"):
+        Layout("megatron", 8, tp=3)
+
+
+def test_layouts_are_the_ones_the_trainer_accepts():
+    from geovr.train.config import paper, validate
+    from geovr.train.config_io import apply_overrides
+
+    found = layouts(8, heads=16, kv_heads=8, layers=28)  # Qwen3-VL-2B's LLM
+    pairs = {(l.tp, l.pp) for l in found if l.name == "megatron"}
+    assert (8, 1) in pairs and (2, 4) in pairs and not any(pp == 8 for _, pp in pairs)  # 28 layers: pp 8 cannot
+    for layout in found:
+        if layout.name == "zero2":
+            continue
+        cfg = apply_overrides(paper(), ["data.path=x.jsonl", "teacher.vggt_weights=v", "teacher.metric_weights=m",
+                                        *layout.overrides()])
+        validate(cfg, world_size=8)  # raises ConfigError for a layout the trainer would refuse
 
 
 def test_bad_specs_name_the_field():
@@ -76,3 +104,26 @@ def test_planner_prints_parts_layouts_and_gpu_hours():
     for word in ("FLOPs per sample", *PARTS, "ddp", "zero2", "GPU-hours"):
         assert word in text
     assert "  no" in text and "yes" not in text  # nothing fits 10 MB
+
+
+def test_gradient_checkpointing_shows_in_the_peak_at_2b_width():
+    """The LLM's checkpointed activations are dropped after its forward (FLOPs and memory are
+    counted in separate passes: the FLOP counter's module hooks would keep them alive)."""
+    spec = dict(model="2b", layers=8, frames=16, teacher="cache")
+    on = measure_step(StepSpec(**spec, gradient_checkpointing=True))
+    off = measure_step(StepSpec(**spec, gradient_checkpointing=False))
+    assert on.activations["llm"] < 0.3 * off.activations["llm"]
+    assert on.memory["activations"] < 0.5 * off.memory["activations"]
+    assert on.per_sample_flops()["llm"] > off.per_sample_flops()["llm"]  # the recompute
+
+
+def test_fake_run_matches_a_real_run_at_2b_width():
+    """Qwen3-VL-2B's widths (vision tower, 151,936-token vocabulary, 2048-wide LLM) with 4 LLM
+    layers and a short video, run for real on the CPU (14 GB): the same FLOPs per part, the peak
+    within 10 % (measured: equal to 1e-6)."""
+    spec = StepSpec(model="2b", layers=4, frames=2, tokens_per_frame=16, teacher_longest=112, teacher="cache",
+                    autocast=False)
+    fake, real = measure_step(spec, fake=True), measure_step(spec, fake=False)
+    assert fake.per_sample_flops() == real.per_sample_flops()
+    assert abs(fake.peak - real.peak) <= 0.10 * real.peak
+    assert fake.memory["parameters"] == real.memory["parameters"] > 3e9
