@@ -247,17 +247,18 @@ def _teacher_network(spec: StepSpec) -> nn.Module:
 
 
 def _cached_targets(batch: dict, feature_dim: int, layers: tuple[int, ...], patch: int = 14) -> list:
-    """What the target cache hands the loss per sample: fp16 depth and confidence read from disk,
-    upcast to fp32, features at the patch grid (the loader's tensors)."""
+    """What the target cache (its default, pooled features) hands the loss per sample: depth and
+    confidence upcast to fp32, features 2x2 pooled at the patch grid, in fp32 (the loader's tensors)."""
     from ..teachers.base import TeacherTargets
 
     out = []
     for frames in batch["teacher_frames"]:
         t, _, h, w = frames.shape
+        grid = (h // (2 * patch), w // (2 * patch))
         out.append(TeacherTargets(pose_enc=torch.zeros(t, 9), depth=torch.ones(t, h, w),
                                   depth_conf=torch.ones(t, h, w),
-                                  features={l: torch.zeros(t, h // patch, w // patch, feature_dim) for l in layers},
-                                  scale=torch.ones(())))
+                                  features={l: torch.zeros(t, *grid, feature_dim) for l in layers},
+                                  scale=torch.ones(()), features_pooled=True))
     return out
 
 

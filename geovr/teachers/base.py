@@ -4,6 +4,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -28,13 +29,27 @@ class TeacherTargets:
     (patch tokens, before the 2x2 pooling); scale: metres per teacher unit ([] tensor) when the
     teacher knows it (the synthetic world, or a metric-depth model through `MetricScaledTeacher`),
     NaN when it could not be measured for this sample (the scale loss skips the sample), None when
-    the teacher has no notion of it (the scale loss must be off)."""
+    the teacher has no notion of it (the scale loss must be off). features_pooled: the features
+    are already 2x2 average pooled ([T, H'/2p, W'/2p, C], `pool_features`), as the alignment loss
+    reads them (the target cache stores them so)."""
 
     pose_enc: Tensor
     depth: Tensor
     depth_conf: Tensor
     features: dict[int, Tensor]
     scale: Tensor | None = None
+    features_pooled: bool = False
+
+    def pooled(self, layer: int) -> Tensor:
+        """The alignment target of `layer`: its features 2x2 average pooled, fp32."""
+        f = self.features[layer]
+        return f.float() if self.features_pooled else pool_features(f)
+
+
+def pool_features(features: Tensor) -> Tensor:
+    """[T, h, w, C] -> 2x2 average pooled [T, h // 2, w // 2, C] in fp32 (an odd last row/column
+    is dropped)."""
+    return F.avg_pool2d(features.permute(0, 3, 1, 2).float(), 2).permute(0, 2, 3, 1)
 
 
 class Teacher(ABC):

@@ -3,8 +3,12 @@
     python -m geovr.teachers.cache --data train.jsonl --teacher synthetic --out CACHE [--format vsi590k]
 
 Layout of CACHE: `shard_00000.safetensors`, ... (tensors named `<key>/pose_enc`, `<key>/depth`,
-`<key>/depth_conf`, `<key>/scale`, `<key>/feat/<layer>`; features in fp16 or bf16, the rest fp32)
-and `index.json` ({"version", "teacher", "entries": {key: shard}, "shards": {shard: sha256}}).
+`<key>/depth_conf`, `<key>/scale`, `<key>/feat/<layer>`; depth and pose fp32, confidence fp16,
+features fp16 or bf16) and `index.json` ({"version", "teacher", "features", "entries": {key:
+shard}, "shards": {shard: sha256}}). features: "pooled" (the default: stored 2x2 average pooled,
+as the alignment loss reads them, 4x smaller: 66 MB instead of 264 MB per 32-frame sample of four
+1024-wide layers at 392x504) or "full" (the teacher's patch grid, for other uses); a cache holds one
+kind (an index without the field is "full", as caches were before).
 A key is sha1(teacher cache id | media path as the record wrote it | frame indices | teacher frame
 size): QA records about the same video and frames share one entry. A shard and then the index
 are written to temporary names and renamed, so a killed run loses only its unwritten shard and a
@@ -28,6 +32,7 @@ from .base import Teacher, TeacherRequest, TeacherTargets
 VERSION = 1
 logger = logging.getLogger("geovr.teachers")
 FEATURE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+FEATURE_LAYOUTS = ("pooled", "full")
 
 
 def cache_key(teacher_id: str, media: str, frame_indices: list[int], size: tuple[int, int]) -> str:
@@ -44,16 +49,21 @@ def _sha256(path: Path) -> str:
 
 
 class TeacherCache:
-    """Read and append targets in `folder`. teacher_id: refuse a cache made by another teacher."""
+    """Read and append targets in `folder`. teacher_id: refuse a cache made by another teacher.
+    features: how new entries store the features ("pooled" or "full"; None: the folder's kind,
+    "pooled" for a new one); an existing cache of the other kind is refused."""
 
     def __init__(self, folder: str | os.PathLike, teacher_id: str | None = None, feature_dtype: str = "fp16",
-                 shard_size: int = 64):
+                 shard_size: int = 64, features: str | None = None):
         if feature_dtype not in FEATURE_DTYPES:
             raise ValueError(f"feature_dtype must be one of {sorted(FEATURE_DTYPES)}, got {feature_dtype!r}")
+        if features is not None and features not in FEATURE_LAYOUTS:
+            raise ValueError(f"features must be one of {list(FEATURE_LAYOUTS)}, got {features!r}")
         self.folder = Path(folder)
         self.feature_dtype = FEATURE_DTYPES[feature_dtype]
         self.shard_size = shard_size
-        self.index = {"version": VERSION, "teacher": teacher_id, "entries": {}, "shards": {}}
+        self.index = {"version": VERSION, "teacher": teacher_id, "features": features or "pooled", "entries": {},
+                      "shards": {}}
         path = self.folder / "index.json"
         if path.exists():
             with open(path) as f:
@@ -63,6 +73,10 @@ class TeacherCache:
             if teacher_id is not None and self.index.get("teacher") not in (None, teacher_id):
                 raise ValueError(f"{path} holds targets of teacher '{self.index['teacher']}', not '{teacher_id}'; "
                                  "use another --out folder")
+            self.index.setdefault("features", "full")  # caches written before pooled storage
+            if features is not None and self.index["features"] != features:
+                raise ValueError(f"{path} stores {self.index['features']} features, not {features}; use another "
+                                 f"--out folder or --features {self.index['features']}")
         self._pending: dict[str, torch.Tensor] = {}
         self._pending_keys: list[str] = []
         self._verified: set[str] = set()
@@ -103,7 +117,12 @@ class TeacherCache:
             t = {n[len(key) + 1:]: f.get_tensor(n) for n in names}
         feats = {int(n.split("/")[1]): v.float() for n, v in t.items() if n.startswith("feat/")}
         return TeacherTargets(pose_enc=t["pose_enc"], depth=t["depth"], depth_conf=t["depth_conf"].float(),
-                              features=feats, scale=t.get("scale"))
+                              features=feats, scale=t.get("scale"), features_pooled=self.pooled)
+
+    @property
+    def pooled(self) -> bool:
+        """True when the features are stored 2x2 pooled."""
+        return self.index.get("features", "full") == "pooled"
 
     def verify(self) -> list[str]:
         """Check every shard's checksum; drop corrupt or missing shards (and their entries) from
@@ -123,7 +142,13 @@ class TeacherCache:
              "depth_conf": targets.depth_conf.to(torch.float16)}
         if targets.scale is not None:
             t["scale"] = targets.scale.float().reshape(())
-        for layer, f in targets.features.items():
+        for layer in targets.features:
+            if self.pooled:
+                f = targets.pooled(layer)  # pooled in fp32, then stored in the feature dtype
+            elif targets.features_pooled:
+                raise ValueError(f"{self.folder} stores full features, but these targets come pooled")
+            else:
+                f = targets.features[layer]
             t[f"feat/{layer}"] = f.to(self.feature_dtype)
         for name, v in t.items():
             self._pending[f"{key}/{name}"] = v.detach().cpu().contiguous()
@@ -207,7 +232,7 @@ def build_cache(args: argparse.Namespace) -> dict:
 
     sampling = FrameSampling(fps=args.fps, min_frames=args.min_frames, max_frames=args.max_frames)
     ds = VideoQADataset(res.records, sampling=sampling, backend=args.backend) if res.records else None
-    cache = TeacherCache(args.out, teacher.cache_id, args.feature_dtype, args.shard_size)
+    cache = TeacherCache(args.out, teacher.cache_id, args.feature_dtype, args.shard_size, features=args.features)
     dropped = cache.verify()
     counts = {"records": len(res.records), "invalid": len(res.errors), "computed": 0, "cached": 0,
               "skipped": 0, "recomputed_shards": len(dropped)}
@@ -254,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--resampled", action="store_true", help="synthetic: resample stored depth, no re-render")
     p.add_argument("--out", required=True, help="cache folder (created; re-running resumes)")
     p.add_argument("--feature-dtype", default="fp16", choices=sorted(FEATURE_DTYPES))
+    p.add_argument("--features", default="pooled", choices=FEATURE_LAYOUTS,
+                   help="store the features 2x2 pooled, as the alignment loss reads them (default; 4x smaller), "
+                        "or at the teacher's full patch grid")
     p.add_argument("--shard-size", type=int, default=64, help="samples per shard (default 64)")
     p.add_argument("--fps", type=float, default=2.0, help="frames sampled per second (as data.fps; default 2)")
     p.add_argument("--min-frames", type=int, default=4, help="as data.min_frames (default 4)")

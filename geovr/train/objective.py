@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ..losses import NonFiniteError, align_loss, depth_loss, pose_loss, scale_loss
@@ -46,9 +45,9 @@ def _guarded(loss_fn, preds: list[Tensor]) -> Tensor:
 
 
 def pooled_features(targets: TeacherTargets, layer: int) -> Tensor:
-    """Teacher features [T, h, w, C] -> 2x2 average pooled [T, h/2, w/2, C] (the alignment target)."""
-    f = targets.features[layer]
-    return F.avg_pool2d(f.permute(0, 3, 1, 2).float(), 2).permute(0, 2, 3, 1)
+    """The alignment target [T, h/2, w/2, C]: the teacher's features 2x2 average pooled (by the
+    cache already, or here)."""
+    return targets.pooled(layer)
 
 
 def micro_loss(out: GeoOutputs, targets: list[TeacherTargets], weights: LossConfig, video_share: float,

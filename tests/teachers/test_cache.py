@@ -13,6 +13,7 @@ from geovr.data.datasets import read_vsi590k
 from geovr.data.sampling import sample_indices
 from geovr.data.synthetic import WorldConfig, generate
 from geovr.teachers import SyntheticTeacher, TeacherRequest
+from geovr.teachers.base import pool_features
 from geovr.teachers.cache import CachedTeacher, TeacherCache, cache_key, main
 
 CFG = WorldConfig(height=96, width=128, fps=4.0, seconds=2.0)
@@ -50,8 +51,11 @@ def test_round_trip_and_dedup(data, tmp_path, capsys):
     assert cached is not None
     assert torch.equal(cached.pose_enc, online.pose_enc) and torch.equal(cached.depth, online.depth)
     assert torch.equal(cached.scale, online.scale)
+    assert cached.features_pooled and not online.features_pooled
     for layer, f in online.features.items():
-        assert torch.equal(cached.features[layer], f.half().float())  # stored in fp16
+        assert torch.equal(cached.features[layer], pool_features(f).half().float())  # pooled in fp32, stored fp16
+        assert cached.features[layer].shape[1:3] == (f.shape[1] // 2, f.shape[2] // 2)
+        torch.testing.assert_close(cached.pooled(layer), online.pooled(layer), rtol=1e-3, atol=1e-3)
     wrapped = CachedTeacher(teacher, cache)
     assert torch.equal(wrapped(req).depth, online.depth) and (wrapped.hits, wrapped.misses) == (1, 0)
     with pytest.raises(ValueError, match="holds targets of teacher"):
@@ -106,3 +110,36 @@ def test_corrupt_shard_is_detected_and_recomputed(data, tmp_path, caplog):
     assert main(args(data, out, "--shard-size", "1")) == 0
     fixed = TeacherCache(out)
     assert len(fixed) == 3 and fixed.get(key) is not None and not fixed.verify()
+
+
+def test_full_features_on_request_and_one_kind_per_folder(data, tmp_path):
+    full, pooled = tmp_path / "full", tmp_path / "pooled"
+    assert main(args(data, full, "--features", "full")) == 0
+    assert main(args(data, pooled)) == 0
+    recs = read_vsi590k(str(data / "train.jsonl")).records
+    teacher = SyntheticTeacher(data, feature_dim=16, exact=False)
+    from geovr.data.dataset import VideoQADataset
+    from geovr.data.qwen_pixels import to_teacher_frames
+
+    frames = VideoQADataset(recs, backend="pyav").load(0)
+    tf = to_teacher_frames(frames.data)
+    key = cache_key(teacher.cache_id, recs[0].media_rel, frames.indices, tuple(tf.shape[-2:]))
+    online = teacher(TeacherRequest(recs[0].id, tf, frames.indices, recs[0].extra, recs[0].media_rel))
+    got = TeacherCache(full).get(key)
+    assert not got.features_pooled
+    for layer, f in online.features.items():
+        assert torch.equal(got.features[layer], f.half().float())
+        assert torch.equal(got.pooled(layer), pool_features(f.half().float()))
+    feature_bytes = lambda folder: sum(  # noqa: E731
+        t.numel() * t.element_size() for layer in online.features
+        for t in [TeacherCache(folder).get(key).features[layer]])
+    assert feature_bytes(full) == 4 * feature_bytes(pooled)
+    with pytest.raises(ValueError, match="stores full features"):
+        TeacherCache(full, features="pooled")
+    with pytest.raises(ValueError, match="features must be one of"):
+        TeacherCache(tmp_path / "x", features="half")
+    legacy = json.loads((full / "index.json").read_text())
+    del legacy["features"]  # a cache written before the field: full features
+    (full / "index.json").write_text(json.dumps(legacy))
+    assert not TeacherCache(full).pooled
+
