@@ -10,13 +10,13 @@ Depth and alignment run fused Triton kernels on CUDA tensors and the eager refer
 (`backend=` or GEOVR_LOSS_BACKEND to force either). The defaults are the `paper` preset: the
 values of the authors' release.
 """
-from geovr.losses._checks import NonFiniteError
+from geovr.losses._checks import NonFiniteError, all_finite
 from geovr.losses.align import align_loss, align_loss_reference
 from geovr.losses.depth import depth_loss, depth_loss_reference
 from geovr.losses.pose import pose_loss, pose_loss_reference
 from geovr.losses.scale import focal_from_pose_enc, scale_loss, scale_target
 
 __all__ = [
-    "NonFiniteError", "align_loss", "align_loss_reference", "depth_loss", "depth_loss_reference",
+    "NonFiniteError", "align_loss", "all_finite", "align_loss_reference", "depth_loss", "depth_loss_reference",
     "focal_from_pose_enc", "pose_loss", "pose_loss_reference", "scale_loss", "scale_target",
 ]

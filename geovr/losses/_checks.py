@@ -77,13 +77,27 @@ def check_masks(name: str, masks: object, like_name: str, like: list[Tensor]) ->
     return masks
 
 
-def check_finite(named: dict[str, list[Tensor]]) -> None:
-    """Raise if any tensor holds NaN/inf. One host sync for all of them together."""
+def _finite_flags(named: dict[str, list[Tensor]]) -> tuple[list[str], list[Tensor]]:
     names, flags = [], []
     for name, tensors in named.items():
         for i, x in enumerate(tensors):
             names.append(f"{name}[{i}]")
             flags.append(torch.isfinite(x.detach()).all())
+    return names, flags
+
+
+def all_finite(named: dict[str, list[Tensor]]) -> Tensor:
+    """A bool scalar on the tensors' device: no tensor holds NaN/inf. No host sync (the training
+    objective collects these and the loop reads them once per step)."""
+    _, flags = _finite_flags(named)
+    if not flags:
+        return torch.ones((), dtype=torch.bool)
+    return torch.stack([f.to(flags[0].device) for f in flags]).all()
+
+
+def check_finite(named: dict[str, list[Tensor]]) -> None:
+    """Raise if any tensor holds NaN/inf. One host sync for all of them together."""
+    names, flags = _finite_flags(named)
     if not flags:
         return
     ok = torch.stack(flags).cpu()

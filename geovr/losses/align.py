@@ -47,14 +47,16 @@ def _check(student: object, teacher: object) -> tuple[list[list[Tensor]], list[l
 
 
 def align_loss(
-    student: list[list[Tensor]], teacher: list[list[Tensor]], *, backend: str | None = None
+    student: list[list[Tensor]], teacher: list[list[Tensor]], *, backend: str | None = None, checked: bool = True
 ) -> Tensor:
-    """Scalar alignment loss (see module docstring); `backend` as in geovr.losses._backend."""
+    """Scalar alignment loss (see module docstring); `backend` as in geovr.losses._backend;
+    checked=False skips the NaN/inf check (its host sync): the caller checks (`all_finite`)."""
     s_layers, t_layers = _check(student, teacher)
-    check_finite(
-        {f"student[{k}]": s for k, s in enumerate(s_layers)}
-        | {f"teacher[{k}]": t for k, t in enumerate(t_layers)}
-    )
+    if checked:
+        check_finite(
+            {f"student[{k}]": s for k, s in enumerate(s_layers)}
+            | {f"teacher[{k}]": t for k, t in enumerate(t_layers)}
+        )
     if use_kernel(backend, s_layers[0][0].device, s_layers[0][0].dtype):
         from geovr.kernels.align_loss import fused_align_loss
 

@@ -27,17 +27,26 @@ DEN_MIN = 1e-12
 FOCAL_REF = 300.0
 
 
-def scale_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """pred, target: Tensor[B] (positive scale factors). Returns the scalar loss; target is constant."""
+def scale_loss(pred: Tensor, target: Tensor, valid: Tensor | None = None, checked: bool = True) -> Tensor:
+    """pred, target: Tensor[B] (positive scale factors). Returns the scalar loss; target is constant.
+    valid: bool Tensor[B] or None; a sample without a target (False; its target value is ignored,
+    NaN allowed) counts as 0 in the mean over all B, so the loss is the valid samples' mean times
+    their share. checked=False skips the NaN/inf check (its host sync): the caller checks."""
     for name, x in (("pred", pred), ("target", target)):
         if not isinstance(x, Tensor) or x.dim() != 1 or x.numel() == 0 or not x.is_floating_point():
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(f"{name}: expected a floating Tensor[B] with B >= 1, got {got}")
     if pred.shape != target.shape:
         raise ValueError(f"target: shape {tuple(target.shape)} differs from pred {tuple(pred.shape)}")
-    check_finite({"pred": [pred], "target": [target]})
+    if valid is not None and (valid.dtype != torch.bool or valid.shape != pred.shape):
+        raise ValueError(f"valid: expected a bool Tensor{list(pred.shape)}, got {valid.dtype} {tuple(valid.shape)}")
+    if valid is not None:
+        target = torch.where(valid, target, torch.ones_like(target))
+    if checked:
+        check_finite({"pred": [pred], "target": [target]})
     dtype = torch.promote_types(pred.dtype, torch.float32)
-    return (torch.log1p(target.detach().to(dtype)) - torch.log1p(pred.to(dtype))).abs().mean()
+    per = (torch.log1p(target.detach().to(dtype)) - torch.log1p(pred.to(dtype))).abs()
+    return per.mean() if valid is None else (per * valid).sum() / per.numel()
 
 
 def focal_from_pose_enc(pose_enc: Tensor, height: int, width: int) -> Tensor:

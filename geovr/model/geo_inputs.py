@@ -8,7 +8,7 @@ camera tokens and scale token are and the merged grid its visual tokens form.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,9 @@ class GeoInputs:
     """input_ids, attention_mask, labels [B, L']; position_ids [3, B, L']; plans: one `Inserted`
     per sample; frames: the frame count of each video of each sample. text_positions [N, 2]
     (sample, position) of the N positions whose next token is supervised, text_targets [N] those
-    tokens (None without labels): where the LM head has to run in training."""
+    tokens (None without labels): where the LM head has to run in training. videos: per video
+    sample (batch index, its (t, gh, gw) patch grid as ints, the positions in L' of its visual
+    tokens), so that `video_slots` needs nothing from the device."""
 
     input_ids: Tensor
     attention_mask: Tensor
@@ -31,12 +33,14 @@ class GeoInputs:
     frames: list[list[int]]
     text_positions: Tensor | None = None
     text_targets: Tensor | None = None
+    videos: list[tuple[int, tuple[int, int, int], Tensor]] = field(default_factory=list)
 
     def to(self, device: torch.device | str) -> "GeoInputs":
-        """The tensors on `device` (non-blocking; the plans stay on the CPU)."""
+        """The tensors on `device` (non-blocking; the plans and grids stay on the host)."""
         move = lambda x: x.to(device, non_blocking=True) if x is not None else None  # noqa: E731
         return GeoInputs(move(self.input_ids), move(self.attention_mask), move(self.labels), move(self.position_ids),
-                         self.plans, self.frames, move(self.text_positions), move(self.text_targets))
+                         self.plans, self.frames, move(self.text_positions), move(self.text_targets),
+                         [(i, grid, move(pos)) for i, grid, pos in self.videos])
 
 
 def supervised_positions(labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -97,9 +101,16 @@ def plan_geo_inputs(batch: dict, rope: Tensor, camera: bool, scale: bool) -> Geo
         if labels is not None:
             new_labels[i, :m] = torch.where(orig, labels[i, src], torch.full_like(src, IGNORE_INDEX))
         pos[:, i, :m] = rope[:, i, src]
+    grids = batch.get("video_grid_thw")
+    videos = []
+    for i, p in enumerate(plans):
+        if frames[i]:
+            grid = tuple(int(v) for v in grids[len(videos)])
+            video_pos = torch.nonzero(p.original & (mm[i, p.src.to(mm.device)].cpu() == 2)).flatten()
+            videos.append((i, grid, video_pos))
     if labels is None:
-        return GeoInputs(new_ids, new_mask, None, pos, plans, frames)
-    return GeoInputs(new_ids, new_mask, new_labels, pos, plans, frames, *supervised_positions(new_labels))
+        return GeoInputs(new_ids, new_mask, None, pos, plans, frames, videos=videos)
+    return GeoInputs(new_ids, new_mask, new_labels, pos, plans, frames, *supervised_positions(new_labels), videos)
 
 
 def pad_geo_inputs(geo: GeoInputs, multiple: int) -> GeoInputs:
@@ -115,7 +126,7 @@ def pad_geo_inputs(geo: GeoInputs, multiple: int) -> GeoInputs:
 
     return GeoInputs(pad(geo.input_ids, 0), pad(geo.attention_mask, 0),
                      pad(geo.labels, IGNORE_INDEX) if geo.labels is not None else None, pad(geo.position_ids, 0),
-                     geo.plans, geo.frames, geo.text_positions, geo.text_targets)
+                     geo.plans, geo.frames, geo.text_positions, geo.text_targets, geo.videos)
 
 
 def write_geometry_embeds(embeds: Tensor, plans: list[Inserted], camera_embed: nn.Embedding | None,
@@ -136,16 +147,12 @@ def write_geometry_embeds(embeds: Tensor, plans: list[Inserted], camera_embed: n
 
 
 def video_slots(batch: dict, geo: GeoInputs, merge: int, teacher_sizes: list[tuple[int, int]] | None = None) -> list[VideoSlot]:
-    """The video samples in batch order. teacher_sizes: (H', W') per video sample (default: the
-    shape of batch["teacher_frames"][i])."""
-    grids = batch.get("video_grid_thw")
+    """The video samples in batch order, from the plan (no device reads). teacher_sizes: (H', W')
+    per video sample (default: the shape of batch["teacher_frames"][i])."""
     out = []
-    for i, p in enumerate(geo.plans):
-        if not geo.frames[i]:
-            continue
-        t, gh, gw = (int(v) for v in grids[len(out)])
-        size = teacher_sizes[len(out)] if teacher_sizes else tuple(batch["teacher_frames"][i].shape[-2:])
-        video_pos = torch.nonzero(p.original & (batch["mm_token_type_ids"][i, p.src].cpu() == 2)).flatten()
+    for n, (i, (t, gh, gw), video_pos) in enumerate(geo.videos):
+        size = teacher_sizes[n] if teacher_sizes else tuple(batch["teacher_frames"][i].shape[-2:])
+        p = geo.plans[i]
         out.append(VideoSlot(i, (t, gh // merge, gw // merge), video_pos, p.camera_positions(), p.scale_positions(),
                              size))
     return out

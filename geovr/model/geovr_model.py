@@ -18,6 +18,7 @@ from torch import nn
 
 from .config import GeoVRConfig
 from .heads import AlignProjector, CameraHead, DPTDepthHead, ScaleHead
+from .heads.batching import per_frame_batched
 from .layer_map import layer_map
 from .taps import tap_layers
 from .geo_inputs import GeoInputs, plan_geo_inputs, video_slots, write_geometry_embeds
@@ -99,24 +100,26 @@ class GeoVRModel(nn.Module):
         if not self.cfg.any_on:
             return result
         merge = self.base.config.vision_config.spatial_merge_size
-        scales, feats = [], {g: [] for g in self.cfg.teacher_layers} if self.cfg.align else {}
-        for slot in video_slots(batch, geo, merge, teacher_sizes):
-            i, (t, h, w) = slot.sample, slot.grid
-            result.video_samples.append(i)
-            layer_grid = {k: store[k][i, slot.video_pos].reshape(t, h, w, self.dim) for k in taps}
-            if self.cfg.camera:
-                result.pose.append(self.camera_head(store["final"][i, slot.camera_pos]))
-            if self.cfg.scale:
-                scales.append(self.scale_head(store["final"][i, slot.scale_pos[0]]))
-            if self.cfg.depth:
-                result.depth.append(self.depth_head([layer_grid[self.layer_map[g]] for g in self.cfg.teacher_layers],
-                                                    slot.size))
-            if self.cfg.align:
-                for g in self.cfg.teacher_layers:
-                    feats[g].append(self.projectors[str(g)](layer_grid[self.layer_map[g]],
-                                                            self.cfg.pooled_size(slot.size)))
-        result.scale = torch.stack(scales) if scales else None
-        result.features = feats
+        slots = video_slots(batch, geo, merge, teacher_sizes)
+        result.video_samples = [s.sample for s in slots]
+        if not slots:
+            result.features = {g: [] for g in self.cfg.teacher_layers} if self.cfg.align else {}
+            return result
+        grids = [{k: store[k][s.sample, s.video_pos].reshape(*s.grid, self.dim) for k in taps} for s in slots]
+        keys = [(s.grid[1], s.grid[2], s.size) for s in slots]  # one head call per group of equal keys
+        if self.cfg.camera:
+            tokens = torch.cat([store["final"][s.sample, s.camera_pos] for s in slots])
+            result.pose = list(self.camera_head(tokens).split([len(s.camera_pos) for s in slots]))
+        if self.cfg.scale:
+            result.scale = self.scale_head(torch.stack([store["final"][s.sample, s.scale_pos[0]] for s in slots]))
+        if self.cfg.depth:
+            layers = [self.layer_map[g] for g in self.cfg.teacher_layers]
+            result.depth = per_frame_batched(lambda x, key: self.depth_head(x, key[2]),
+                                             [[grid[k] for k in layers] for grid in grids], keys)
+        if self.cfg.align:
+            result.features = {g: per_frame_batched(
+                lambda x, key, g=g: self.projectors[str(g)](x[0], self.cfg.pooled_size(key[2])),
+                [[grid[self.layer_map[g]]] for grid in grids], keys) for g in self.cfg.teacher_layers}
         return result
 
     def _text(self, inputs: dict, media: dict, geo: GeoInputs, num_items_in_batch) -> tuple[torch.Tensor | None, torch.Tensor]:

@@ -5,6 +5,7 @@ step is skipped and counted; checkpoints every `checkpoint.every` steps, on SIGT
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from contextlib import nullcontext
@@ -85,6 +86,7 @@ class Trainer:
             self._restore(resume)
         self.amp = self._autocast()
         self._stop_signal = None
+        self._stop_all = False
 
     # ------------------------------------------------------------------ back-end hooks (torch DDP here)
     def _setup_parallel(self) -> tuple[int, int]:
@@ -174,7 +176,7 @@ class Trainer:
         teacher_s = time.perf_counter() - teacher_s
         n_tokens, n_video, n_all = self._step_counts(micro, targets)
         parts = {k: torch.zeros((), device=dev) for k in PARTS}
-        finite = True
+        finite = torch.ones((), dtype=torch.bool, device=dev)
         step_tokens = torch.tensor(max(n_tokens, 1.0), device=dev)
         for j, (batch, tgt) in enumerate(zip(micro, targets)):
             sync = nullcontext() if (not world.distributed or j == len(micro) - 1) else self.model.no_sync()
@@ -185,19 +187,23 @@ class Trainer:
                 share = len(tgt) / n_video if n_video else 0.0
                 loss = micro_loss(out, tgt, self.cfg.loss, share, self.enabled)
                 (loss.total * world.world_size).backward()
-            finite &= loss.finite
+            finite = finite & loss.finite.to(dev)
             for k, v in loss.parts.items():
                 parts[k] += v
-        parts = all_reduce_sum(torch.stack([parts[k] for k in PARTS]), world)
-        flags = all_reduce_sum(torch.tensor([0.0 if finite else 1.0], device=dev), world)
+        # one all-reduce and one host sync per step: the parts, the bad flag, SIGTERM, the grad norm
+        stop = torch.tensor([1.0 if self._stop_signal else 0.0], device=dev)
+        reduced = all_reduce_sum(torch.cat([torch.stack([parts[k] for k in PARTS]).float(),
+                                            (~finite).float().reshape(1), stop]), world)
         clip = self.cfg.optim.clip or float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], clip)
-        bad = flags.item() > 0 or not bool(torch.isfinite(grad_norm))
+        *values, bad_ranks, stop_ranks, norm = torch.cat([reduced, grad_norm.detach().float().reshape(1)]).tolist()
+        bad = bad_ranks > 0 or not math.isfinite(norm)
+        self._stop_all = stop_ranks > 0
         if not bad:
             self.optimizer.step()
         lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
         self.optimizer.zero_grad(set_to_none=True)
-        return self._finish_step(parts.tolist(), bad, float(grad_norm), lrs, t0, teacher_s, n_all)
+        return self._finish_step(values, bad, norm, lrs, t0, teacher_s, n_all)
 
     def _step_counts(self, micro: list[dict], targets: list[list]) -> tuple[float, float, float]:
         """The step's answer tokens, video samples and tokens over the data-parallel ranks (the
@@ -206,7 +212,9 @@ class Trainer:
                               sum(len(t) for t in targets),
                               sum(int(b["attention_mask"].sum()) for b in micro),
                               sum(len(b["skipped"]) for b in micro)], dtype=torch.float64)
-        n_tokens, n_video, n_all, n_skipped = self._dp_sum(local.to(self.world.device)).tolist()
+        if self.world.distributed:
+            local = self._dp_sum(local.to(self.world.device))
+        n_tokens, n_video, n_all, n_skipped = local.tolist()  # on one process: CPU numbers, no sync
         self.skipped_total += int(n_skipped)
         return n_tokens, n_video, n_all
 
@@ -268,8 +276,7 @@ class Trainer:
                 if self.step % cfg.metrics.log_every == 0 or self.step == self.total_steps:
                     metrics.log(record)
                 metrics.advance()
-                stop = all_reduce_sum(torch.tensor([1.0 if self._stop_signal else 0.0], device=world.device), world)
-                if stop.item() > 0:
+                if self._stop_all:  # SIGTERM on any rank, agreed in the step's all-reduce
                     self._save(position)
                     stopped = "SIGTERM"
                     metrics.note(f"SIGTERM: saved checkpoint step {self.step}; exiting")

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from . import build
 from .config import Config
-from .loop import Trainer, _to
+from .loop import Trainer
 from .megatron_checkpoint import MegatronCheckpointer
 from .objective import PARTS
 from .optim import lr_factor
@@ -176,7 +176,7 @@ class MegatronTrainer(Trainer):
         targets = self._pipeline_targets(micro)
         teacher_s = time.perf_counter() - teacher_s
         n_tokens, n_video, n_all = self._step_counts(micro, targets)
-        prepared = [prepare(_to(b, dev), self.module, tgt, len(tgt) / n_video if n_video else 0.0)
+        prepared = [prepare(b, self.module, tgt, len(tgt) / n_video if n_video else 0.0, device=dev)
                     for b, tgt in zip(micro, targets)]
         self.model.zero_grad_buffer()
         self.optimizer.zero_grad()
@@ -186,10 +186,13 @@ class MegatronTrainer(Trainer):
         parts = torch.stack([parts[k] for k in PARTS]).double()
         # one check per contiguous gradient buffer of megatron-core's DDP, one host sync for all
         grads_finite = torch.stack([torch.isfinite(buf.grad_data).all() for buf in self.model.buffers]).all()
-        bad_here = torch.logical_not(grads_finite).double().reshape(1) + (0.0 if finite else 1.0)
-        flags = torch.cat([parts.to(dev), bad_here.to(dev)])
+        bad_here = (torch.logical_not(grads_finite).double() + torch.logical_not(finite.to(dev)).double()).reshape(1)
+        stop = torch.tensor([1.0 if self._stop_signal else 0.0], device=dev, dtype=torch.float64)
+        flags = torch.cat([parts.to(dev), bad_here.to(dev), stop])
         dist.all_reduce(flags)
-        parts, bad = flags[:-1] / self.dims.tp, flags[-1].item() > 0  # every TP rank holds the same parts
+        *values, bad_ranks, stop_ranks = flags.tolist()  # the step's one host sync before the optimizer
+        parts, bad = torch.tensor(values) / self.dims.tp, bad_ranks > 0  # every TP rank holds the same parts
+        self._stop_all = stop_ranks > 0
         grad_norm = float("nan")
         if not bad:
             _, norm, _ = self.optimizer.step()

@@ -36,13 +36,20 @@ class Prepared:
     video_share: float
 
 
-def prepare(batch: dict, module: MegatronGeoVR, targets: list[TeacherTargets], video_share: float) -> Prepared:
-    """batch: collated (on the device); targets: the teacher's, one per video sample."""
+def prepare(batch: dict, module: MegatronGeoVR, targets: list[TeacherTargets], video_share: float,
+            device: torch.device | None = None) -> Prepared:
+    """batch: collated; targets: the teacher's, one per video sample; device: where the step runs.
+    The GeoVR sequence is planned where the batch is (the trainer passes the CPU batch: its integer
+    loops then cost no host syncs), then batch and plan move to `device` (if given)."""
     hf_config = module.stage.hf_config
     geo = plan_geo_inputs(batch, rope_index(hf_config, batch), module.cfg.camera, module.cfg.scale)
     if module.stage.text.sequence_parallel:  # the sequence is split evenly over the TP ranks
         geo = pad_geo_inputs(geo, module.config.tensor_model_parallel_size)
     slots = video_slots(batch, geo, hf_config.vision_config.spatial_merge_size)
+    if device is not None:
+        from .loop import _to
+
+        batch, geo = _to(batch, device), geo.to(device)
     text_targets, mask = next_token_targets(geo.labels)
     return Prepared(batch, geo, slots, text_targets, mask, targets, video_share)
 
@@ -52,12 +59,12 @@ def forward_backward(model, module: MegatronGeoVR, micro: list[Prepared], weight
     """Run the step's micro-batches through the pipeline (gradients land in megatron-core's main_grad
     buffers, reduced over DP). model: the DDP-wrapped `module`. Returns this rank's loss parts (each
     scaled to its share of the step; summed over the PP and DP ranks they give the step's values;
-    every TP rank holds the same) and whether they were all finite."""
+    every TP rank holds the same) and whether they were all finite (a bool tensor on the device)."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     device = micro[0].text_targets.device
     parts = {k: torch.zeros((), device=device) for k in PARTS}
-    finite = [True]
+    finite = [torch.ones((), dtype=torch.bool, device=device)]  # a device flag: no host sync per micro-batch
     here = module.parts_here
     align_share = len(module.aligned) / max(1, len(module.cfg.teacher_layers))
     m = len(micro)
@@ -70,7 +77,7 @@ def forward_backward(model, module: MegatronGeoVR, micro: list[Prepared], weight
         loss = micro_loss(out, p.targets, weights, p.video_share, here, align_share)
         for k, v in loss.parts.items():
             parts[k] += v
-        finite[0] &= loss.finite
+        finite[0] = finite[0] & loss.finite.to(device)
         return loss
 
     def forward_step(data_iterator, wrapped):
@@ -85,7 +92,7 @@ def forward_backward(model, module: MegatronGeoVR, micro: list[Prepared], weight
         def loss_func(token_loss: Tensor):
             text = (token_loss.float() * p.text_mask).sum() / step_tokens
             parts["text"] += text.detach()
-            finite[0] &= bool(torch.isfinite(text.detach()))
+            finite[0] = finite[0] & torch.isfinite(text.detach()).to(device)
             total = weights.text * text + (geo.total if geo is not None else 0.0)
             # the schedule divides by the micro-batch count; the normalisation above already holds
             return total * dp_size * m, {}

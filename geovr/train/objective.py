@@ -7,9 +7,10 @@ token count (`num_items_in_batch`, all micro-batches of all ranks), and each geo
 micro-batch's per-sample mean times (its video samples / the step's video samples). Summing
 micro-batches and ranks then gives exact step means.
 
-A non-finite prediction or target does not raise: the loss's own check (`NonFiniteError`) turns
-its part into NaN, still connected to the graph so every rank runs the same backward, and the loop
-skips the step.
+A non-finite prediction or target does not raise and costs no host sync: each part's inputs are
+checked on the device (`all_finite`), a part with a non-finite input becomes NaN (still connected
+to the graph, so every rank runs the same backward), and `MicroLoss.finite` is a device flag the
+loop reads once per step, when it decides to skip the step.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..losses import NonFiniteError, align_loss, depth_loss, pose_loss, scale_loss
+from ..losses import align_loss, all_finite, depth_loss, pose_loss, scale_loss
 from ..model.geovr_model import GeoOutputs
 from ..teachers.base import TeacherTargets
 from .config import LossConfig
@@ -29,19 +30,17 @@ PARTS = ("text", "pose", "depth", "align", "scale")
 @dataclass
 class MicroLoss:
     """total: the weighted sum to backpropagate; parts: each unweighted part already scaled to its
-    share of the step (sum over micro-batches and ranks = the step's value); finite: all parts finite."""
+    share of the step (sum over micro-batches and ranks = the step's value); finite: a bool scalar
+    tensor on the device, all parts and their inputs finite (read by the loop, once per step)."""
 
     total: Tensor
     parts: dict[str, Tensor] = field(default_factory=dict)
-    finite: bool = True
+    finite: Tensor = field(default_factory=lambda: torch.ones((), dtype=torch.bool))
 
 
-def _guarded(loss_fn, preds: list[Tensor]) -> Tensor:
-    """loss_fn(), or NaN connected to `preds` when an input is not finite."""
-    try:
-        return loss_fn()
-    except NonFiniteError:
-        return sum(t.float().sum() for t in preds) * float("nan")
+def _unless(ok: Tensor, part: Tensor) -> Tensor:
+    """part, or NaN (connected to the graph) where its inputs were not finite: no host sync."""
+    return torch.where(ok.to(part.device), part, torch.full_like(part, float("nan")))
 
 
 def pooled_features(targets: TeacherTargets, layer: int) -> Tensor:
@@ -57,38 +56,44 @@ def micro_loss(out: GeoOutputs, targets: list[TeacherTargets], weights: LossConf
     video samples / the step's; enabled: which geometric parts the model computes; align_share:
     the share of the aligned layers in `out.features` (a pipeline stage holding some of them)."""
     parts: dict[str, Tensor] = {}
+    flags: list[Tensor] = []
     if out.loss_text is not None:
         parts["text"] = out.loss_text
     if targets:
         if enabled.get("pose"):
             tgt = [t.pose_enc.to(out.pose[0].device) for t in targets]
-            parts["pose"] = _guarded(lambda: pose_loss(out.pose, tgt, standardise_target=weights.pose_standardise_target)[0],
-                                     out.pose)
+            ok = all_finite({"pred": out.pose, "target": tgt})
+            loss = pose_loss(out.pose, tgt, standardise_target=weights.pose_standardise_target, checked=False)[0]
+            parts["pose"], flags = _unless(ok, loss), flags + [ok]
         if enabled.get("depth"):
             pred, tgt = [p.float() for p in out.depth], [t.depth.to(out.depth[0].device) for t in targets]
-            parts["depth"] = _guarded(lambda: depth_loss(pred, tgt)[0], pred)
+            ok = all_finite({"pred": pred, "target": tgt})
+            parts["depth"], flags = _unless(ok, depth_loss(pred, tgt, checked=False)[0]), flags + [ok]
         if enabled.get("align"):
             layers = sorted(out.features)
             student = [[f.reshape(-1, f.shape[-1]).float() for f in out.features[g]] for g in layers]
             teacher = [[pooled_features(t, g).to(student[0][0].device).reshape(-1, student[k][0].shape[-1])
                         for t in targets] for k, g in enumerate(layers)]
-            parts["align"] = _guarded(lambda: align_loss(student, teacher), [x for s in student for x in s]) * align_share
+            ok = all_finite({"student": [x for s in student for x in s], "teacher": [x for t in teacher for x in t]})
+            parts["align"] = _unless(ok, align_loss(student, teacher, checked=False)) * align_share
+            flags.append(ok)
         if enabled.get("scale"):
             if any(t.scale is None for t in targets):
                 raise ValueError("the scale loss is on but the teacher gives no scale target: add a metric-depth "
                                  "teacher (teacher.metric_weights) or set loss.scale=0")
             tgt = torch.stack([t.scale.reshape(()) for t in targets]).to(out.scale.device).float()
-            have = ~torch.isnan(tgt)  # NaN: the teacher could not measure this sample's scale
-            if bool(have.all()):
-                parts["scale"] = _guarded(lambda: scale_loss(out.scale.float(), tgt), [out.scale])
-            elif bool(have.any()):  # the mean over the samples with a target, as a share of all
-                share = float(have.sum()) / have.numel()
-                parts["scale"] = _guarded(lambda: scale_loss(out.scale[have].float(), tgt[have]), [out.scale]) * share
-            else:
-                parts["scale"] = out.scale.float().sum() * 0.0
+            have = ~torch.isnan(tgt)  # NaN: the teacher could not measure this sample's scale (counts 0)
+            known = torch.where(have, tgt, torch.ones_like(tgt))
+            ok = all_finite({"pred": [out.scale], "target": [known]})
+            parts["scale"] = _unless(ok, scale_loss(out.scale.float(), tgt, valid=have, checked=False))
+            flags.append(ok)
     scaled = {k: (v if k == "text" else v * video_share) for k, v in parts.items()}
     total = sum(getattr(weights, k) * v for k, v in scaled.items() if getattr(weights, k) > 0)
     if not isinstance(total, Tensor):
         total = out.logits.sum() * 0.0
-    finite = bool(torch.isfinite(torch.stack([v.detach().float() for v in scaled.values()])).all()) if scaled else True
+    finite = torch.ones((), dtype=torch.bool, device=total.device)
+    if scaled:
+        finite = torch.isfinite(torch.stack([v.detach().float() for v in scaled.values()])).all()
+    for ok in flags:
+        finite = finite & ok.to(finite.device)
     return MicroLoss(total=total, parts={k: v.detach().float() for k, v in scaled.items()}, finite=finite)

@@ -64,7 +64,7 @@ def run_layout(data: dict, case: dict, layout: str) -> dict | None:
     if grads is None:
         return None
     ref = case["grads"]
-    report = {"finite": finite, "parts": dict(zip(PARTS, summed.tolist())),
+    report = {"finite": bool(finite), "parts": dict(zip(PARTS, summed.tolist())),
               "missing": sorted(set(ref) - set(grads)), "extra": sorted(set(grads) - set(ref)),
               "ref_grad_max": max(v.abs().max().item() for v in ref.values()),
               "sequence_parallel": module.stage.text.sequence_parallel, "recomputed": RECOMPUTED[0],

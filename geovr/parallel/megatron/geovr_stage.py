@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from ...model.config import GeoVRConfig
 from ...model.geo_inputs import GeoInputs, VideoSlot, write_geometry_embeds
 from ...model.heads import AlignProjector, CameraHead, DPTDepthHead, ScaleHead
+from ...model.heads.batching import per_frame_batched
 from ...model.layer_map import layer_map
 from .qwen3vl import MegatronQwen3VL
 
@@ -184,22 +185,27 @@ class MegatronGeoVR(MegatronModule):
         return (out if self.last else self._pack(out, layers, rows)), preds
 
     def _heads(self, slots: list[VideoSlot], layers: dict[int, Tensor], final: Tensor | None, b: int) -> StagePredictions:
+        """This stage's heads, each run once per group of video samples with equal grids
+        (`per_frame_batched`); layers: {k: the visual rows of all slots, in slot order}."""
         preds = StagePredictions(features={g: [] for g in self.aligned})
-        offset, scales = 0, []
-        for slot in slots:
-            t, h, w = slot.grid
-            n = t * h * w
-            grid = {k: v[offset:offset + n].reshape(t, h, w, self.dim) for k, v in layers.items()}
-            offset += n
-            if self.camera_head is not None:
-                preds.pose.append(self.camera_head(final[slot.camera_pos.to(final.device), slot.sample]))
-            if self.scale_head is not None:
-                scales.append(self.scale_head(final[int(slot.scale_pos[0]), slot.sample]))
-            if self.depth_head is not None:
-                preds.depth.append(self.depth_head([grid[k] for k in self.depth_taps], slot.size))
-            for g in self.aligned:
-                preds.features[g].append(self.projectors[str(g)](grid[self.layer_map[g]], self.cfg.pooled_size(slot.size)))
-        preds.scale = torch.stack(scales) if scales else None
+        if not slots:
+            return preds
+        sizes = [s.grid[0] * s.grid[1] * s.grid[2] for s in slots]
+        grids = [{k: v.reshape(*s.grid, self.dim) for k, v in zip(layers, parts)}
+                 for s, parts in zip(slots, zip(*(v.split(sizes) for v in layers.values())))] if layers else []
+        keys = [(s.grid[1], s.grid[2], s.size) for s in slots]
+        if self.camera_head is not None:
+            tokens = torch.cat([final[s.camera_pos.to(final.device), s.sample] for s in slots])
+            preds.pose = list(self.camera_head(tokens).split([len(s.camera_pos) for s in slots]))
+        if self.scale_head is not None:
+            preds.scale = self.scale_head(torch.stack([final[int(s.scale_pos[0]), s.sample] for s in slots]))
+        if self.depth_head is not None:
+            preds.depth = per_frame_batched(lambda x, key: self.depth_head(x, key[2]),
+                                            [[grid[k] for k in self.depth_taps] for grid in grids], keys)
+        for g in self.aligned:
+            preds.features[g] = per_frame_batched(
+                lambda x, key, g=g: self.projectors[str(g)](x[0], self.cfg.pooled_size(key[2])),
+                [[grid[self.layer_map[g]]] for grid in grids], keys)
         return preds
 
 
