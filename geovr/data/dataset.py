@@ -64,6 +64,33 @@ class VideoQADataset(Dataset):
             return decode_frames(probe_video(rec.media), [0], backend="pyav")
         return load_video(rec.media, self.sampling, self.backend)
 
+    def frame_counts(self, progress: bool = False) -> list[int]:
+        """Frames each record's sampling yields (images: 1; an unreadable video: 0, it is skipped
+        when loaded anyway): the lengths for `ResumableSampler`'s grouping. Probes each video
+        once (a demux, no decoding); records about the same video share the probe."""
+        seen: dict[str, int] = {}
+        items = self.records
+        if progress:
+            try:
+                from tqdm import tqdm
+
+                items = tqdm(items, desc="video lengths", unit="rec")
+            except ImportError:
+                pass
+        out = []
+        for rec in items:
+            if rec.kind == "image":
+                out.append(1)
+                continue
+            if rec.media not in seen:
+                try:
+                    info = probe_video(rec.media)
+                    seen[rec.media] = len(sample_indices(info.num_frames, info.fps, self.sampling))
+                except VideoDecodeError:
+                    seen[rec.media] = 0
+            out.append(seen[rec.media])
+        return out
+
     def __getitem__(self, key):
         index, epoch, position = key if isinstance(key, tuple) else (key, 0, key)
         skipped: list[Skip] = []

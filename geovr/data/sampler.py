@@ -15,14 +15,25 @@ from torch.utils.data import Sampler
 
 class ResumableSampler(Sampler):
     """n: dataset length. Each rank gets ceil(n / world_size) keys per epoch (the last ones wrap
-    around to keep ranks in step). The order depends only on (seed, epoch)."""
+    around to keep ranks in step). The order depends only on (seed, epoch) (and the lengths).
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+    Length grouping (lengths given, group > 0): each rank's shuffled order is cut into windows of
+    `group` x `micro_batch` samples and each window sorted by length, longest first, so that a
+    micro-batch holds samples of similar length and pads little (as LLaVA-style trainers group by
+    modality length); the windows keep the shuffle's randomness across the epoch."""
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 lengths: list[int] | None = None, micro_batch: int = 1, group: int = 0):
         if n < 1:
             raise ValueError(f"the dataset is empty (n={n}): check the annotation files and media root")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"lengths: {len(lengths)} entries for a dataset of {n}")
+        if group < 0 or micro_batch < 1:
+            raise ValueError(f"group must be >= 0 and micro_batch >= 1, got {group}, {micro_batch}")
         self.n, self.seed, self.shuffle, self.rank, self.world_size = n, seed, shuffle, rank, world_size
+        self.lengths, self.window = lengths, (group * micro_batch if lengths is not None else 0)
         self.epoch = 0
         self.start = 0
 
@@ -35,7 +46,13 @@ class ResumableSampler(Sampler):
             perm = list(range(self.n))
         per_rank = -(-self.n // self.world_size)
         perm = perm + perm[: per_rank * self.world_size - self.n]
-        return perm[self.rank::self.world_size]
+        mine = perm[self.rank::self.world_size]
+        if not self.window:
+            return mine
+        out = []
+        for i in range(0, len(mine), self.window):  # a stable sort: equal lengths keep the shuffle's order
+            out += sorted(mine[i:i + self.window], key=lambda k: -self.lengths[k])
+        return out
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
         epoch, start = self.epoch, self.start
@@ -67,3 +84,8 @@ def position_after(positions: list[tuple[int, int]]) -> tuple[int, int]:
     """The resume point after a batch whose samples carry `positions` [(epoch, position)...]."""
     epoch, pos = max(positions)
     return epoch, pos + 1
+
+
+def padding_fraction(attention_mask: torch.Tensor) -> float:
+    """The share of a collated micro-batch's token slots that are padding (attention_mask [B, L])."""
+    return 1.0 - float(attention_mask.sum()) / max(1, attention_mask.numel())

@@ -44,7 +44,10 @@ class DataConfig:
     """path: the annotation file; format: vsi590k | vlm3r | llava. synthetic: write the synthetic
     world at path's folder when the file is absent (`synthetic_*` set its size). Frames: `fps`,
     `min_frames`..`max_frames`, at most `tokens_per_frame` merged tokens each; teacher frames have
-    longest edge `teacher_longest` (a multiple of 28). max_length: longer samples are skipped."""
+    longest edge `teacher_longest` (a multiple of 28). max_length: longer samples are skipped.
+    group_by_length: 0 (off) or G: sort each window of G micro-batches of the shuffled order by
+    frame count, so micro-batches pad less (the videos are probed once at start; `data/padding`
+    in the metrics is the share of padded token slots)."""
 
     path: str = "geovr_runs/synthetic/train.jsonl"
     format: str = "vsi590k"
@@ -64,6 +67,7 @@ class DataConfig:
     backend: str = "auto"
     workers: int = 0
     shuffle: bool = True
+    group_by_length: int = 0
 
 
 @dataclass
@@ -260,6 +264,7 @@ def validate(cfg: Config, world_size: int = 1) -> int:
         raise ConfigError("data.synthetic_height", f"synthetic frames must be multiples of 16, got "
                           f"{d.synthetic_height}x{d.synthetic_width}")
     _positive("data.workers", d.workers, allow_zero=True)
+    _positive("data.group_by_length", d.group_by_length, allow_zero=True)
     _choice("teacher.name", t.name, ("synthetic", "vggt"))
     _positive("teacher.feature_dim", t.feature_dim)
     if t.name == "vggt" and not t.vggt_weights:

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from ..data.health import SkipLog
 from ..data.qwen_inputs import IGNORE_INDEX, collate
-from ..data.sampler import ResumableSampler, position_after
+from ..data.sampler import ResumableSampler, padding_fraction, position_after
 from ..parallel.data_parallel import all_reduce_sum, barrier, init_world, shutdown, wrap_data_parallel
 from ..teachers.base import TeacherRequest
 from . import build
@@ -63,8 +63,11 @@ class Trainer:
         self.records = {r.id: r for r in self.dataset.records}
         self.skips = SkipLog()
         self.skips.add_invalid_records(invalid)
+        lengths = (self.dataset.frame_counts(progress=self.world.main and cfg.metrics.progress)
+                   if cfg.data.group_by_length else None)
         self.sampler = ResumableSampler(len(self.dataset), seed=cfg.train.seed, shuffle=cfg.data.shuffle,
-                                        rank=self.dp_rank, world_size=self.dp_size)
+                                        rank=self.dp_rank, world_size=self.dp_size, lengths=lengths,
+                                        micro_batch=cfg.train.micro_batch, group=cfg.data.group_by_length)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.loader = DataLoader(self.dataset, batch_size=cfg.train.micro_batch, sampler=self.sampler,
                                  collate_fn=partial(collate, pad_token_id=pad), num_workers=cfg.data.workers, drop_last=True,
@@ -273,6 +276,7 @@ class Trainer:
                         self.skips.add_batch(b)
                 position = position_after([p for b in micro for p in b["positions"]])
                 record = self.train_step(micro)
+                record["data/padding"] = sum(padding_fraction(b["attention_mask"]) for b in micro) / len(micro)
                 if self.step % cfg.metrics.log_every == 0 or self.step == self.total_steps:
                     metrics.log(record)
                 metrics.advance()

@@ -25,7 +25,7 @@ def test_loss_parts_fall(synthetic_root, tmp_path):
     assert sorted(recs) == list(range(1, 25))
     first = recs[1]
     for key in ("loss", "lr/llm", "lr/new", "grad_norm", "samples_per_s", "tokens_per_s", "peak_memory_gb",
-                "teacher_s", "data/skipped"):
+                "teacher_s", "data/skipped", "data/padding"):
         assert key in first, key
     # groups: the new parts at 2x the LLM's rate (tiny preset), warmup then cosine
     assert recs[5]["lr/new"] == pytest.approx(2 * recs[5]["lr/llm"])
@@ -133,3 +133,16 @@ def test_corrupt_video_and_bad_record_are_skipped_and_counted(synthetic_root, tm
     recs = losses(tmp_path / "run")
     assert summary["data/skipped"] >= 2 and recs[4]["data/skipped"] == summary["data/skipped"]
     assert summary.get("data/skipped/invalid_record") == 1
+
+
+def test_group_by_length_probes_the_videos_and_reports_padding(synthetic_root, tmp_path):
+    cfg = small_config(synthetic_root, tmp_path / "run", steps=2)
+    cfg.data.group_by_length = 2
+    trainer = Trainer(cfg)
+    counts = trainer.dataset.frame_counts()
+    assert trainer.sampler.lengths == counts and min(counts) > 0
+    assert trainer.sampler.window == 2 * cfg.train.micro_batch
+    trainer.train()
+    recs = losses(tmp_path / "run")
+    assert all(0.0 <= r["data/padding"] < 1.0 for r in recs.values())
+
