@@ -90,7 +90,10 @@ def forward_backward(model, module: MegatronGeoVR, micro: list[Prepared], weight
             return out, None
 
         def loss_func(token_loss: Tensor):
-            text = (token_loss.float() * p.text_mask).sum() / step_tokens
+            if token_loss.dim() == 1:  # the supervised rows only (text_logits="supervised")
+                text = token_loss.float().sum() / step_tokens
+            else:
+                text = (token_loss.float() * p.text_mask).sum() / step_tokens
             parts["text"] += text.detach()
             finite[0] = finite[0] & torch.isfinite(text.detach()).to(device)
             total = weights.text * text + (geo.total if geo is not None else 0.0)

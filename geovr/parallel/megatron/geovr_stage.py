@@ -154,8 +154,9 @@ class MegatronGeoVR(MegatronModule):
                 text_targets: Tensor | None = None) -> tuple[Tensor, StagePredictions]:
         """batch: the collated batch (pixels on the first stage); geo: its GeoVR sequence
         (`plan_geo_inputs`); slots: its video samples (`video_slots`); text_targets: the next-token
-        targets [B, L'] (last stage). Returns the pipeline tensor (last stage: the per-token text loss
-        [B, L']) and this stage's predictions."""
+        targets [B, L'] (last stage, `text_logits="all"`). Returns the pipeline tensor (last stage: the
+        per-token text loss, [B, L'] or with `text_logits="supervised"` [N] at
+        `geo.text_positions`) and this stage's predictions."""
         ids = geo.input_ids
         seq, b = ids.shape[1], ids.shape[0]
         rows = self.visual_rows(slots, b).to(ids.device)
@@ -177,8 +178,12 @@ class MegatronGeoVR(MegatronModule):
         taps: dict = {k: None for k in wanted}
         if self.camera_head is not None or self.scale_head is not None:
             taps["final"] = None
-        out = self.stage.text(None, geo.position_ids, visual, labels=text_targets if self.last else None,
-                              taps=taps, decoder_input=hidden)
+        supervised = None
+        if self.last and self.cfg.text_logits == "supervised" and geo.text_positions is not None:
+            supervised = (geo.text_positions.to(hidden.device), geo.text_targets.to(hidden.device))
+        out = self.stage.text(None, geo.position_ids, visual,
+                              labels=text_targets if self.last and supervised is None else None,
+                              taps=taps, decoder_input=hidden, supervised=supervised)
         layers = {k: v.reshape(-1, self.dim)[rows] for k, v in taps.items() if k != "final" and v is not None}
         layers.update(carried)
         preds = self._heads(slots, layers, taps.get("final"), b)

@@ -134,9 +134,12 @@ class Qwen3VLTextModel(LanguageModule):
 
     def forward(self, input_ids: Tensor | None, position_ids: Tensor, visual: Visual | None = None,
                 visual_embeds: Tensor | None = None, labels: Tensor | None = None,
-                taps: dict | None = None, decoder_input: Tensor | None = None) -> Tensor:
+                taps: dict | None = None, decoder_input: Tensor | None = None,
+                supervised: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """input_ids [B, S] (first stage); position_ids [3, B, S]; labels [B, S] (last stage: then the
-        per-token loss [B, S] is returned instead of the vocab-parallel logits [S, B, V/tp]).
+        per-token loss [B, S] is returned instead of the vocab-parallel logits [S, B, V/tp]);
+        supervised: (positions [N, 2] as (sample, position), next tokens [N]) (last stage: the output
+        layer and the loss run on those N rows only, and their per-token loss [N] is returned).
         Non-last stages return the hidden states [S, B, H] for the next stage. taps: a dict whose
         keys are hidden-state indices k (the input of layer k; k = num_layers: the last layer's
         output, before the final norm; "final": after it) to fill with [S, B, H] when they live on
@@ -179,7 +182,24 @@ class Qwen3VLTextModel(LanguageModule):
         if taps is not None and "final" in taps:
             taps["final"] = self._full(hidden)
         weight = self.shared_embedding_or_output_weight() if self.share_embeddings_and_output_weights else None
+        if supervised is not None:
+            return self._supervised_loss(hidden, weight, *supervised)
         logits, _ = self.output_layer(hidden, weight=weight)
         if labels is None:
             return logits
         return self.compute_language_model_loss(labels, logits)
+
+    def _supervised_loss(self, hidden: Tensor, weight: Tensor | None, positions: Tensor, targets: Tensor) -> Tensor:
+        """The per-token loss [N] of the supervised rows: the full sequence's final states at
+        `positions` through this TP rank's vocabulary shard of the output layer, then the
+        vocab-parallel cross-entropy. The rows' gradient is summed over the TP ranks (each holds a
+        shard's part of it), as ColumnParallelLinear does for its input."""
+        from megatron.core import tensor_parallel
+
+        if positions.shape[0] == 0:  # nothing supervised: a zero still connected to the graph
+            return hidden.sum()[None] * 0.0
+        rows = self._full(hidden)[positions[:, 1], positions[:, 0]]  # [N, H]
+        rows = tensor_parallel.copy_to_tensor_model_parallel_region(rows)
+        w = weight if weight is not None else self.output_layer.weight
+        logits = torch.nn.functional.linear(rows, w.to(rows.dtype))[:, None]  # [N, 1, V/tp]
+        return tensor_parallel.vocab_parallel_cross_entropy(logits, targets[:, None])[:, 0]
