@@ -1,0 +1,91 @@
+"""The parts of a counted step, built at a spec's size (inside ShapeMode their weights are fake):
+the student (Qwen3-VL + the GeoVR wiring), the teacher network, the cache's targets."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from .spec import StepSpec
+
+
+def plan_tokenizer():
+    """The tiny tokenizer (its ids stand in for Qwen's: the cost does not depend on them)."""
+    from ..data.tiny_tokenizer import build_tiny_tokenizer
+
+    return build_tiny_tokenizer()
+
+
+def base_model(spec: StepSpec, tokenizer) -> nn.Module:
+    """Qwen3-VL at the spec's size, with the tokenizer's special-token ids (weights are fake)."""
+    if spec.model == "tiny":
+        from ..model.tiny import tiny_qwen3vl
+
+        return tiny_qwen3vl(tokenizer, layers=spec.layers or 6)
+    from transformers import Qwen3VLForConditionalGeneration
+
+    from ..model.qwen_sizes import qwen3vl_config
+
+    cfg = qwen3vl_config(spec.model.upper())
+    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in (
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>"))}
+    for k, v in ids.items():
+        setattr(cfg, k, v)
+    if spec.layers is not None:
+        cfg.text_config.num_hidden_layers = spec.layers
+    return Qwen3VLForConditionalGeneration(cfg)
+
+
+def student_model(spec: StepSpec, tokenizer) -> nn.Module:
+    from ..model.geovr_model import GeoVRModel
+    from ..train.build import geovr_config
+    from ..train.config import paper, tiny
+    from ..train.optim import freeze_vision
+
+    cfg = tiny() if spec.model == "tiny" else paper()
+    cfg.model.text_logits = "all" if spec.recipe == "release" else "supervised"
+    if spec.model == "tiny":
+        cfg.teacher.feature_dim = 64
+    base = base_model(spec, tokenizer)
+    if spec.gradient_checkpointing:
+        base.activation_checkpointing_enable({"use_reentrant": False})
+    geo_cfg = geovr_config(cfg)
+    if spec.layers is not None and spec.layers < 24:  # a shallow LLM for the validation runs
+        geo_cfg = dataclasses.replace(geo_cfg, teacher_layers=geo_cfg.teacher_layers[:spec.layers])
+    model = GeoVRModel(base, geo_cfg)
+    freeze_vision(model)
+    return model.train()
+
+
+def teacher_network(spec: StepSpec) -> nn.Module:
+    from ..teachers.tiny_vggt import TinyVGGT, vggt_1b_shape
+
+    return TinyVGGT(dim=64, depth=24) if spec.model == "tiny" else vggt_1b_shape()
+
+
+def cached_targets(batch: dict, feature_dim: int, layers: tuple[int, ...], patch: int = 14) -> list:
+    """What the target cache (its default, pooled features) hands the loss per sample: depth and
+    confidence upcast to fp32, features 2x2 pooled at the patch grid, in fp32 (the loader's tensors)."""
+    from ..teachers.base import TeacherTargets
+
+    out = []
+    for frames in batch["teacher_frames"]:
+        t, _, h, w = frames.shape
+        grid = (h // (2 * patch), w // (2 * patch))
+        out.append(TeacherTargets(pose_enc=torch.zeros(t, 9), depth=torch.ones(t, h, w),
+                                  depth_conf=torch.ones(t, h, w),
+                                  features={l: torch.zeros(t, *grid, feature_dim) for l in layers},
+                                  scale=torch.ones(()), features_pooled=True))
+    return out
+
+
+def param_counts(student: nn.Module, teacher: nn.Module | None) -> dict[str, int]:
+    llm = sum(p.numel() for n, p in student.named_parameters() if n.startswith("base.") and "visual" not in n)
+    vision = sum(p.numel() for n, p in student.named_parameters() if "visual" in n)
+    vision_trainable = sum(p.numel() for n, p in student.named_parameters() if "visual" in n and p.requires_grad)
+    new = sum(p.numel() for n, p in student.named_parameters() if not n.startswith("base."))
+    return {"llm": llm, "vision": vision, "vision_trainable": vision_trainable, "geovr_parts": new,
+            "teacher": sum(p.numel() for p in teacher.parameters()) if teacher is not None else 0,
+            "trainable": sum(p.numel() for p in student.parameters() if p.requires_grad)}

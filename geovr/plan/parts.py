@@ -1,0 +1,85 @@
+"""The step's parts (PARTS) by module path: FLOPs summed per part from `FlopCounterMode`, and
+`PartStack`, which names the part running now (for the memory labels). Torch's CPU flash attention
+(what SDPA picks on fake CPU tensors) is counted as the GPU kernels are."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+aten = torch.ops.aten
+PARTS = ("vision", "llm", "lm_head", "teacher", "heads_losses")
+
+
+def _cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_attention_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+CPU_ATTENTION = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention,
+                  aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward}
+
+
+PREFIXES = {"vision": "_Step.student.base.model.visual", "llm": "_Step.student.base.model.language_model",
+             "lm_head": "_Step.student.base.lm_head", "teacher": "_Step.teacher"}
+
+
+def flops_by_part(counter: FlopCounterMode) -> dict[str, float]:
+    """{part: FLOPs}: each part sums its outermost modules that ran (a module's count includes its
+    children's); "heads_losses" is everything else (the GeoVR heads, the losses, the embedding)."""
+    counts = {name: float(sum(ops.values())) for name, ops in counter.get_flop_counts().items()}
+    out = dict.fromkeys(PARTS, 0.0)
+    for part, prefix in PREFIXES.items():
+        names = sorted((n for n in counts if n == prefix or n.startswith(prefix + ".")), key=len)
+        outer: list[str] = []
+        for n in names:
+            if not any(n.startswith(o + ".") for o in outer):
+                outer.append(n)
+        out[part] = sum(counts[n] for n in outer)
+    out["heads_losses"] = counts.get("Global", 0.0) - sum(out.values())
+    return out
+
+
+class PartStack:
+    """While active, `current()` names the part (PARTS) whose module forward is running, from
+    global module hooks; outside every module forward it is `outside`: "inputs" before the step,
+    then what the step sets ("heads_losses" for the functional losses, "backward" for the backward
+    pass and the optimizer)."""
+
+    def __init__(self, step: nn.Module):
+        self._part: dict[int, str] = {}
+        for name, module in step.named_modules(prefix="_Step"):
+            part = next((p for p, prefix in PREFIXES.items() if name == prefix or name.startswith(prefix + ".")),
+                        None)
+            if part is None and name.startswith("_Step.student.") and not name.startswith("_Step.student.base"):
+                part = "heads_losses"
+            if part is not None:
+                self._part[id(module)] = part
+        self._stack: list[str] = []
+        self.outside = "inputs"
+        self._handles: list = []
+
+    def current(self) -> str:
+        return self._stack[-1] if self._stack else self.outside
+
+    def _pre(self, module, args):
+        part = self._part.get(id(module))
+        self._stack.append(part if part is not None else (self._stack[-1] if self._stack else "heads_losses"))
+
+    def _post(self, module, args, out):
+        if self._stack:
+            self._stack.pop()
+
+    def __enter__(self):
+        from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+
+        self._handles = [register_module_forward_pre_hook(self._pre), register_module_forward_hook(self._post)]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._stack.clear()
