@@ -3,11 +3,12 @@
     python benchmarks/train_step.py [--models 2b 4b 8b] [--frames 32] [--gpus 8]
 
 For each model size: FLOPs per sample by part (forward + backward, counted by FlopCounterMode while
-the real step runs on fake tensors, `geovr.plan`) and the peak memory per GPU under the same
-layouts (the trainer's DDP, the release's ZeRO-2 over --gpus), for the release recipe (every hidden
-state kept, full-vocabulary logits, the per-sample eager losses, teachers online) and geovr's with
-the teacher online and from the target cache; then the ratios to the release. No timing: that needs
-a GPU (benchmarks/gpu/README.md).
+the real step runs on fake tensors, `geovr.plan`; causal attention as the kernels run it, and the
+total with full matrices) and the peak memory per GPU under the same layouts (the trainer's DDP,
+the release's ZeRO-2 over --gpus, each at its own peak moment), for the release recipe (every
+hidden state kept, full-vocabulary logits, the per-sample eager losses, whole-layer recompute,
+VGGT-1B and DA3 metric online) and geovr's with the teachers online and from the target cache;
+then the ratios to the release. No timing: that needs a GPU (benchmarks/gpu/README.md).
 """
 from __future__ import annotations
 
@@ -38,9 +39,14 @@ def table(model: str, frames: int, micro_batch: int, gpus: int) -> str:
     for part in PARTS:
         lines.append(f"| {part} TFLOP/sample | " + " | ".join(f"{c.per_sample_flops()[part] / 1e12:.1f}"
                                                             for c in costs.values()) + " |")
-    lines.append("| **total TFLOP/sample** | " + " | ".join(
-        f"**{c.total_flops_per_sample / 1e12:.1f}** ({c.total_flops_per_sample / ref.total_flops_per_sample:.2f}x)"
-        for c in costs.values()) + " |")
+    for name, label in (("vggt", "VGGT-1B"), ("metric", "DA3 metric")):
+        lines.append(f"| &nbsp; teacher: {label} TFLOP/sample | " + " | ".join(
+            f"{c.teacher_flops.get(name, 0.0) / c.spec.micro_batch / 1e12:.1f}" for c in costs.values()) + " |")
+    for attention, label in (("causal", "**total TFLOP/sample**"), ("full", "total, attention as full matrices")):
+        r = ref.total_flops_per_sample(attention)
+        lines.append(f"| {label} | " + " | ".join(
+            f"**{c.total_flops_per_sample(attention) / 1e12:.1f}** ({c.total_flops_per_sample(attention) / r:.2f}x)"
+            for c in costs.values()) + " |")
     for kind in ref.memory:
         lines.append(f"| {kind} GB (1 GPU) | " + " | ".join(f"{c.memory[kind] / GB:.1f}" for c in costs.values()) + " |")
     labels = sorted({k for c in costs.values() for k in c.activations}, key=lambda k: (k not in PARTS, k))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from .layer_map import VGGT_DEPTH, VGGT_LAYERS
 
 TEXT_LOGITS = ("supervised", "all")
+CHECKPOINT_KEEP = ("attention", "nothing")  # what a checkpointed decoder layer keeps (geovr.model.recompute)
 
 
 @dataclass(frozen=True)

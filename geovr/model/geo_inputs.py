@@ -43,11 +43,18 @@ class GeoInputs:
                          [(i, grid, move(pos)) for i, grid, pos in self.videos])
 
 
+def next_tokens(labels: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
+    """labels [B, L] (HF's: the token at each position, ignore_index where no loss) -> what each
+    position predicts [B, L]: the next position's label (ignore_index at the end)."""
+    nxt = torch.full_like(labels, ignore_index)
+    nxt[:, :-1] = labels[:, 1:]
+    return nxt
+
+
 def supervised_positions(labels: Tensor) -> tuple[Tensor, Tensor]:
     """labels [B, L] (HF's: the token at each position, IGNORE_INDEX where no loss) -> (positions
     [N, 2] (sample, position) whose next token is supervised, row-major; those next tokens [N])."""
-    nxt = torch.full_like(labels, IGNORE_INDEX)
-    nxt[:, :-1] = labels[:, 1:]
+    nxt = next_tokens(labels)
     positions = torch.nonzero(nxt != IGNORE_INDEX)
     return positions, nxt[positions[:, 0], positions[:, 1]]
 

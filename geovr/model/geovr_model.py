@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import GeoVRConfig
 from .heads import AlignProjector, CameraHead, DPTDepthHead, ScaleHead
-from .heads.batching import per_frame_batched
+from .heads.batching import concat_batched, dense_heads, slot_keys
 from .layer_map import layer_map
 from .taps import tap_layers
 from .geo_inputs import GeoInputs, plan_geo_inputs, video_slots, write_geometry_embeds
@@ -106,20 +106,19 @@ class GeoVRModel(nn.Module):
             result.features = {g: [] for g in self.cfg.teacher_layers} if self.cfg.align else {}
             return result
         grids = [{k: store[k][s.sample, s.video_pos].reshape(*s.grid, self.dim) for k in taps} for s in slots]
-        keys = [(s.grid[1], s.grid[2], s.size) for s in slots]  # one head call per group of equal keys
+        keys = slot_keys(slots)  # one head call per group of equal keys
         if self.cfg.camera:
-            tokens = torch.cat([store["final"][s.sample, s.camera_pos] for s in slots])
-            result.pose = list(self.camera_head(tokens).split([len(s.camera_pos) for s in slots]))
+            result.pose = concat_batched(self.camera_head, [store["final"][s.sample, s.camera_pos] for s in slots])
         if self.cfg.scale:
             result.scale = self.scale_head(torch.stack([store["final"][s.sample, s.scale_pos[0]] for s in slots]))
+        depth, features = dense_heads(grids, keys, self.depth_head if self.cfg.depth else None,
+                                      [self.layer_map[g] for g in self.cfg.teacher_layers], self.projectors,
+                                      list(self.cfg.teacher_layers) if self.cfg.align else [], self.layer_map,
+                                      self.cfg.pooled_size)
         if self.cfg.depth:
-            layers = [self.layer_map[g] for g in self.cfg.teacher_layers]
-            result.depth = per_frame_batched(lambda x, key: self.depth_head(x, key[2]),
-                                             [[grid[k] for k in layers] for grid in grids], keys)
+            result.depth = depth
         if self.cfg.align:
-            result.features = {g: per_frame_batched(
-                lambda x, key, g=g: self.projectors[str(g)](x[0], self.cfg.pooled_size(key[2])),
-                [[grid[self.layer_map[g]]] for grid in grids], keys) for g in self.cfg.teacher_layers}
+            result.features = features
         return result
 
     def _text(self, inputs: dict, media: dict, geo: GeoInputs, num_items_in_batch) -> tuple[torch.Tensor | None, torch.Tensor]:

@@ -2,20 +2,25 @@
 
     python -m geovr.plan --model 8b --gpus 8 --frames 32 --micro-batch 1 [--teacher cache]
         [--gpu-memory 80] [--samples 590000 --mfu 0.35 --peak-tflops 989]
+        [--checkpoint-keep attention|nothing] [--checkpoint-layers K] [--no-recompute-search]
 
-Counts one micro-batch's step on fake tensors (about 30 s at 8B on 2 CPU cores, no GPU needed) and
-prints the FLOPs per sample by part, the activations at the peak by part, the peak memory per GPU
-for every layout the trainer runs (DDP, megatron TP x PP with and without the distributed
-optimizer) beside the release's ZeRO-2, whether each fits `--gpu-memory` GB, the simplest one that
-fits within `--headroom`, with its command, and the GPU-hours for `--samples` at an assumed MFU.
+Counts one micro-batch's step on fake tensors (about a minute at 8B on 2 CPU cores, no GPU
+needed) and prints the FLOPs per sample by part (causal attention as the kernels run it, and the
+full-matrix count), the activations at the peak by part, the peak memory per GPU for every layout
+the trainer runs (DDP, megatron TP x PP with and without the distributed optimizer) beside the
+release's ZeRO-2, whether each fits `--gpu-memory` GB, the simplest one that fits within
+`--headroom`, with its command; how many decoder layers that layout can leave un-checkpointed
+(fewer recompute FLOPs) and still fit (from a second count with none checkpointed: memory and
+FLOPs are linear in the layers checkpointed); and the GPU-hours for `--samples` at an assumed MFU.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 
-from .cost import MODELS, PARTS, RECIPES, TEACHER_MODES, StepSpec, measure_step
-from .layouts import KINDS, layouts, per_gpu
+from ..model.config import CHECKPOINT_KEEP
+from .cost import MODELS, PARTS, RECIPES, TEACHER_MODES, StepCost, StepSpec, measure_step
+from .layouts import KINDS, Layout, layouts, per_gpu
 
 GB = 1e9
 
@@ -34,19 +39,52 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--samples", type=int, default=590_000, help="training samples (VSI-590K: one epoch)")
     p.add_argument("--mfu", type=float, default=0.35, help="assumed model FLOPs utilisation")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100: 989)")
+    p.add_argument("--checkpoint-keep", choices=CHECKPOINT_KEEP, default=None,
+                   help="what a checkpointed decoder layer keeps (default: the recipe's)")
+    p.add_argument("--checkpoint-layers", type=int, default=None, help="decoder layers checkpointed (default: all)")
+    p.add_argument("--no-recompute-search", action="store_true",
+                   help="skip the search for fewer checkpointed layers (one count instead of two)")
     return p.parse_args(argv)
 
 
+def _spec(a: argparse.Namespace, **kw) -> StepSpec:
+    return StepSpec(model=a.model, frames=a.frames, micro_batch=a.micro_batch, recipe=a.recipe, teacher=a.teacher,
+                    checkpoint_keep=a.checkpoint_keep, **{"checkpoint_layers": a.checkpoint_layers, **kw})
+
+
+def _recompute(spec: StepSpec, layers: int) -> str:
+    if not spec.gradient_checkpointing:
+        return "none (no decoder layer checkpointed)"
+    which = "every one" if spec.checkpoint_layers is None else f"the first {spec.checkpoint_layers}"
+    return f"{which} of the {layers} decoder layers checkpointed, keeping {spec.checkpoint_keep}"
+
+
+def fewest_checkpointed(full: StepCost, none: StepCost, layout: Layout, budget: float) -> tuple[int, float] | None:
+    """The fewest decoder layers checkpointed (of L) for which `layout`'s peak fits `budget`
+    bytes, and the FLOPs per sample then, from the counts with all (`full`) and none (`none`)
+    checkpointed (both linear in the layers checkpointed); None when even all do not fit."""
+    layers = full.llm_dims[2]
+    hi, lo = per_gpu(full, layout).total, per_gpu(none, layout).total
+    f_hi, f_lo = full.total_flops_per_sample(), none.total_flops_per_sample()
+    if hi > budget:
+        return None
+    per_layer = (lo - hi) / layers
+    k = 0 if lo <= budget else max(0, layers - int((budget - hi) // per_layer))
+    return k, f_lo + (f_hi - f_lo) * k / layers
+
+
 def report(a: argparse.Namespace) -> str:
-    cost = measure_step(StepSpec(model=a.model, frames=a.frames, micro_batch=a.micro_batch, recipe=a.recipe,
-                                 teacher=a.teacher))
+    cost = measure_step(_spec(a))
     flops = cost.per_sample_flops()
     total = sum(flops.values())
+    spec = cost.spec
     lines = [f"{a.model}, {a.recipe} recipe, teacher {a.teacher}, {a.frames} frames, micro-batch {a.micro_batch}: "
              f"{cost.sequence} tokens per sample, {cost.supervised // a.micro_batch} supervised",
              "", "FLOPs per sample (forward + backward, TFLOP):"]
     lines += [f"  {k:<13}{flops[k] / 1e12:9.1f}  {100 * flops[k] / total:5.1f} %" for k in PARTS]
-    lines += [f"  {'total':<13}{total / 1e12:9.1f}", "",
+    lines += [f"  {'total':<13}{total / 1e12:9.1f}   (causal attention as the kernels run it; counted as full "
+              f"matrices: {cost.total_flops_per_sample('full') / 1e12:.1f})",
+              f"  recompute: {_recompute(spec, cost.llm_dims[2])}", "",
               "Activations at the peak, by part (GB, one GPU): "
               + ", ".join(f"{k} {v / GB:.1f}" for k, v in sorted(cost.activations.items(), key=lambda x: -x[1])),
               "", f"Peak memory per GPU (GB) on {a.gpus} GPUs:"]
@@ -66,6 +104,15 @@ def report(a: argparse.Namespace) -> str:
         best = min(fitting, key=lambda x: (x[1].name != "ddp", x[1].tp * x[1].pp, x[1].distributed_optimizer, x[0]))[1]
         lines += ["", f"Fits in {a.headroom:.0%} of {a.gpu_memory:g} GB with: {best.label} -> torchrun --nproc_per_node {a.gpus} -m geovr.train --preset paper "
                   + " ".join(best.overrides())]
+        search = (not a.no_recompute_search and best.name == "ddp" and spec.recipe == "geovr"
+                  and spec.gradient_checkpointing and spec.checkpoint_layers is None)
+        if search:  # the DDP backend checkpoints per layer (megatron's recompute is all or nothing)
+            none = measure_step(_spec(a, checkpoint_layers=0))
+            found = fewest_checkpointed(cost, none, best, a.headroom * a.gpu_memory * GB)
+            if found is not None and found[0] < cost.llm_dims[2]:
+                k, f = found
+                lines.append(f"  with fewer layers recomputed, model.checkpoint_layers={k} (of {cost.llm_dims[2]}) still fits: "
+                             f"{f / 1e12:.1f} TFLOP/sample, {100 * (1 - f / total):.1f} % fewer")
     else:
         lines += ["", f"No layout the trainer runs fits {a.headroom:.0%} of {a.gpu_memory:g} GB per GPU: use more GPUs, "
                   "the target cache, or fewer frames"]

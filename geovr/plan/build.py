@@ -40,6 +40,8 @@ def base_model(spec: StepSpec, tokenizer) -> nn.Module:
 
 def student_model(spec: StepSpec, tokenizer) -> nn.Module:
     from ..model.geovr_model import GeoVRModel
+    from ..model.freeze import lower_frozen_vision
+    from ..model.recompute import enable_recompute
     from ..train.build import geovr_config
     from ..train.config import paper, tiny
     from ..train.optim import freeze_vision
@@ -50,19 +52,31 @@ def student_model(spec: StepSpec, tokenizer) -> nn.Module:
         cfg.teacher.feature_dim = 64
     base = base_model(spec, tokenizer)
     if spec.gradient_checkpointing:
-        base.activation_checkpointing_enable({"use_reentrant": False})
+        enable_recompute(base, spec.checkpoint_keep, spec.checkpoint_layers)
     geo_cfg = geovr_config(cfg)
     if spec.layers is not None and spec.layers < 24:  # a shallow LLM for the validation runs
         geo_cfg = dataclasses.replace(geo_cfg, teacher_layers=geo_cfg.teacher_layers[:spec.layers])
     model = GeoVRModel(base, geo_cfg)
     freeze_vision(model)
+    if spec.autocast and spec.recipe == "geovr":  # as the trainer on a GPU
+        lower_frozen_vision(model.base.model.visual)
     return model.train()
 
 
 def teacher_network(spec: StepSpec) -> nn.Module:
-    from ..teachers.tiny_vggt import TinyVGGT, vggt_1b_shape
+    """VGGT-1B at its size (`geovr.teachers.shapes`; a small TinyVGGT for the tiny model)."""
+    from ..teachers.shapes import vggt_1b_shape
+    from ..teachers.tiny_vggt import TinyVGGT
 
-    return TinyVGGT(dim=64, depth=24) if spec.model == "tiny" else vggt_1b_shape()
+    # (the tiny one's fields of view kept positive, as a trained VGGT's are: the scale target runs)
+    return TinyVGGT(dim=64, depth=24, fov_offset=100.0) if spec.model == "tiny" else vggt_1b_shape()
+
+
+def metric_network(spec: StepSpec) -> nn.Module:
+    """DA3METRIC-LARGE at its size (`geovr.teachers.shapes`; a narrow one for the tiny model)."""
+    from ..teachers.shapes import DA3MetricShape
+
+    return DA3MetricShape(dim=32, heads=2, features=32, out_channels=(16, 32, 64, 64)) if spec.model == "tiny" else DA3MetricShape()
 
 
 def cached_targets(batch: dict, feature_dim: int, layers: tuple[int, ...], patch: int = 14) -> list:

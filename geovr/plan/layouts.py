@@ -1,7 +1,9 @@
 """Per-GPU memory of a measured step under a parallel layout.
 
-The step is measured whole on one device (`measure_step`: memory by kind, activations by the part
-that made them); a layout then says which share of each measured quantity one GPU holds:
+The step is measured whole on one device (`measure_step`: what is alive at every moment, by kind
+and, for activations, by the part that made them); a layout says which share of each one GPU
+holds, and its peak is the most that share sums to at any moment (a layout that shards the
+gradients peaks earlier than DDP, at the end of the forward):
 
 - "ddp" (the trainer's torch DDP): everything on every GPU.
 - "zero2" (the release's DeepSpeed ZeRO-2): gradients and optimizer state split over the ranks.
@@ -79,35 +81,49 @@ def _ceil(x: float) -> int:
     return int(-(-x // 1))
 
 
-def per_gpu(cost: StepCost, layout: Layout) -> LayoutMemory:
-    """The per-GPU share of `cost`'s peak under `layout` (see the module docstring)."""
-    m = dict(cost.memory)
+def stage_weights(cost: StepCost, layout: Layout) -> list[dict[str, float]]:
+    """The share of each measured category (`Timeline.categories`: the kinds, and "act:<part>"
+    for activations) one GPU holds under `layout`, per pipeline stage that can need most (see the
+    module docstring)."""
+    kinds = {"parameters": 1.0, "gradients": 1.0, "optimizer": 1.0, "teacher": 1.0}
+    act = {f"act:{label}": 1.0 for label in cost.activations} | {
+        c: 1.0 for c in (cost.timeline.categories if cost.timeline is not None else ()) if c.startswith("act:")}
     if layout.name == "ddp":
-        return LayoutMemory(layout, m)
+        return [kinds | act]
     if layout.name == "zero2":
-        return LayoutMemory(layout, {**m, "gradients": _ceil(m["gradients"] / layout.gpus),
-                                     "optimizer": _ceil(m["optimizer"] / layout.gpus)})
+        return [kinds | {"gradients": 1 / layout.gpus, "optimizer": 1 / layout.gpus} | act]
     p = cost.params
     llm_all = p["llm"] / max(1, p["llm"] + p["vision"] + p["geovr_parts"])
     llm_trainable = p["llm"] / max(1, p["trainable"])
     shards = layout.tp * layout.pp
     opt_shards = shards * (layout.dp if layout.distributed_optimizer else 1)
-
-    def state(kind: str, llm_share: float, split: int) -> float:
-        return m[kind] * llm_share / split + m[kind] * (1 - llm_share)
-
-    act = cost.activations
-    llm_act = act.get("llm", 0) / (layout.tp if layout.sequence_parallel else 1)
-    first_rest = sum(v for k, v in act.items() if k not in ("llm", "lm_head"))
-    first = llm_act + first_rest
-    last = llm_act / layout.pp + act.get("lm_head", 0) / layout.tp + (first_rest if layout.pp == 1 else 0)
+    states = {"parameters": llm_all / shards + 1 - llm_all, "gradients": llm_trainable / shards + 1 - llm_trainable,
+              "optimizer": llm_trainable / opt_shards + 1 - llm_trainable, "teacher": 1.0}
+    llm = 1 / (layout.tp if layout.sequence_parallel else 1)
     if layout.pp == 1:
-        first = last = llm_act + act.get("lm_head", 0) / layout.tp + first_rest
-    parts = {"parameters": _ceil(state("parameters", llm_all, shards)),
-             "gradients": _ceil(state("gradients", llm_trainable, shards)),
-             "optimizer": _ceil(state("optimizer", llm_trainable, opt_shards)),
-             "activations": _ceil(max(first, last)), "teacher": m["teacher"]}
-    return LayoutMemory(layout, parts)
+        return [states | act | {"act:llm": llm, "act:lm_head": 1 / layout.tp}]
+    first = states | act | {"act:llm": llm, "act:lm_head": 0.0}
+    last = states | {c: 0.0 for c in act} | {"act:llm": llm / layout.pp, "act:lm_head": 1 / layout.tp}
+    return [first, last]
+
+
+def per_gpu(cost: StepCost, layout: Layout) -> LayoutMemory:
+    """The per-GPU peak of `cost` under `layout`: the most any stage's GPU holds at any moment of
+    the step (from `cost.timeline`; without one, the shares of the measured peak's split)."""
+    best: tuple[float, dict[str, float]] | None = None
+    for weights in stage_weights(cost, layout):
+        if cost.timeline is not None:
+            total, at = cost.timeline.peak(weights)
+        else:
+            at = {k: v * weights.get(k, 0.0) for k, v in cost.memory.items() if k != "activations"}
+            at |= {f"act:{k}": v * weights.get(f"act:{k}", 0.0) for k, v in cost.activations.items()}
+            total = sum(at.values())
+        if best is None or total > best[0]:
+            best = (total, at)
+    at = best[1]
+    parts = {k: _ceil(at.get(k, 0.0)) for k in KINDS if k != "activations"}
+    parts["activations"] = _ceil(sum(v for c, v in at.items() if c.startswith("act:")))
+    return LayoutMemory(layout, {k: parts[k] for k in KINDS})
 
 
 def layouts(gpus: int, heads: int, kv_heads: int, layers: int) -> list[Layout]:

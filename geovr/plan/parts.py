@@ -1,6 +1,6 @@
 """The step's parts (PARTS) by module path: FLOPs summed per part from `FlopCounterMode`, and
-`PartStack`, which names the part running now (for the memory labels). Torch's CPU flash attention
-(what SDPA picks on fake CPU tensors) is counted as the GPU kernels are."""
+`PartStack`, which names the part running now (for the memory labels), and `AttentionFormulas`,
+which count torch's CPU flash attention as the GPU kernels run it (causal calls: the kept share)."""
 from __future__ import annotations
 
 import torch
@@ -11,16 +11,42 @@ aten = torch.ops.aten
 PARTS = ("vision", "llm", "lm_head", "teacher", "heads_losses")
 
 
-def _cpu_attention(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_flop_count(query_shape, key_shape, value_shape)
+def causal_fraction(q_len: int, k_len: int) -> float:
+    """The share of a [q_len, k_len] score matrix that SDPA's is_causal keeps (top-left aligned:
+    query i sees keys 0..i): (S + 1) / (2 S) for q_len = k_len = S."""
+    kept = q_len * (q_len + 1) // 2 if q_len <= k_len else k_len * (k_len + 1) // 2 + (q_len - k_len) * k_len
+    return kept / (q_len * k_len)
 
 
-def _cpu_attention_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
-    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+class AttentionFormulas:
+    """FLOP formulas for torch's CPU flash attention (what SDPA picks on fake CPU tensors), counted
+    as the GPU kernels run it: a causal call counts the share of the score matrix a causal kernel
+    computes (`causal_fraction`), and `skipped` sums the FLOPs a full-matrix count would add (the
+    convention of `torch.utils.flop_counter`, which ignores is_causal). One instance per counter."""
 
+    def __init__(self):
+        self.skipped = 0.0
 
-CPU_ATTENTION = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention,
-                  aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward}
+    def _count(self, full: int, q_len: int, k_len: int, causal: bool) -> int:
+        if not causal:
+            return full
+        kept = int(round(full * causal_fraction(q_len, k_len)))
+        self.skipped += full - kept
+        return kept
+
+    def forward(self, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        causal = bool(kwargs.get("is_causal", args[1] if len(args) > 1 else False))
+        return self._count(sdpa_flop_count(query_shape, key_shape, value_shape), query_shape[-2], key_shape[-2], causal)
+
+    def backward(self, grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        causal = bool(kwargs.get("is_causal", args[3] if len(args) > 3 else False))
+        full = sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+        return self._count(full, query_shape[-2], key_shape[-2], causal)
+
+    def mapping(self) -> dict:
+        """The `custom_mapping` for `FlopCounterMode`."""
+        return {aten._scaled_dot_product_flash_attention_for_cpu: self.forward,
+                aten._scaled_dot_product_flash_attention_for_cpu_backward: self.backward}
 
 
 PREFIXES = {"vision": "_Step.student.base.model.visual", "llm": "_Step.student.base.model.language_model",
@@ -30,17 +56,28 @@ PREFIXES = {"vision": "_Step.student.base.model.visual", "llm": "_Step.student.b
 def flops_by_part(counter: FlopCounterMode) -> dict[str, float]:
     """{part: FLOPs}: each part sums its outermost modules that ran (a module's count includes its
     children's); "heads_losses" is everything else (the GeoVR heads, the losses, the embedding)."""
-    counts = {name: float(sum(ops.values())) for name, ops in counter.get_flop_counts().items()}
+    counts = module_flops(counter)
     out = dict.fromkeys(PARTS, 0.0)
     for part, prefix in PREFIXES.items():
-        names = sorted((n for n in counts if n == prefix or n.startswith(prefix + ".")), key=len)
-        outer: list[str] = []
-        for n in names:
-            if not any(n.startswith(o + ".") for o in outer):
-                outer.append(n)
-        out[part] = sum(counts[n] for n in outer)
+        out[part] = under(counts, prefix)
     out["heads_losses"] = counts.get("Global", 0.0) - sum(out.values())
     return out
+
+
+def module_flops(counter: FlopCounterMode) -> dict[str, float]:
+    """{module path: FLOPs} (a module's count includes its children's; "Global": everything)."""
+    return {name: float(sum(ops.values())) for name, ops in counter.get_flop_counts().items()}
+
+
+def under(counts: dict[str, float], prefix: str) -> float:
+    """The FLOPs of module `prefix`: the sum over the outermost modules at or under it that ran
+    (it may not have run itself, e.g. a network whose submodules are called one by one)."""
+    names = sorted((n for n in counts if n == prefix or n.startswith(prefix + ".")), key=len)
+    outer: list[str] = []
+    for n in names:
+        if not any(n.startswith(o + ".") for o in outer):
+            outer.append(n)
+    return sum(counts[n] for n in outer)
 
 
 class PartStack:

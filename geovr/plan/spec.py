@@ -12,7 +12,10 @@ TEACHER_MODES = ("online", "cache")
 class StepSpec:
     """model: tiny | 2b | 4b | 8b; recipe: geovr | release; teacher: online | cache (the release is
     always online); layers: the LLM's decoder layers (None: the published count); autocast: bf16
-    as on a GPU; gradient_checkpointing: as the paper preset."""
+    as on a GPU; gradient_checkpointing: as the paper preset; checkpoint_keep / checkpoint_layers:
+    what a checkpointed decoder layer keeps and how many are checkpointed (`geovr.model.recompute`;
+    keep None: the recipe's, "nothing" for the release, which recomputes whole layers, all of them,
+    "attention" for geovr)."""
 
     model: str = "2b"
     frames: int = 32
@@ -24,6 +27,8 @@ class StepSpec:
     layers: int | None = None
     autocast: bool = True
     gradient_checkpointing: bool = True
+    checkpoint_keep: str | None = None
+    checkpoint_layers: int | None = None
 
     def __post_init__(self):
         for name, value, options in (("model", self.model, MODELS), ("recipe", self.recipe, RECIPES),
@@ -32,5 +37,10 @@ class StepSpec:
                 raise ValueError(f"{name} {value!r}: choose from {list(options)}")
         if self.recipe == "release" and self.teacher != "online":
             raise ValueError("the release recipe runs its teachers online every step: teacher='online'")
+        if self.checkpoint_keep is None:
+            object.__setattr__(self, "checkpoint_keep", "nothing" if self.recipe == "release" else "attention")
+        if self.recipe == "release" and (self.checkpoint_keep != "nothing" or self.checkpoint_layers is not None):
+            raise ValueError("the release recipe checkpoints every decoder layer whole: checkpoint_keep='nothing', "
+                             "checkpoint_layers=None")
         if self.frames < 1 or self.micro_batch < 1:
             raise ValueError(f"frames and micro_batch must be >= 1, got {self.frames}, {self.micro_batch}")

@@ -13,10 +13,6 @@ shape tests of `VGGTTeacher` without the 1B checkpoint.
 - depth_head(layers, images, patch_start_idx) -> (depth [B, S, H, W, 1] > 0, conf [B, S, H, W] > 1).
 - `TinyVGGT.from_pretrained(folder)` / `save_pretrained(folder)`: config.json + model.safetensors,
   through huggingface_hub's `PyTorchModelHubMixin`, as VGGT.
-- `vggt_1b_shape()`: the aggregator at VGGT-1B's size (a 24-block ViT-L/14 patch embedding per
-  frame as DINOv2's, then 24 frame + 24 global blocks, width 1024, 16 heads, MLP 4x), for the cost
-  model (`geovr.plan`), which counts its FLOPs and memory on fake tensors. Its heads stay small:
-  VGGT's DPT depth and point heads are not mirrored, so the teacher's head cost is under-counted.
 """
 from __future__ import annotations
 
@@ -136,7 +132,3 @@ class TinyVGGT(nn.Module, PyTorchModelHubMixin):
         depth, conf = self.depth_head(layers, images=images, patch_start_idx=start)
         return {"pose_enc": self.camera_head(layers)[-1], "depth": depth, "depth_conf": conf}
 
-
-def vggt_1b_shape(**kwargs) -> TinyVGGT:
-    """A `TinyVGGT` whose aggregator has VGGT-1B's size (see the module docstring)."""
-    return TinyVGGT(**{**dict(dim=1024, depth=24, patch=14, heads=16, mlp_ratio=4.0, embed_depth=24), **kwargs})

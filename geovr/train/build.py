@@ -11,6 +11,9 @@ import torch
 
 from ..model.config import GeoVRConfig
 from ..model.geovr_model import GeoVRModel
+from ..model.freeze import lower_frozen_vision
+from ..model.precision import uses_bf16_autocast
+from ..model.recompute import enable_recompute
 from ..teachers.base import Teacher
 from .config import Config, ConfigError
 
@@ -99,15 +102,14 @@ def build_model(cfg: Config, tokenizer, device: torch.device, base_weights: bool
 
         base = meta_qwen3vl(cfg.model.path)
     if cfg.model.gradient_checkpointing:
-        if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x
-            base.activation_checkpointing_enable({"use_reentrant": False})
-        else:
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_recompute(base, cfg.model.checkpoint_keep, cfg.model.checkpoint_layers)
     if cfg.model.path is not None:  # the GeoVR parts' init must not depend on how the base was built
         torch.manual_seed(cfg.train.seed)
     model = GeoVRModel(base, geovr_config(cfg))
     if cfg.model.freeze_vision:
         freeze_vision(model)
+        if not lazy and uses_bf16_autocast(cfg.model.dtype, device):
+            lower_frozen_vision(model.base.model.visual)
     if lazy:
         return model.train()  # the base is on the meta device; the GeoVR parts on the CPU
     return model.to(device).train()

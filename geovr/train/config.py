@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..model.config import TEXT_LOGITS
+from ..model.config import CHECKPOINT_KEEP, TEXT_LOGITS
 
 PRESETS = ("tiny", "paper")
 
@@ -25,7 +25,12 @@ class ModelConfig:
     model uses the built-in tiny tokenizer). geovr: "paper" (every objective) or "off" (plain
     fine-tuning). heads: "paper" (the release's widths) or "small" (for tiny models). dtype:
     "auto" (bf16 autocast on a GPU, fp32 on a CPU), "bf16" or "fp32". text_logits: "supervised"
-    (the LM head only where an answer token is predicted) or "all" (every position, as the release)."""
+    (the LM head only where an answer token is predicted) or "all" (every position, as the release).
+    gradient_checkpointing: recompute the LLM's decoder layers in the backward (ddp backend; the
+    megatron backend has parallel.recompute); checkpoint_keep: what a checkpointed layer keeps,
+    "attention" (its attention outputs: the recompute skips the S^2 attention, same gradients) or
+    "nothing" (the whole layer recomputed); checkpoint_layers: how many decoder layers are
+    checkpointed, the first ones (None: all; fewer trade memory for FLOPs, see `python -m geovr.plan`)."""
 
     path: str | None = None
     tokenizer: str | None = None
@@ -35,6 +40,8 @@ class ModelConfig:
     heads: str = "paper"
     freeze_vision: bool = True
     gradient_checkpointing: bool = False
+    checkpoint_keep: str = "attention"
+    checkpoint_layers: int | None = None
     dtype: str = "auto"
     text_logits: str = "supervised"
 
@@ -245,6 +252,9 @@ def validate(cfg: Config, world_size: int = 1) -> int:
     _choice("model.dtype", m.dtype, ("auto", "bf16", "fp32"))
     _choice("model.text_logits", m.text_logits, TEXT_LOGITS)
     _positive("model.tiny_layers", m.tiny_layers)
+    _choice("model.checkpoint_keep", m.checkpoint_keep, CHECKPOINT_KEEP)
+    if m.checkpoint_layers is not None:
+        _positive("model.checkpoint_layers", m.checkpoint_layers, allow_zero=True)
     _positive("model.tiny_hidden", m.tiny_hidden)
     if m.tiny_hidden % 16:
         raise ConfigError("model.tiny_hidden", f"must be a multiple of 16 (the head size), got {m.tiny_hidden}")
@@ -309,6 +319,9 @@ def validate(cfg: Config, world_size: int = 1) -> int:
     if p.recompute != "auto" and not p.megatron:
         raise ConfigError("parallel.recompute", "is the megatron backend's activation recompute; on the ddp "
                           "backend use model.gradient_checkpointing=true")
+    if cfg.model.checkpoint_layers is not None and p.megatron:
+        raise ConfigError("model.checkpoint_layers", "is the ddp backend's; the megatron backend recomputes every "
+                          "layer or none (parallel.recompute=full|selective|none)")
     dp = world_size // (p.tp * p.pp)
     per_step = r.micro_batch * dp
     if r.global_batch % per_step:

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from ..data.health import SkipLog
 from ..data.qwen_inputs import IGNORE_INDEX, collate
 from ..data.sampler import ResumableSampler, padding_fraction, position_after
+from ..model.precision import bf16_autocast, uses_bf16_autocast
 from ..parallel.data_parallel import all_reduce_sum, barrier, init_world, shutdown, wrap_data_parallel
 from ..teachers.base import TeacherRequest
 from . import build
@@ -138,9 +139,8 @@ class Trainer:
                            self.sampler.epoch, self.sampler.start)
 
     def _autocast(self):
-        dtype = self.cfg.model.dtype
-        if dtype == "bf16" or (dtype == "auto" and self.world.device.type == "cuda"):
-            return lambda: torch.autocast(self.world.device.type, dtype=torch.bfloat16)
+        if uses_bf16_autocast(self.cfg.model.dtype, self.world.device):
+            return lambda: bf16_autocast(self.world.device.type)
         return nullcontext
 
     # ------------------------------------------------------------------ data

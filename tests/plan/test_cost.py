@@ -58,7 +58,7 @@ def test_layouts_share_what_each_gpu_holds(runs):
     assert ddp.total == cost.peak
     assert zero2.parts["optimizer"] == -(-cost.memory["optimizer"] // 8)
     assert zero2.parts["parameters"] == cost.memory["parameters"]
-    assert zero2.parts["activations"] == cost.memory["activations"]
+    assert zero2.total <= ddp.total and zero2.parts["activations"] >= cost.memory["activations"]
     p = cost.params
     llm = p["llm"] / (p["llm"] + p["vision"] + p["geovr_parts"])
     tp2pp2 = per_gpu(cost, Layout("megatron", 8, tp=2, pp=2))
@@ -73,6 +73,77 @@ def test_layouts_share_what_each_gpu_holds(runs):
         Layout("fsdp", 8)
     with pytest.raises(ValueError, match="tp=3"):
         Layout("megatron", 8, tp=3)
+
+
+def _cost_with(timeline):
+    from geovr.plan.cost import StepCost
+
+    return StepCost(spec=StepSpec(model="tiny"), flops_forward={}, flops_backward={}, memory={}, activations={},
+                    peak=0, logits_bytes=0, teacher_peak=0, params={}, sequence=0, supervised=0, timeline=timeline)
+
+
+def test_a_layouts_peak_is_at_its_own_moment():
+    """DDP peaks at the end of the backward (every gradient whole), ZeRO-2 at the end of the
+    forward (gradients sharded, activations whole): each layout's peak is the most its shares
+    sum to at any moment, not the shares of DDP's peak."""
+    import torch
+
+    from geovr.plan.memory import Timeline
+
+    cats = ("parameters", "gradients", "optimizer", "teacher", "act:llm")
+    rows = torch.tensor([[10, 0, 16, 2, 1],     # before the forward
+                         [10, 0, 16, 2, 20],    # the end of the forward
+                         [10, 20, 16, 2, 4]],   # the end of the backward
+                        dtype=torch.float64)
+    cost = _cost_with(Timeline(cats, rows))
+    ddp, zero2 = per_gpu(cost, Layout("ddp", 8)), per_gpu(cost, Layout("zero2", 8))
+    assert ddp.total == 52 and ddp.parts["gradients"] == 20 and ddp.parts["activations"] == 4
+    assert zero2.total == 34 and zero2.parts == {"parameters": 10, "gradients": 0, "optimizer": 2,
+                                                 "activations": 20, "teacher": 2}
+
+
+def test_fewest_checkpointed_layers_that_fit():
+    """Memory and FLOPs are linear in the decoder layers checkpointed: from the counts with all
+    (28) and none checkpointed, the fewest that fit a budget, and the FLOPs then."""
+    import dataclasses
+
+    import torch
+
+    from geovr.plan.__main__ import fewest_checkpointed
+    from geovr.plan.memory import Timeline
+
+    def cost(act_gb, tflop):
+        c = _cost_with(Timeline(("parameters", "act:llm"), torch.tensor([[4e9, act_gb * 1e9]], dtype=torch.float64)))
+        return dataclasses.replace(c, flops_forward={"llm": tflop * 1e12}, llm_dims=(16, 8, 28))
+
+    full, none = cost(6, 100), cost(34, 72)  # 1 GB and 1 TFLOP a layer
+    ddp = Layout("ddp", 8)
+    assert fewest_checkpointed(full, none, ddp, 20e9) == (18, pytest.approx(90e12))
+    assert fewest_checkpointed(full, none, ddp, 38e9) == (0, pytest.approx(72e12))
+    assert fewest_checkpointed(full, none, ddp, 10.5e9) == (28, pytest.approx(100e12))
+    assert fewest_checkpointed(full, none, ddp, 9e9) is None
+
+
+def test_causal_attention_counts_the_kept_share(runs):
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    from geovr.plan.parts import AttentionFormulas, causal_fraction
+
+    assert causal_fraction(3, 3) == 6 / 9 and causal_fraction(2, 4) == 3 / 8 and causal_fraction(4, 2) == 7 / 8
+    q = (1, 2, 9, 8)
+    formulas = AttentionFormulas()
+    assert formulas.forward(q, q, q) == formulas.forward(q, q, q, 0.0, False) == sdpa_flop_count(q, q, q)
+    assert formulas.skipped == 0
+    assert formulas.forward(q, q, q, 0.0, True) == sdpa_flop_count(q, q, q) * 45 // 81
+    assert formulas.skipped == sdpa_flop_count(q, q, q) * 36 // 81
+    for name in ("geovr", "release", "cache"):
+        fake, real = runs[name]
+        assert fake.causal_skipped == real.causal_skipped and min(fake.causal_skipped) > 0, name
+        full, causal = fake.per_sample_flops("full"), fake.per_sample_flops()
+        assert full["llm"] - causal["llm"] == pytest.approx(sum(fake.causal_skipped), rel=1e-12)
+        assert all(full[k] == causal[k] for k in PARTS if k != "llm")
+    with pytest.raises(ValueError, match="attention='half'"):
+        runs["geovr"][0].per_sample_flops("half")
 
 
 def test_layouts_are_the_ones_the_trainer_accepts():
@@ -104,6 +175,9 @@ def test_planner_prints_parts_layouts_and_gpu_hours():
     for word in ("FLOPs per sample", *PARTS, "ddp", "zero2", "GPU-hours"):
         assert word in text
     assert "  no" in text and "yes" not in text  # nothing fits 10 MB
+    text = report(_args(["--model", "tiny", "--frames", "4", "--gpus", "2", "--gpu-memory", "1"]))
+    assert "every one of the 6 decoder layers checkpointed, keeping attention" in text
+    assert "model.checkpoint_layers=0 (of 6) still fits" in text  # tiny: the teacher's peak dominates
 
 
 def test_gradient_checkpointing_shows_in_the_peak_at_2b_width():

@@ -173,3 +173,31 @@ def test_load_from_pretrained_folder_strictly(tmp_path, fake_vggt):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         load_vggt(tmp_path / "empty")
+
+
+def test_lowered_matmul_weights_give_bit_identical_targets_under_autocast():
+    """The aggregator's Linear/Conv2d weights stored in bf16 (what autocast casts them to) give
+    the same targets as fp32 weights under bf16 autocast, with its norms and the heads left fp32."""
+    import copy
+
+    model = TinyVGGT(dim=32, depth=24, heads=2, embed_depth=2, seed=3).eval()
+    plain = VGGTTeacher(model=copy.deepcopy(model), feature_dim=32, device="cpu", lower_weights=False)
+    low = VGGTTeacher(model=copy.deepcopy(model), feature_dim=32, device="cpu", lower_weights=True)
+    agg = low.model.aggregator
+    assert agg.frame_blocks[0].qkv.weight.dtype == agg.embed.weight.dtype == torch.bfloat16
+    assert agg.frame_blocks[0].norm1.weight.dtype == agg.special.dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in low.model.depth_head.parameters())
+    assert all(p.dtype == torch.float32 for p in low.model.camera_head.parameters())
+    assert not any(p.requires_grad for p in low.model.parameters())
+    bytes_of = lambda m: sum(p.numel() * p.element_size() for p in m.parameters())  # noqa: E731
+    assert bytes_of(agg) < 0.55 * bytes_of(plain.model.aggregator)
+    r = req(t=3, h=56, w=70, seed=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = plain(r), low(r)
+    for name in ("pose_enc", "depth", "depth_conf"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    for layer in a.features:
+        assert torch.equal(a.features[layer], b.features[layer]), layer
+    # on a CPU, by default, nothing is lowered (the teacher runs fp32 there)
+    default = VGGTTeacher(model=copy.deepcopy(model), feature_dim=32, device="cpu")
+    assert default.model.aggregator.embed.weight.dtype == torch.float32

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from ...model.config import GeoVRConfig
 from ...model.geo_inputs import GeoInputs, VideoSlot, write_geometry_embeds
 from ...model.heads import AlignProjector, CameraHead, DPTDepthHead, ScaleHead
-from ...model.heads.batching import per_frame_batched
+from ...model.heads.batching import concat_batched, dense_heads, slot_keys
 from ...model.layer_map import layer_map
 from .qwen3vl import MegatronQwen3VL
 
@@ -198,19 +198,15 @@ class MegatronGeoVR(MegatronModule):
         sizes = [s.grid[0] * s.grid[1] * s.grid[2] for s in slots]
         grids = [{k: v.reshape(*s.grid, self.dim) for k, v in zip(layers, parts)}
                  for s, parts in zip(slots, zip(*(v.split(sizes) for v in layers.values())))] if layers else []
-        keys = [(s.grid[1], s.grid[2], s.size) for s in slots]
         if self.camera_head is not None:
-            tokens = torch.cat([final[s.camera_pos.to(final.device), s.sample] for s in slots])
-            preds.pose = list(self.camera_head(tokens).split([len(s.camera_pos) for s in slots]))
+            preds.pose = concat_batched(self.camera_head, [final[s.camera_pos.to(final.device), s.sample] for s in slots])
         if self.scale_head is not None:
             preds.scale = self.scale_head(torch.stack([final[int(s.scale_pos[0]), s.sample] for s in slots]))
-        if self.depth_head is not None:
-            preds.depth = per_frame_batched(lambda x, key: self.depth_head(x, key[2]),
-                                            [[grid[k] for k in self.depth_taps] for grid in grids], keys)
-        for g in self.aligned:
-            preds.features[g] = per_frame_batched(
-                lambda x, key, g=g: self.projectors[str(g)](x[0], self.cfg.pooled_size(key[2])),
-                [[grid[self.layer_map[g]]] for grid in grids], keys)
+        depth, features = dense_heads(grids, slot_keys(slots), self.depth_head, self.depth_taps, self.projectors,
+                                      list(self.aligned), self.layer_map, self.cfg.pooled_size)
+        if depth is not None:
+            preds.depth = depth
+        preds.features.update(features)
         return preds
 
 

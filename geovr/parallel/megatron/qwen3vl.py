@@ -17,6 +17,7 @@ from megatron.core.enums import ModelType
 from megatron.core.transformer.module import MegatronModule
 from torch import Tensor
 
+from ...model.geo_inputs import next_tokens
 from .config import TextDims, transformer_config
 from .convert import HF_VISUAL, hf_to_mcore, mcore_to_hf, visual_state
 from .text_model import Qwen3VLTextModel, Visual
@@ -46,8 +47,7 @@ def next_token_targets(labels: Tensor, ignore_index: int = -100) -> tuple[Tensor
     """HF labels [B, S] (the token at each position, ignore_index where no loss) -> the target of
     each position (the next token; 0 where ignored, so it stays inside the vocabulary) and the
     loss mask [B, S] bool, as megatron-core's vocab-parallel cross-entropy wants them."""
-    nxt = torch.full_like(labels, ignore_index)
-    nxt[:, :-1] = labels[:, 1:]
+    nxt = next_tokens(labels, ignore_index)
     mask = nxt != ignore_index
     return torch.where(mask, nxt, torch.zeros_like(nxt)), mask
 
