@@ -1,6 +1,7 @@
 """The whole training step at real sizes, the release recipe beside geovr's, counted on a CPU.
 
     python benchmarks/train_step.py [--models 2b 4b 8b] [--frames 32] [--gpus 8]
+    python benchmarks/train_step.py --time [--device cuda] [--models 2b] [--layers N] [--steps 5]
 
 For each model size: FLOPs per sample by part (forward + backward, counted by FlopCounterMode while
 the real step runs on fake tensors, `geovr.plan`; causal attention as the kernels run it, and the
@@ -8,7 +9,9 @@ total with full matrices) and the peak memory per GPU under the same layouts (th
 the release's ZeRO-2 over --gpus, each at its own peak moment), for the release recipe (every
 hidden state kept, full-vocabulary logits, the per-sample eager losses, whole-layer recompute,
 VGGT-1B and DA3 metric online) and geovr's with the teachers online and from the target cache;
-then the ratios to the release. No timing: that needs a GPU (benchmarks/gpu/README.md).
+then the ratios to the release. With --time (on a GPU, benchmarks/gpu/README.md): real steps of
+the three runs instead, samples/s and the ratios (`geovr.plan.timing`; --layers N for a model that
+does not fit one GPU whole).
 """
 from __future__ import annotations
 
@@ -62,6 +65,27 @@ def table(model: str, frames: int, micro_batch: int, gpus: int) -> str:
     return "\n".join(lines)
 
 
+def time_table(model: str, frames: int, device: str, layers: int | None, steps: int, **shape) -> str:
+    """samples/s of real steps of the three runs on `device`, and the ratios to the release.
+    shape: StepSpec's tokens_per_frame / teacher_longest."""
+    from geovr.plan.timing import time_step
+
+    times = {}
+    for label, recipe, teacher in RUNS:
+        spec = StepSpec(model=model, frames=frames, recipe=recipe, teacher=teacher, layers=layers, **shape)
+        times[label] = time_step(spec, device=device, steps=steps)
+        print(f"  timed {model} {label}: {times[label].median_s:.3f} s a step", file=sys.stderr)
+    ref = times["release"].samples_per_s
+    head = (f"| {model}{f' ({layers} LLM layers)' if layers else ''}, {frames} frames, micro-batch 1, {device} | "
+            + " | ".join(times) + " |")
+    lines = [head, "|" + "---|" * (len(times) + 1),
+             "| **samples/s** | " + " | ".join(f"**{t.samples_per_s:.3f}** ({t.samples_per_s / ref:.2f}x)"
+                                             for t in times.values()) + " |",
+             "| median s/step | " + " | ".join(f"{t.median_s:.3f}" for t in times.values()) + " |",
+             "| peak GB allocated | " + " | ".join(f"{t.peak_bytes / GB:.1f}" for t in times.values()) + " |"]
+    return "\n".join(lines)
+
+
 def cache_table(frames: int, size: tuple[int, int] = (392, 504), layers: int = 4, dim: int = 1024,
                 teacher_tflop: float = 168.9, reps: int = 5) -> str:
     """One sample's cached targets at the release shape, pooled and full: bytes on disk and the
@@ -105,8 +129,20 @@ def main(argv=None) -> None:
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--micro-batch", type=int, default=1)
     p.add_argument("--gpus", type=int, default=8)
+    p.add_argument("--time", action="store_true", help="time real steps on --device instead of counting")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--layers", type=int, default=None, help="LLM layers for --time (default: all)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per run for --time (after 2 warm-up steps)")
+    p.add_argument("--tokens-per-frame", type=int, default=300, help="merged tokens per frame (--time)")
+    p.add_argument("--teacher-longest", type=int, default=504, help="teacher frames' longest edge (--time)")
     a = p.parse_args(argv)
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    if a.time:
+        for model in a.models:
+            print(time_table(model, a.frames, a.device, a.layers, a.steps, tokens_per_frame=a.tokens_per_frame,
+                             teacher_longest=a.teacher_longest), flush=True)
+            print(flush=True)
+        return
     print(cache_table(a.frames), flush=True)
     print(flush=True)
     for model in a.models:

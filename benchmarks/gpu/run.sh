@@ -56,7 +56,8 @@ for s in "$@"; do
     bench) stage bench_fp32 280 $PY benchmarks/loss_kernels.py
            stage bench_bf16 280 $PY benchmarks/loss_kernels.py --shapes release --dtype bf16 ;;
     decode) stage decode 400 $PY benchmarks/decode.py ;;
+    step) stage step 540 $PY benchmarks/train_step.py --time --models 2b --frames 32 --steps 3 ;;
     setup) ;;
-    *) echo "unknown stage $s (setup | tests | kernels | megatron | bench | decode)"; exit 2 ;;
+    *) echo "unknown stage $s (setup | tests | kernels | megatron | bench | decode | step)"; exit 2 ;;
   esac
 done

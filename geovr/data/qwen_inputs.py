@@ -60,6 +60,19 @@ class QwenTransform:
         }
 
 
+def batch_to(batch: dict, device: torch.device) -> dict:
+    """A collated batch with its tensors (and teacher frames) on `device` (non-blocking copies)."""
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            out[k] = v.to(device, non_blocking=True)
+        elif k == "teacher_frames":
+            out[k] = [x.to(device, non_blocking=True) for x in v]
+        else:
+            out[k] = v
+    return out
+
+
 def collate(samples: list[dict], pad_token_id: int = 0) -> dict:
     """Right-pad token tensors to the longest sample ([B, L]; labels padded with IGNORE_INDEX,
     attention_mask 0 on padding), concatenate vision patches and grids in sample order (as the HF

@@ -79,19 +79,21 @@ def metric_network(spec: StepSpec) -> nn.Module:
     return DA3MetricShape(dim=32, heads=2, features=32, out_channels=(16, 32, 64, 64)) if spec.model == "tiny" else DA3MetricShape()
 
 
-def cached_targets(batch: dict, feature_dim: int, layers: tuple[int, ...], patch: int = 14) -> list:
+def cached_targets(batch: dict, feature_dim: int, layers: tuple[int, ...], patch: int = 14,
+                   device: torch.device | str = "cpu") -> list:
     """What the target cache (its default, pooled features) hands the loss per sample: depth and
-    confidence upcast to fp32, features 2x2 pooled at the patch grid, in fp32 (the loader's tensors)."""
+    confidence upcast to fp32, features 2x2 pooled at the patch grid, in fp32 (the loader's tensors,
+    on `device`)."""
     from ..teachers.base import TeacherTargets
 
     out = []
     for frames in batch["teacher_frames"]:
         t, _, h, w = frames.shape
         grid = (h // (2 * patch), w // (2 * patch))
-        out.append(TeacherTargets(pose_enc=torch.zeros(t, 9), depth=torch.ones(t, h, w),
-                                  depth_conf=torch.ones(t, h, w),
-                                  features={l: torch.zeros(t, *grid, feature_dim) for l in layers},
-                                  scale=torch.ones(()), features_pooled=True))
+        out.append(TeacherTargets(pose_enc=torch.zeros(t, 9, device=device), depth=torch.ones(t, h, w, device=device),
+                                  depth_conf=torch.ones(t, h, w, device=device),
+                                  features={l: torch.zeros(t, *grid, feature_dim, device=device) for l in layers},
+                                  scale=torch.ones((), device=device), features_pooled=True))
     return out
 
 

@@ -49,8 +49,8 @@ class AttentionFormulas:
                 aten._scaled_dot_product_flash_attention_for_cpu_backward: self.backward}
 
 
-PREFIXES = {"vision": "_Step.student.base.model.visual", "llm": "_Step.student.base.model.language_model",
-             "lm_head": "_Step.student.base.lm_head", "teacher": "_Step.teacher"}
+PREFIXES = {"vision": "Step.student.base.model.visual", "llm": "Step.student.base.model.language_model",
+             "lm_head": "Step.student.base.lm_head", "teacher": "Step.teacher"}
 
 
 def flops_by_part(counter: FlopCounterMode) -> dict[str, float]:
@@ -88,10 +88,10 @@ class PartStack:
 
     def __init__(self, step: nn.Module):
         self._part: dict[int, str] = {}
-        for name, module in step.named_modules(prefix="_Step"):
+        for name, module in step.named_modules(prefix="Step"):
             part = next((p for p, prefix in PREFIXES.items() if name == prefix or name.startswith(prefix + ".")),
                         None)
-            if part is None and name.startswith("_Step.student.") and not name.startswith("_Step.student.base"):
+            if part is None and name.startswith("Step.student.") and not name.startswith("Step.student.base"):
                 part = "heads_losses"
             if part is not None:
                 self._part[id(module)] = part

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.health import SkipLog
-from ..data.qwen_inputs import IGNORE_INDEX, collate
+from ..data.qwen_inputs import IGNORE_INDEX, batch_to, collate
 from ..data.sampler import ResumableSampler, padding_fraction, position_after
 from ..model.precision import bf16_autocast, uses_bf16_autocast
 from ..parallel.data_parallel import all_reduce_sum, barrier, init_world, shutdown, wrap_data_parallel
@@ -33,18 +33,6 @@ logger = logging.getLogger("geovr.train")
 
 class TooManyBadSteps(RuntimeError):
     pass
-
-
-def _to(batch: dict, device: torch.device) -> dict:
-    out = {}
-    for k, v in batch.items():
-        if isinstance(v, torch.Tensor):
-            out[k] = v.to(device, non_blocking=True)
-        elif k == "teacher_frames":
-            out[k] = [x.to(device, non_blocking=True) for x in v]
-        else:
-            out[k] = v
-    return out
 
 
 class Trainer:
@@ -186,7 +174,7 @@ class Trainer:
             with sync:
                 geo = self.geo.plan(batch)  # on the CPU batch: its integer loops cost no host syncs
                 with self.amp():
-                    out = self.model(_to(batch, dev), num_items_in_batch=step_tokens, geo=geo)
+                    out = self.model(batch_to(batch, dev), num_items_in_batch=step_tokens, geo=geo)
                 share = len(tgt) / n_video if n_video else 0.0
                 loss = micro_loss(out, tgt, self.cfg.loss, share, self.enabled)
                 (loss.total * world.world_size).backward()

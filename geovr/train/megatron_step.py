@@ -47,9 +47,9 @@ def prepare(batch: dict, module: MegatronGeoVR, targets: list[TeacherTargets], v
         geo = pad_geo_inputs(geo, module.config.tensor_model_parallel_size)
     slots = video_slots(batch, geo, hf_config.vision_config.spatial_merge_size)
     if device is not None:
-        from .loop import _to
+        from ..data.qwen_inputs import batch_to
 
-        batch, geo = _to(batch, device), geo.to(device)
+        batch, geo = batch_to(batch, device), geo.to(device)
     text_targets, mask = next_token_targets(geo.labels)
     return Prepared(batch, geo, slots, text_targets, mask, targets, video_share)
 
