@@ -60,7 +60,7 @@ def load_geovr(path: str | os.PathLike, device: str = "cpu") -> GeoVRModel:
         raise FileNotFoundError(f"{path} is not a GeoVR checkpoint (no geovr_config.json)")
     raw = json.loads((path / "geovr_config.json").read_text())
     cfg = GeoVRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    base = Qwen3VLForConditionalGeneration.from_pretrained(path / "base").to(device)
+    base = Qwen3VLForConditionalGeneration.from_pretrained(path / "base", local_files_only=True).to(device)
     model = GeoVRModel(base, cfg).to(device)
     missing, unexpected = model.load_state_dict(load_file(str(path / "geovr.safetensors"), device=device), strict=False)
     missing = [k for k in missing if not k.startswith("base.")]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -33,7 +34,13 @@ STATE_FILE = "trainer_state.json"
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """This process's RNG states as tensors and Python numbers only (what `torch.load(...,
+    weights_only=True)` reads): torch's and CUDA's byte tensors, numpy's MT19937 key as an int64
+    tensor with its position and Gaussian cache, Python's as its tuple of ints."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -41,10 +48,26 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    if isinstance(n, dict):
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    else:  # a checkpoint written before the RNG states were tensors: numpy's own tuple
+        np.random.set_state(n)
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_rng_state(path: Path) -> dict:
+    """A rank's RNG file, read with weights_only=True (no arbitrary unpickling); a file written
+    before the states were tensors holds one numpy array, whose reconstruction is allowed alone."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError:
+        multiarray = getattr(np, "_core", None) or np.core  # numpy 2 / 1
+        allowed = [multiarray.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, weights_only=True)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -155,5 +178,5 @@ class Checkpointer:
         self._read(path, model, optimizer)
         rng = path / f"rank_{self.world.rank:05d}.pt"
         if rng.is_file():  # absent when a resharded run has more ranks than the one that saved
-            set_rng_state(torch.load(rng, weights_only=False))
+            set_rng_state(load_rng_state(rng))
         return state

@@ -71,12 +71,14 @@ def test_taps_follow_the_layer_map_and_keep_only_those(tok, batch):
     assert out.taps == 4  # of the 7 hidden states
     # the tap semantics: after DeepStack injection, before the final norm
     lm = base.model.language_model
-    with tap_layers(lm.layers, lm.norm, [0, 1, 2, 6]) as store:
+    with tap_layers(lm.layers, lm.norm, [0, 1, 2, 3, 6]) as store:
         ref = hf_forward(base, b, output_hidden_states=True)
     hs = ref.hidden_states
-    assert torch.equal(store[0], hs[0]) and torch.equal(store[2], hs[2])
+    assert len(base.config.vision_config.deepstack_visual_indexes) == 2  # injected after layers 0 and 1
+    assert torch.equal(store[0], hs[0]) and torch.equal(store[3], hs[3])
     visual = b["mm_token_type_ids"] == 2
-    assert torch.equal(store[1][~visual], hs[1][~visual]) and not torch.equal(store[1][visual], hs[1][visual])
+    for k in (1, 2):  # HF's hidden state k is before layer k-1's injection, the tap after it
+        assert torch.equal(store[k][~visual], hs[k][~visual]) and not torch.equal(store[k][visual], hs[k][visual])
     torch.testing.assert_close(lm.norm(store[6]), hs[6], rtol=0, atol=0)
 
 

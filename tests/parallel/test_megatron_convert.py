@@ -19,6 +19,22 @@ def hf(tok):
     return model.config, {k: v.clone() for k, v in model.state_dict().items() if "visual" not in k}
 
 
+def test_fixture_norms_are_not_all_ones(hf, tok):
+    """Under norms at exactly 1 (HF's init) a conversion that mixes two norms up gives the same
+    outputs, so every fixture's norms are random (`tiny_qwen3vl(random_norms=True)`), and there are
+    two DeepStack mergers, so a swap of them shows."""
+    from geovr.model.tiny import tiny_qwen3vl
+
+    _, state = hf
+    norms = [k for k in state if "norm" in k and k.endswith(".weight")]
+    assert len(norms) == 4 * 4 + 1  # q, k, input, post-attention per layer; the final norm
+    assert all(state[k].std() > 0.1 for k in norms)
+    assert len({round(float(state[k].sum()), 4) for k in norms}) == len(norms)  # no two alike
+    visual = tiny_qwen3vl(tok, layers=4).model.visual
+    assert len(visual.deepstack_merger_list) == 2
+    assert all(m.norm.bias.abs().max() > 0 for m in visual.deepstack_merger_list)
+
+
 def _shards(state, dims, tp, pp):
     return {(p, t): hf_to_mcore(state, dims, tp, t, pp, p) for p in range(pp) for t in range(tp)}
 

@@ -89,9 +89,12 @@ def test_bf16_parameters_track_fp32(runs):
     """bf16 parameters with fp32 main weights and gradients (megatron-core's mixed-precision
     optimizer, as on GPUs) follow the fp32 run within bf16 rounding, and are not the fp32 run."""
     ref, bf16 = runs["ref"], runs["tp2_bf16"]
+    # the scale loss is |log1p(s*) - log1p(s^)|, a small difference of two O(1) values that each
+    # carry bf16's 2^-8 rounding: its error is absolute, about 4e-3, not relative to the difference
+    absolute = {"loss/scale": 2 ** -8}
     for step in range(1, STEPS + 1):
         for key in KEYS:
-            assert bf16[step][key] == pytest.approx(ref[step][key], rel=2e-2, abs=1e-3), (step, key)
+            assert bf16[step][key] == pytest.approx(ref[step][key], rel=2e-2, abs=absolute.get(key, 1e-3)), (step, key)
     assert any(bf16[s]["loss"] != pytest.approx(ref[s]["loss"], rel=1e-6) for s in ref)
 
 
