@@ -719,6 +719,7 @@ def fused_depth_loss(
 
 def _aot_specs():
     """(name, kernel, signature, constexprs) for geovr.kernels.aot, per input dtype."""
+    from ..losses.depth import CLAMP, GRAD_MIN_PIXELS, MIN_PIXELS, N_SCALES, QUANTILE  # one definition
     specs = []
     ints = {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "hist_ptr": "*i32"}
     layout = {"blocks_ptr": "*i32", "offsets_ptr": "*i64", "meta_ptr": "*i32"}
@@ -735,27 +736,27 @@ def _aot_specs():
         specs.append((f"depth_stats[{dt}]", _depth_stats_kernel,
                       {**inputs, "w_ptr": "*fp32", "d_ptr": "*fp32", **frames,
                        **{k: v for k, v in ints.items() if k != "sel_ptr"}},
-                      dict(CLAMP=100.0, N_SCALES=4, W_POW2=release_w, **flags, **_tile("stats", cuda))))
+                      dict(CLAMP=CLAMP, N_SCALES=N_SCALES, W_POW2=release_w, **flags, **_tile("stats", cuda))))
         for level in (2, 3):
             specs.append((f"depth_refine{level}[{dt}]", _depth_refine_kernel,
                           {**later, "c_ptr": "*fp32", "nc_ptr": "*i32", **layout, **ints},
-                          dict(CLAMP=100.0, MIN_PIXELS=1000, LEVEL=level, HAS_MASK=opts, D_BUF=opts,
+                          dict(CLAMP=CLAMP, MIN_PIXELS=MIN_PIXELS, LEVEL=level, HAS_MASK=opts, D_BUF=opts,
                                FOLD=not opts, **_tile("refine", cuda))))
         specs.append((f"depth_backward[{dt}]", _depth_backward_kernel,
                       {**later, "w_ptr": "*fp32", "g_ptr": f"*{dt}", **frames, "par_ptr": "*fp32",
                        "gout_ptr": "*fp32", "B": "i32"},
-                      dict(CLAMP=100.0, N_SCALES=4, W_POW2=release_w, **flags, **_tile("backward", cuda))))
+                      dict(CLAMP=CLAMP, N_SCALES=N_SCALES, W_POW2=release_w, **flags, **_tile("backward", cuda))))
     specs.append(("depth_survivors[fp32]", _depth_survivors_kernel,
                   {"p_ptr": "*fp32", "t_ptr": "*fp32", "m_ptr": "*fp32", "w_ptr": "*fp32", **layout,
                    **{k: v for k, v in ints.items() if k != "hist_ptr"}},
-                  dict(CLAMP=100.0, MIN_PIXELS=1000, HAS_MASK=True, D_BUF=True, HAS_WEIGHT=True,
+                  dict(CLAMP=CLAMP, MIN_PIXELS=MIN_PIXELS, HAS_MASK=True, D_BUF=True, HAS_WEIGHT=True,
                        **_tile("refine", cuda))))
     for level, nb, bits in ((1, NB1, 0), (2, NB2, 10), (3, NB3, 10)):
         specs.append((f"depth_select{level}", _depth_select_kernel, ints,
-                      dict(CLAMP_KEY=_float_bits(100.0), MIN_PIXELS=1000, Q_NUM=98, Q_DEN=100,
+                      dict(CLAMP_KEY=_float_bits(CLAMP), MIN_PIXELS=MIN_PIXELS, Q_NUM=QUANTILE[0], Q_DEN=QUANTILE[1],
                            LEVEL=level, NB=nb, BITS=bits, FOLD=True)))
     specs.append(("depth_finalize", _depth_finalize_kernel,
                   {"cnt_ptr": "*i32", "acc_ptr": "*fp32", "sel_ptr": "*i32", "meta_ptr": "*i32",
                    "par_ptr": "*fp32", "out_ptr": "*fp32", "B": "i32"},
-                  dict(CLAMP=100.0, MIN_PIXELS=1000, N_SCALES=4, GRAD_MIN_PIXELS=10, BLOCK_B=16)))
+                  dict(CLAMP=CLAMP, MIN_PIXELS=MIN_PIXELS, N_SCALES=N_SCALES, GRAD_MIN_PIXELS=GRAD_MIN_PIXELS, BLOCK_B=16)))
     return specs

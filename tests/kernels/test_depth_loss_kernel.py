@@ -10,8 +10,10 @@ from geovr.kernels.depth_loss import DepthLossSpec, _launch_forward
 from geovr.losses import depth_loss
 from geovr.losses.depth import CLAMP, GRAD_MIN_PIXELS, MIN_PIXELS, N_SCALES, QUANTILE, quantile_rank
 
-TOL = {torch.float32: dict(rtol=2e-5, atol=2e-6), torch.bfloat16: dict(rtol=2e-2, atol=1e-3),
-       torch.float16: dict(rtol=2e-3, atol=1e-4)}
+# Both sides upcast the same half-precision values and compute in fp32: the losses (fp32 outputs)
+# differ only by summation order, whatever the input dtype; a half-precision gradient is the
+# rounding of two such fp32 values, so at most one unit in its last place apart (`_within_one_ulp`).
+TOL = dict(rtol=2e-5, atol=2e-6)
 
 
 def _inputs(shapes, device, dtype=torch.float32, outliers=0.0, seed=0, target_dtype=None):
@@ -27,8 +29,14 @@ def _inputs(shapes, device, dtype=torch.float32, outliers=0.0, seed=0, target_dt
     return pred, target
 
 
+def _within_one_ulp(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Every element of `a` equals `b`'s or one of its two neighbours in their (half) dtype."""
+    up, down = torch.nextafter(b, torch.full_like(b, float("inf"))), torch.nextafter(b, torch.full_like(b, -float("inf")))
+    return bool(((a == b) | (a == up) | (a == down)).all())
+
+
 def _compare(pred, target, mask=None, weight=None, tol=None, upstream=(1.0, 0.5, -0.25)):
-    tol = tol or TOL[pred[0].dtype]
+    tol = tol or TOL
     got = depth_loss(pred, target, mask, weight=weight, backend="triton")
     want = depth_loss(pred, target, mask, weight=weight, backend="reference")
     for name, g, w in zip(("loss", "reg", "grad"), got, want):
@@ -38,6 +46,9 @@ def _compare(pred, target, mask=None, weight=None, tol=None, upstream=(1.0, 0.5,
     gr = torch.autograd.grad(sum(u * x for u, x in zip(upstream, want)), pred)
     for i, (a, b) in enumerate(zip(gk, gr)):
         assert a.dtype == b.dtype == pred[i].dtype
+        if a.dtype in (torch.bfloat16, torch.float16):
+            assert _within_one_ulp(a, b), f"grad of pred[{i}]: more than one {a.dtype} ulp apart"
+            continue
         scale = b.abs().max().item() or 1.0
         torch.testing.assert_close(a.float(), b.float(), rtol=tol["rtol"], atol=tol["rtol"] * scale,
                                    msg=lambda m: f"grad of pred[{i}]: {m}")
@@ -131,6 +142,53 @@ def test_threshold_is_the_exact_kth_value(outliers, device):
 def test_release_shapes_on_gpu():
     pred, target = _inputs([(8, 392, 504), (3, 196, 252)], "cuda", dtype=torch.bfloat16, outliers=0.01)
     _compare(pred, target)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_half_precision_threshold_is_the_kth_upcast_error(dtype, device):
+    """The kernel's threshold is the exact 98th-percentile error of the upcast inputs, in every
+    input dtype (a 97th percentile would change the loss by far more than its tolerance)."""
+    pred, target = _inputs([(2, 30, 40), (1, 25, 41)], device, dtype=dtype, outliers=0.01, seed=7)
+    spec = DepthLossSpec(CLAMP, QUANTILE, MIN_PIXELS, N_SCALES, GRAD_MIN_PIXELS, False, False)
+    p = torch.cat([x.detach().reshape(-1) for x in pred])
+    t = torch.cat([x.reshape(-1) for x in target])
+    _, par, *_ = _launch_forward(spec, p, t, p, p, tuple(x.numel() for x in pred), [tuple(x.shape[1:]) for x in pred])
+    assert QUANTILE == (98, 100)
+    for b, (x, y) in enumerate(zip(pred, target)):
+        e = (x.detach().float() - y.float()).abs().flatten().clamp(max=CLAMP)
+        k = int(quantile_rank(torch.tensor(e.numel())))
+        assert k == -(-98 * (e.numel() - 1) // 100) + 1  # ceil(0.98 (n - 1)) + 1, the release's rank
+        assert par[b, 2].item() == 1 and par[b, 1].item() == torch.kthvalue(e.cpu(), k).values.item()
+
+
+def _steps(values, n):
+    """A row of n values whose neighbours differ by `values` in turn (cumulative sums)."""
+    diffs = torch.tensor(values, dtype=torch.float32).repeat(n // len(values) + 1)[:n - 1]
+    signs = torch.tensor([1.0, -1.0]).repeat(n)[:n - 1]
+    return torch.cat([torch.zeros(1), torch.cumsum(diffs * signs, 0)])
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_finite_differences_on_both_sides_of_the_clamp(axis, device):
+    """L_grad clamps |D[i+1] - D[i]| at 100: neighbour differences just below and above it, and up
+    to twice it, at every scale's stride, so a clamp moved in the forward or the backward shows."""
+    row = _steps([50.0, 99.0, 99.9, 100.2, 101.0, 150.0, 199.0, 201.0, 3.0], 45)
+    d = row.view(1, 1, -1).expand(2, 30, -1).clone() if axis == "x" else row.view(1, -1, 1).expand(2, -1, 30).clone()
+    d = d - d.mean()  # errors of both signs
+    pred = d.to(device).requires_grad_()
+    _compare([pred], [torch.zeros_like(pred)])
+
+
+@pytest.mark.parametrize("far", [150.0, 199.0])
+def test_errors_between_the_clamp_and_twice_it(far, device):
+    """L_reg keeps errors <= lim: with 40 % of errors in (100, 200] the threshold falls back to the
+    clamp (lim = 100) and drops them; with 1 % it is the 98th percentile, below them."""
+    for outliers in (0.4, 0.01):
+        pred, target = _inputs([(2, 25, 30)], device, outliers=0.0, seed=11)
+        t = target[0].clone()
+        k = int(outliers * t.numel())
+        t.view(-1)[torch.randperm(t.numel(), generator=torch.Generator().manual_seed(3))[:k]] += far
+        _compare(pred, [t])
 
 
 def test_errors_exactly_at_the_clamp(device):
