@@ -5,7 +5,8 @@ Prints one table and the targets; record figures in benchmarks/RESULTS.md.
     python benchmarks/loss_kernels.py                  # GPU: release shapes + sweep; CPU: small shapes
     python benchmarks/loss_kernels.py --shapes release --dtype bf16 --no-compile
 
-Columns: median time of forward and of forward+backward; GB/s = the minimal traffic of
+Columns: median time of forward and of forward+backward, and the 10th-90th percentile of the latter
+(a wide spread is a noisy host, not the kernel); GB/s = the minimal traffic of
 forward+backward (inputs read once in forward, inputs read again and the gradient written once in
 backward) / the fwd+bwd time; % of the device's measured copy bandwidth; peak memory above the
 inputs (GPU: torch.cuda.max_memory_allocated; CPU: growth of the process's peak RSS).
@@ -44,6 +45,7 @@ class Row:
     pct_copy: float | None
     peak_mb: float | None
     note: str = ""
+    fwd_bwd_spread: tuple[float, float] | None = None  # (10th, 90th percentile) of fwd+bwd, ms
 
 
 # ---------------------------------------------------------------- timing and memory
@@ -54,17 +56,26 @@ def _sync(device: torch.device) -> None:
 
 
 def _median_ms(fn: Callable[[], object], device: torch.device, reps: int) -> float:
+    return _times_ms(fn, device, reps)[0]
+
+
+def _times_ms(fn: Callable[[], object], device: torch.device, reps: int) -> tuple[float, float, float]:
+    """(median, 10th, 90th percentile) of a call's wall time, ms: the spread shows a noisy host."""
     if device.type == "cuda":
         import triton.testing
 
-        return float(triton.testing.do_bench(fn, return_mode="median"))
+        med, lo, hi = triton.testing.do_bench(fn, quantiles=[0.5, 0.1, 0.9])
+        return float(med), float(lo), float(hi)
     fn()  # warm-up
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    if len(times) == 1:
+        return times[0], times[0], times[0]
+    deciles = statistics.quantiles(times, n=10, method="inclusive")
+    return statistics.median(times), deciles[0], deciles[-1]
 
 
 def _rss_kb(field: str) -> int:
@@ -126,9 +137,10 @@ def _measure(loss: str, shape: str, impl: str, forward: Callable[[], object],
 
     with torch.no_grad():
         fwd_ms = _median_ms(forward, device, reps)
-    fb_ms = _median_ms(fwd_bwd, device, reps)
+    fb_ms, fb_lo, fb_hi = _times_ms(fwd_bwd, device, reps)
     gbps = nbytes / fb_ms / 1e6
-    return Row(loss, shape, impl, fwd_ms, fb_ms, gbps, 100 * gbps / copy_bw, None), fwd_bwd
+    return Row(loss, shape, impl, fwd_ms, fb_ms, gbps, 100 * gbps / copy_bw, None,
+               fwd_bwd_spread=(fb_lo, fb_hi)), fwd_bwd
 
 
 # ---------------------------------------------------------------- cases
@@ -271,11 +283,16 @@ def format_table(rows: list[Row]) -> str:
     def f(x: float | None, spec: str) -> str:
         return "-" if x is None else format(x, spec)
 
-    head = "| loss | shape | implementation | fwd ms | fwd+bwd ms | GB/s | % copy BW | peak MB | note |"
-    lines = [head, "|" + "---|" * 9]
+    def spread(x: tuple[float, float] | None) -> str:
+        return "-" if x is None else f"{x[0]:.3f}-{x[1]:.3f}"
+
+    head = ("| loss | shape | implementation | fwd ms | fwd+bwd ms | fwd+bwd p10-p90 ms | GB/s | % copy BW | peak MB "
+            "| note |")
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         lines.append(f"| {r.loss} | {r.shape} | {r.impl} | {f(r.fwd_ms, '.3f')} | {f(r.fwd_bwd_ms, '.3f')} "
-                     f"| {f(r.gbps, '.1f')} | {f(r.pct_copy, '.1f')} | {f(r.peak_mb, '.0f')} | {r.note} |")
+                     f"| {spread(r.fwd_bwd_spread)} | {f(r.gbps, '.1f')} | {f(r.pct_copy, '.1f')} "
+                     f"| {f(r.peak_mb, '.0f')} | {r.note} |")
     return "\n".join(lines)
 
 

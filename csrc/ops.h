@@ -19,6 +19,10 @@ torch::Tensor pose_loss_backward(const torch::Tensor& pred, const torch::Tensor&
                                  const torch::Tensor& offsets, const torch::Tensor& grad_parts,
                                  int64_t mode, double clamp, double huber);
 
+// The CPU pose loss's at::parallel_for grain over the samples of `offsets` (int64 [B + 1], CPU):
+// B (one thread) for a batch under cpu::kParallelTerms frame and pair terms, else 1.
+int64_t pose_cpu_grain(const torch::Tensor& offsets, int64_t mode);
+
 // CPU geometry utilities over [..., k] tensors (float32/float64), from pose_math.h.
 torch::Tensor quat_to_rot(const torch::Tensor& q);          // [..., 4] (normalised first) -> [..., 3, 3]
 torch::Tensor rot_to_quat(const torch::Tensor& R);          // [..., 3, 3] -> [..., 4], w >= 0

@@ -33,6 +33,14 @@ void check_inputs(const torch::Tensor& pred, const torch::Tensor& target, const 
 
 }  // namespace
 
+int64_t pose_cpu_grain(const torch::Tensor& offsets, int64_t mode) {
+  TORCH_CHECK(offsets.dim() == 1 && offsets.size(0) >= 2 && offsets.scalar_type() == torch::kLong &&
+                  offsets.device().is_cpu(),
+              "offsets: expected int64 [B + 1] on the CPU with B >= 1");
+  auto o = offsets.contiguous();
+  return cpu::sample_grain(o.data_ptr<int64_t>(), o.size(0) - 1, static_cast<int>(mode));
+}
+
 torch::Tensor pose_loss_forward(const torch::Tensor& pred, const torch::Tensor& target,
                                 const torch::Tensor& offsets, int64_t mode, double clamp,
                                 double huber) {

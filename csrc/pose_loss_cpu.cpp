@@ -3,6 +3,7 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "pose_counts.h"
@@ -28,10 +29,19 @@ void frame_cameras(const T* pred, const T* target, int64_t f0, int64_t n,
 
 }  // namespace
 
+int64_t sample_grain(const int64_t* offsets, int64_t batch, int mode) {
+  int64_t terms = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t n = offsets[b + 1] - offsets[b];
+    terms += n + (mode == kRelative ? n * (n - 1) : 0);
+  }
+  return terms < kParallelTerms ? std::max<int64_t>(batch, 1) : 1;
+}
+
 template <typename T>
 void pose_loss_forward(const T* pred, const T* target, const int64_t* offsets, int64_t batch,
                        int mode, T clamp, T huber, T* parts) {
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, batch, sample_grain(offsets, batch, mode), [&](int64_t begin, int64_t end) {
     std::vector<FrameCamera<T>> P, Q;
     for (int64_t b = begin; b < end; ++b) {
       const int64_t f0 = offsets[b], n = offsets[b + 1] - offsets[b];
@@ -54,7 +64,7 @@ void pose_loss_forward(const T* pred, const T* target, const int64_t* offsets, i
 template <typename T>
 void pose_loss_backward(const T* pred, const T* target, const int64_t* offsets, int64_t batch,
                         int mode, T clamp, T huber, const T* grad_parts, T* grad_pred) {
-  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, batch, sample_grain(offsets, batch, mode), [&](int64_t begin, int64_t end) {
     std::vector<FrameCamera<T>> P, Q;
     for (int64_t b = begin; b < end; ++b) {
       const int64_t f0 = offsets[b], n = offsets[b + 1] - offsets[b];

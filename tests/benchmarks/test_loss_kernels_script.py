@@ -31,6 +31,9 @@ def test_benchmark_prints_a_row_per_loss_and_implementation(capsys):
     assert "target pose relative B=8 T=32 [cpu]:" in out
     timed = [r for r in rows if "eager reference" in r]
     assert all(r.split("|")[5].strip() != "-" for r in timed)  # fwd+bwd ms was measured
+    for r in timed:  # the 10th-90th percentile around the median
+        lo, hi = map(float, r.split("|")[6].strip().split("-"))
+        assert lo <= float(r.split("|")[5]) <= hi
 
 
 def test_target_report():
