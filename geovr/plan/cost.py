@@ -3,15 +3,17 @@
 `measure_step(spec)` builds the step inside `ShapeMode` (`geovr.plan.step`: the student, Qwen3-VL
 at a published size with the GeoVR wiring; the teachers when online, VGGT-1B and DA3METRIC-LARGE at
 their sizes; AdamW; a synthetic micro-batch through the real data path) and runs teacher ->
-student forward -> loss -> backward -> optimizer step. `torch.utils.flop_counter.FlopCounterMode` counts the FLOPs of every op, attributed
-to the modules that ran them (forward and backward apart); `LiveBytes` follows every tensor's
-storage and reports the peak split by kind (parameters, gradients, optimizer state, activations).
+student forward -> loss -> backward -> optimizer step. `torch.utils.flop_counter.FlopCounterMode`
+counts the FLOPs of every op, attributed to the modules that ran them (forward and backward
+apart); `LiveBytes` follows every tensor's storage and reports the peak split by kind
+(parameters, gradients, optimizer state, activations) and the timeline the layouts read.
 
 Two recipes, one code path:
-- "geovr": layer taps only, the LM head on the supervised positions, geovr.losses, teacher
-  online or from the target cache;
+- "geovr": layer taps only, the LM head on the supervised positions, geovr.losses, recompute
+  keeping the attention outputs, the frozen networks' matmul weights in bf16, the teachers online
+  or from the target cache;
 - "release": every hidden state kept, logits at every position, the per-sample eager losses
-  (`geovr.losses.release_loop`), the teacher online every step.
+  (`geovr.losses.release_loop`), whole-layer recompute, the teachers online every step.
 A causal attention call (the LLM's) counts the share of its score matrix a causal kernel computes,
 about half; `StepCost.per_sample_flops(attention="full")` gives the full-matrix count as well.
 """
