@@ -86,8 +86,7 @@ def stage_weights(cost: StepCost, layout: Layout) -> list[dict[str, float]]:
     for activations) one GPU holds under `layout`, per pipeline stage that can need most (see the
     module docstring)."""
     kinds = {"parameters": 1.0, "gradients": 1.0, "optimizer": 1.0, "teacher": 1.0}
-    act = {f"act:{label}": 1.0 for label in cost.activations} | {
-        c: 1.0 for c in (cost.timeline.categories if cost.timeline is not None else ()) if c.startswith("act:")}
+    act = {c: 1.0 for c in cost.timeline.categories if c.startswith("act:")}
     if layout.name == "ddp":
         return [kinds | act]
     if layout.name == "zero2":
@@ -109,15 +108,12 @@ def stage_weights(cost: StepCost, layout: Layout) -> list[dict[str, float]]:
 
 def per_gpu(cost: StepCost, layout: Layout) -> LayoutMemory:
     """The per-GPU peak of `cost` under `layout`: the most any stage's GPU holds at any moment of
-    the step (from `cost.timeline`; without one, the shares of the measured peak's split)."""
+    the step (from `cost.timeline`)."""
+    if cost.timeline is None:
+        raise ValueError("per_gpu: the cost has no timeline (measure it with geovr.plan.measure_step)")
     best: tuple[float, dict[str, float]] | None = None
     for weights in stage_weights(cost, layout):
-        if cost.timeline is not None:
-            total, at = cost.timeline.peak(weights)
-        else:
-            at = {k: v * weights.get(k, 0.0) for k, v in cost.memory.items() if k != "activations"}
-            at |= {f"act:{k}": v * weights.get(f"act:{k}", 0.0) for k, v in cost.activations.items()}
-            total = sum(at.values())
+        total, at = cost.timeline.peak(weights)
         if best is None or total > best[0]:
             best = (total, at)
     at = best[1]

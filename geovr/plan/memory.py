@@ -163,8 +163,7 @@ class LiveBytes(TorchDispatchMode):
 
     def rest_by_label(self, groups: dict[str, list[torch.Tensor]]) -> dict[str, int]:
         """The bytes at the peak outside `groups` (what `classify` calls the rest), by label."""
-        owned = {found[1] for tensors in groups.values() for t in tensors
-                 if isinstance(t, torch.Tensor) and (found := self._key(t)) is not None}
+        owned = self._owners(groups)
         out: dict[str, int] = defaultdict(int)
         for key, nbytes, born, died, _, _, label in self._records:
             if born <= self.peak_clock and (died is None or died > self.peak_clock):

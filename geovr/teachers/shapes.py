@@ -18,20 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model.heads.dpt import ResidualUnit
 from .tiny_vggt import CACHED_LAYERS, TinyVGGT, _Block
 
 DPT_OUT_CHANNELS = (256, 512, 1024, 1024)
-
-
-class _ResidualConv(nn.Module):
-    """x + conv(relu(conv(relu(x)))), 3x3 convolutions at constant width."""
-
-    def __init__(self, c: int):
-        super().__init__()
-        self.conv1, self.conv2 = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
 
 
 class _Fusion(nn.Module):
@@ -39,8 +29,8 @@ class _Fusion(nn.Module):
 
     def __init__(self, c: int, skip: bool):
         super().__init__()
-        self.skip = _ResidualConv(c) if skip else None
-        self.refine = _ResidualConv(c)
+        self.skip = ResidualUnit(c) if skip else None
+        self.refine = ResidualUnit(c)
         self.out = nn.Conv2d(c, c, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, size=None) -> torch.Tensor:

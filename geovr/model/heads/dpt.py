@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class _ResidualUnit(nn.Module):
+class ResidualUnit(nn.Module):
+    """x + conv3x3(relu(conv3x3(relu(x)))) at constant width (also the cost model's DPT doubles')."""
+
     def __init__(self, features: int):
         super().__init__()
         self.conv1 = nn.Conv2d(features, features, 3, padding=1)
@@ -28,8 +30,8 @@ class _Fusion(nn.Module):
 
     def __init__(self, features: int):
         super().__init__()
-        self.skip = _ResidualUnit(features)
-        self.out = _ResidualUnit(features)
+        self.skip = ResidualUnit(features)
+        self.out = ResidualUnit(features)
         self.proj = nn.Conv2d(features, features, 1)
 
     def forward(self, level: torch.Tensor, coarser: torch.Tensor | None) -> torch.Tensor:
