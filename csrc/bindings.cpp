@@ -12,6 +12,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
   m.def("pose_loss_forward", &geovr::pose_loss_forward, "per-sample pose-loss parts [B, 3]");
   m.def("pose_loss_backward", &geovr::pose_loss_backward, "gradient of the parts wrt pred [N, 9]");
+  m.def("pose_loss_forward_cuda", &geovr::pose_loss_forward_cuda, "pose_loss_forward, CUDA tensors only");
+  m.def("pose_loss_backward_cuda", &geovr::pose_loss_backward_cuda, "pose_loss_backward, CUDA tensors only");
   m.def("pose_cpu_grain", &geovr::pose_cpu_grain, "the CPU loop's samples per thread task (B: one thread)");
   m.def("quat_to_rot", &geovr::quat_to_rot, "[..., 4] xyzw -> [..., 3, 3]");
   m.def("rot_to_quat", &geovr::rot_to_quat, "[..., 3, 3] -> [..., 4] xyzw, w >= 0");

@@ -19,6 +19,15 @@ torch::Tensor pose_loss_backward(const torch::Tensor& pred, const torch::Tensor&
                                  const torch::Tensor& offsets, const torch::Tensor& grad_parts,
                                  int64_t mode, double clamp, double huber);
 
+// The CUDA path alone (what the two above call for CUDA tensors): fails with its own message on
+// CPU tensors, or in a module built without CUDA.
+torch::Tensor pose_loss_forward_cuda(const torch::Tensor& pred, const torch::Tensor& target,
+                                     const torch::Tensor& offsets, int64_t mode, double clamp,
+                                     double huber);
+torch::Tensor pose_loss_backward_cuda(const torch::Tensor& pred, const torch::Tensor& target,
+                                      const torch::Tensor& offsets, const torch::Tensor& grad_parts,
+                                      int64_t mode, double clamp, double huber);
+
 // The CPU pose loss's at::parallel_for grain over the samples of `offsets` (int64 [B + 1], CPU):
 // B (one thread) for a batch under cpu::kParallelTerms frame and pair terms, else 1.
 int64_t pose_cpu_grain(const torch::Tensor& offsets, int64_t mode);

@@ -1,5 +1,7 @@
 """The native build: every CUDA source compiles with nvcc for sm_90 (no GPU needed), and the
-CMake build produces a working pybind11 module equal to the one setup.py built."""
+CMake build links the whole extension, CUDA host code and sm_90 kernels included, against this
+CPU torch: the module imports, its CPU path equals the eager reference, and its CUDA entry points
+refuse CPU tensors with the extension's own message."""
 import os
 import shutil
 import subprocess
@@ -35,11 +37,12 @@ def test_cuda_source_compiles_for_sm90(source, tmp_path):
         assert "sm_90" in dump.stdout
 
 
-def test_cmake_builds_a_working_module(tmp_path):
+def test_cmake_builds_a_working_cuda_module(tmp_path):
     cmake = _need("cmake")
+    _need("nvcc")
     build = tmp_path / "build"
-    configure = subprocess.run([cmake, "-S", str(ROOT), "-B", str(build), f"-DPython3_EXECUTABLE={sys.executable}"],
-                               capture_output=True, text=True)
+    configure = subprocess.run([cmake, "-S", str(ROOT), "-B", str(build), f"-DPython3_EXECUTABLE={sys.executable}",
+                                "-DGEOVR_CUDA=ON"], capture_output=True, text=True)
     assert configure.returncode == 0, configure.stdout + configure.stderr
     compiled = subprocess.run([cmake, "--build", str(build), "-j", "2", "--target", "_ext"],
                               capture_output=True, text=True)
@@ -55,7 +58,35 @@ def test_cmake_builds_a_working_module(tmp_path):
         "modes = ['paper', 'geodesic', 'relative'];"
         "a = [_ext.pose_loss_forward(p, t, off, m, 100.0, 0.0) for m in range(3)];"
         "b = [ref(list(p.split(fr)), list(t.split(fr)), name, 100.0, 0.0) for name in modes];"
-        "assert all(torch.allclose(x, y, atol=1e-12) for x, y in zip(a, b)); print('same')"
+        "assert all(torch.allclose(x, y, atol=1e-12) for x, y in zip(a, b)); print('same');"
+        "print('with_cuda', _ext.with_cuda);"
+        "g3 = torch.ones(3, 3, dtype=torch.float64);"
+        "calls = {'fwd': lambda: _ext.pose_loss_forward_cuda(p, t, off, 0, 100.0, 0.0),"
+        "         'bwd': lambda: _ext.pose_loss_backward_cuda(p, t, off, g3, 0, 100.0, 0.0)};\n"
+        "for name, call in calls.items():\n"
+        "    try: call(); print(name, 'ran')\n"
+        "    except RuntimeError as e: print(name, str(e).splitlines()[0])"
     )
     proc = subprocess.run([sys.executable, "-c", check, str(build)], capture_output=True, text=True)
     assert proc.returncode == 0 and "same" in proc.stdout, proc.stdout + proc.stderr
+    assert "with_cuda True" in proc.stdout, proc.stdout
+    for name, op in (("fwd", "pose_loss_forward_cuda"), ("bwd", "pose_loss_backward_cuda")):
+        assert f"{name} {op}: the CUDA pose loss takes CUDA tensors, got pred on cpu" in proc.stdout, proc.stdout
+    # the module carries sm_90 machine code for the pose kernels (cuobjdump ships with Triton)
+    module = next(build.glob("_ext*.so"))
+    listing = _cuobjdump(module)
+    if listing is not None:
+        assert "sm_90" in listing, listing
+
+
+def _cuobjdump(path: Path) -> str | None:
+    """`cuobjdump --list-elf` of a binary, with the toolkit's or Triton's cuobjdump; None if neither."""
+    tool = shutil.which("cuobjdump")
+    if tool is None:
+        try:
+            from triton import knobs
+
+            tool = knobs.nvidia.cuobjdump.path
+        except Exception:
+            return None
+    return subprocess.run([tool, "--list-elf", str(path)], capture_output=True, text=True).stdout
