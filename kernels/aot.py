@@ -40,6 +40,7 @@ class Compiled:
     registers: int | None = None  # per thread, from cuobjdump -res-usage (None: tool missing)
     stack_bytes: int | None = None  # per thread: spilled registers (Triton kernels use no local arrays)
     loops: tuple[int, ...] = ()  # SASS instructions per iteration of each innermost loop
+    trainer: bool = False  # a variant the trainer launches (fp32 depth, no mask, no weight)
 
     @property
     def warps_per_sm(self) -> int | None:
@@ -102,13 +103,21 @@ def inner_loops(sass: str) -> tuple[int, ...]:
 
 
 def all_specs() -> list[tuple]:
-    """(name, kernel, signature, constexprs) of every kernel in geovr.kernels."""
+    """(name, kernel, signature, constexprs, trainer) of every kernel variant in geovr.kernels: for
+    the depth loss every variant its launch plan reaches (depth_loss.reachable_inputs), for the
+    alignment loss one per input dtype; trainer: the training loop launches it."""
     from geovr.kernels import align_loss, depth_loss
 
-    return [*depth_loss._aot_specs(), *align_loss._aot_specs()]
+    return [*depth_loss._aot_specs(), *((*spec, True) for spec in align_loss._aot_specs())]
 
 
-def compile_all(arches: list[int], out: Path | None = None, num_warps: int = 4) -> list[Compiled]:
+def file_stem(name: str) -> str:
+    """A variant's name as a file name: depth_refine2[fp32,buf,fold] -> depth_refine2_fp32_buf_fold."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
+
+
+def compile_all(arches: list[int], out: Path | None = None, num_warps: int = 4,
+                trainer_only: bool = False) -> list[Compiled]:
     if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
         raise RuntimeError("TRITON_INTERPRET is set: unset it to compile kernels ahead of time")
     import triton
@@ -117,7 +126,9 @@ def compile_all(arches: list[int], out: Path | None = None, num_warps: int = 4) 
     results = []
     for arch in arches:
         target = GPUTarget("cuda", arch, 32)
-        for name, fn, signature, constexprs in all_specs():
+        for name, fn, signature, constexprs, trainer in all_specs():
+            if trainer_only and not trainer:
+                continue
             constexprs = dict(constexprs)
             warps = constexprs.pop("num_warps", num_warps)  # a launch option some kernels set
             sig = {**signature, **{k: "constexpr" for k in constexprs}}
@@ -129,10 +140,10 @@ def compile_all(arches: list[int], out: Path | None = None, num_warps: int = 4) 
             loops = inner_loops(_cuobjdump(asm["cubin"], "-sass") or "")
             results.append(Compiled(name, arch, len(asm["ptx"]), len(asm["cubin"]),
                                     kernel.metadata.shared, time.perf_counter() - t0, warps, *usage,
-                                    loops))
+                                    loops, trainer))
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
-                stem = f"{name.replace('[', '_').replace(']', '')}.sm{arch}"
+                stem = f"{file_stem(name)}.sm{arch}"
                 (out / f"{stem}.ptx").write_text(asm["ptx"])
                 (out / f"{stem}.cubin").write_bytes(asm["cubin"])
     return results
@@ -143,13 +154,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", type=int, nargs="+", default=[90], help="SM versions (default: 90)")
     ap.add_argument("--out", type=Path, default=None, help="write .ptx and .cubin files here")
     ap.add_argument("--num-warps", type=int, default=4, help="for kernels that do not set their own")
+    ap.add_argument("--trainer", action="store_true",
+                    help="only the variants the trainer launches (marked * in the full table)")
     args = ap.parse_args(argv)
-    results = compile_all(args.arch, args.out, args.num_warps)
-    print(f"{'kernel':28s} {'arch':>6s} {'ptx KB':>8s} {'cubin KB':>9s} {'smem B':>8s} "
+    results = compile_all(args.arch, args.out, args.num_warps, trainer_only=args.trainer)
+    print(f"{'kernel variant (* trainer)':38s} {'arch':>6s} {'ptx KB':>8s} {'cubin KB':>9s} {'smem B':>8s} "
           f"{'regs':>5s} {'spill B':>8s} {'warps/SM':>9s} {'s':>6s}  inner loops (SASS per iteration)")
     for r in results:
         regs, spill, warps = (("-" if v is None else str(v)) for v in (r.registers, r.stack_bytes, r.warps_per_sm))
-        print(f"{r.name:28s} {'sm_' + str(r.arch):>6s} {r.ptx_bytes / 1e3:8.1f} "
+        name = ("* " if r.trainer else "  ") + r.name
+        print(f"{name:38s} {'sm_' + str(r.arch):>6s} {r.ptx_bytes / 1e3:8.1f} "
               f"{r.cubin_bytes / 1e3:9.1f} {r.shared_bytes:8d} {regs:>5s} {spill:>8s} {warps:>9s} {r.seconds:6.2f}"
               f"  {','.join(map(str, r.loops)) or '-'}")
     bad = [r.name for r in results if r.cubin_bytes == 0]

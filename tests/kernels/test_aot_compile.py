@@ -1,4 +1,6 @@
-"""Every kernel compiles ahead of time to PTX and cubin for Hopper (sm_90), with no GPU present.
+"""Every kernel variant compiles ahead of time to PTX and cubin for Hopper (sm_90), with no GPU
+present: for the depth loss every variant its launcher can reach (tests/kernels/test_depth_variants.py
+checks that list against real calls), with no register spills.
 
 Runs `python -m geovr.kernels.aot` in a fresh process without TRITON_INTERPRET (the test process
 has it set, and interpreted kernels cannot be compiled).
@@ -27,8 +29,12 @@ def test_every_kernel_compiles_for_sm90(tmp_path):
     assert ".target sm_90" in ptx
     # ptxas's resource usage per kernel: no register spills (a tile too big for the register
     # file shows up here long before anyone times it on a GPU)
-    rows = [line.split() for line in proc.stdout.splitlines() if "sm_90" in line]
+    rows = [line.replace("* ", "", 1).split() for line in proc.stdout.splitlines() if "sm_90" in line]
     assert len(rows) == n_specs
+    # the trainer's variants are marked in the table
+    marked = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("* ")}
+    assert {"depth_stats[fp32,buf]", "depth_backward[fp32>fp32,buf]", "align_forward[fp32]"} <= marked
+    assert "depth_stats[fp32,mask,weight,buf]" not in marked
     if all(r[6] == "-" for r in rows):
         pytest.skip("Triton ships no cuobjdump here: resource usage not reported")
     spills = {r[0]: int(r[6]) for r in rows if r[6] != "0"}
@@ -37,6 +43,12 @@ def test_every_kernel_compiles_for_sm90(tmp_path):
     # the SASS of each inner loop: the stats pass has one loop over every pixel, one per coarse scale
     loops = {r[0]: r[-1] for r in rows}
     assert len(loops["depth_stats[bf16]"].split(",")) == 4, loops
+    assert len(loops["depth_stats[fp32,buf]"].split(",")) == 4, loops
+
+
+def test_file_stems():
+    assert aot.file_stem("depth_backward[fp32>bf16,mask,buf]") == "depth_backward_fp32_bf16_mask_buf"
+    assert aot.file_stem("depth_finalize") == "depth_finalize"
 
 
 def test_resource_usage_reads_registers_and_spills():

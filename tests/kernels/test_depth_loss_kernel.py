@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import geovr.kernels.depth_loss as depth_kernel
+from geovr.kernels import _depth_layout as layout
 from geovr.kernels.depth_loss import DepthLossSpec, _launch_forward
 from geovr.losses import depth_loss
 from geovr.losses.depth import CLAMP, GRAD_MIN_PIXELS, MIN_PIXELS, N_SCALES, QUANTILE, quantile_rank
@@ -14,6 +15,7 @@ from geovr.losses.depth import CLAMP, GRAD_MIN_PIXELS, MIN_PIXELS, N_SCALES, QUA
 # differ only by summation order, whatever the input dtype; a half-precision gradient is the
 # rounding of two such fp32 values, so at most one unit in its last place apart (`_within_one_ulp`).
 TOL = dict(rtol=2e-5, atol=2e-6)
+BRANCH, LIM = int(layout.PAR_BRANCH), int(layout.PAR_LIM)  # columns of the per-sample params
 
 
 def _inputs(shapes, device, dtype=torch.float32, outliers=0.0, seed=0, target_dtype=None):
@@ -127,13 +129,13 @@ def test_threshold_is_the_exact_kth_value(outliers, device):
         e = (x.detach() - y).abs().flatten().clamp(max=CLAMP)
         n = e.numel()
         if n <= MIN_PIXELS:
-            assert par[b, 2].item() == 0  # no filtering
+            assert par[b, BRANCH].item() == 0  # no filtering
             continue
         k = int(quantile_rank(torch.tensor(n)))
         want = torch.kthvalue(e.cpu(), k).values.item()
-        branch = par[b, 2].item()
+        branch = par[b, BRANCH].item()
         if branch == 1:
-            assert par[b, 1].item() == want  # bit-exact
+            assert par[b, LIM].item() == want  # bit-exact
         else:  # too few survivors: only possible with the clamp at 100
             assert want == CLAMP or n < 1020
 
@@ -158,7 +160,7 @@ def test_half_precision_threshold_is_the_kth_upcast_error(dtype, device):
         e = (x.detach().float() - y.float()).abs().flatten().clamp(max=CLAMP)
         k = int(quantile_rank(torch.tensor(e.numel())))
         assert k == -(-98 * (e.numel() - 1) // 100) + 1  # ceil(0.98 (n - 1)) + 1, the release's rank
-        assert par[b, 2].item() == 1 and par[b, 1].item() == torch.kthvalue(e.cpu(), k).values.item()
+        assert par[b, BRANCH].item() == 1 and par[b, LIM].item() == torch.kthvalue(e.cpu(), k).values.item()
 
 
 def _steps(values, n):
