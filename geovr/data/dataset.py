@@ -1,14 +1,17 @@
-"""`VideoQADataset`: records -> decoded, sampled frames (+ an optional transform), skipping bad
+"""`VideoQADataset`: records -> decoded, sampled frames (+ an optional transform), dropping bad
 media without stopping the epoch.
 
 A record whose video is missing, truncated, corrupt, frameless or audio-only (or that the
-transform rejects: too long, unsupported media) is replaced by the next good record; the skip
-travels with the returned sample (`Sample.skipped`) to the main process's `SkipLog`. Only when `max_consecutive_skips` records in a row fail does it raise: that is
-a wrong media root or a broken disk, not a bad file.
+transform rejects: too long, unsupported media) is dropped: its key yields `Dropped` (the skip and
+the key's position) instead of a sample, one per bad record and epoch. No other record stands in
+for it, so no sample is delivered twice; the collate leaves it out of the micro-batch (which is
+then smaller; the losses normalise by the samples and tokens actually there), and the skip travels
+in the batch to the training loop's `SkipLog`, which counts it once and raises only when
+`max_in_a_row` items in a row were dropped: a wrong media root or a broken disk, not a bad file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from torch.utils.data import Dataset
@@ -30,13 +33,20 @@ def load_video(path: str, sampling: FrameSampling = FrameSampling(), backend: st
 @dataclass
 class Sample:
     """record: the QA record; frames: uint8 [T, 3, H, W] at the sampled indices; position:
-    (epoch, index in the epoch's order) when read through `ResumableSampler`; skipped: the bad
-    records this sample replaced."""
+    (epoch, index in the epoch's order) when read through `ResumableSampler`."""
 
     record: VideoQA
     frames: Frames
     position: tuple[int, int] = (0, 0)
-    skipped: list[Skip] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """What a bad record's key yields: why it was dropped, and the key's (epoch, position), so the
+    resume point moves past it."""
+
+    skip: Skip
+    position: tuple[int, int] = (0, 0)
 
 
 class VideoQADataset(Dataset):
@@ -44,15 +54,13 @@ class VideoQADataset(Dataset):
     "dali-gpu", "dali-cpu"; images always use PyAV). transform: Sample -> model inputs."""
 
     def __init__(self, records: list[VideoQA], sampling: FrameSampling = FrameSampling(),
-                 backend: str = "auto", transform: Callable[[Sample], object] | None = None,
-                 max_consecutive_skips: int = 64):
+                 backend: str = "auto", transform: Callable[[Sample], object] | None = None):
         if not records:
             raise ValueError("no records: the annotation files held no valid video items")
         self.records = records
         self.sampling = sampling
         self.backend = backend
         self.transform = transform
-        self.max_consecutive_skips = max_consecutive_skips
 
     def __len__(self) -> int:
         return len(self.records)
@@ -91,19 +99,13 @@ class VideoQADataset(Dataset):
             out.append(seen[rec.media])
         return out
 
-    def __getitem__(self, key):
+    def __getitem__(self, key) -> object:
+        """key: an index, or `ResumableSampler`'s (index, epoch, position). Returns the sample (or
+        the transform's output), or `Dropped` when the record's media cannot be used."""
         index, epoch, position = key if isinstance(key, tuple) else (key, 0, key)
-        skipped: list[Skip] = []
-        for attempt in range(self.max_consecutive_skips):
-            i = (index + attempt) % len(self.records)
-            rec = self.records[i]
-            try:
-                sample = Sample(rec, self.load(i), (epoch, position), skipped)
-                return self.transform(sample) if self.transform is not None else sample
-            except VideoDecodeError as err:
-                skipped.append(Skip(rec.id, rec.media, err.kind, err.reason))
-            except SampleRejected as err:
-                skipped.append(Skip(rec.id, rec.media, err.kind, err.reason))
-        raise RuntimeError(
-            f"{self.max_consecutive_skips} records in a row from index {index} failed to decode "
-            f"(last: {skipped[-1].path}: {skipped[-1].reason}); check the media root and the files")
+        rec = self.records[index]
+        try:
+            sample = Sample(rec, self.load(index), (epoch, position))
+            return self.transform(sample) if self.transform is not None else sample
+        except (VideoDecodeError, SampleRejected) as err:
+            return Dropped(Skip(rec.id, rec.media, err.kind, err.reason), (epoch, position))

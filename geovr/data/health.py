@@ -1,8 +1,10 @@
 """`SkipLog`: bad data is skipped, logged once per kind, counted, and summarised each epoch.
 
-Samples are skipped inside DataLoader workers (other processes), so the dataset attaches its
-`Skip` events to the sample it returns instead; the collate gathers them into the batch and the
-training loop feeds them to the main process's `SkipLog` (`log.add_batch(batch)`).
+Samples are dropped inside DataLoader workers (other processes), so the dataset returns a
+`Dropped` in the sample's place; the collate gathers those skips into the batch ("skipped", and
+"kept" per item in order) and the training loop feeds every batch to its `SkipLog`
+(`log.add_batch(batch)`), which counts each bad item once and stops the run when too many items
+in a row were bad.
 """
 from __future__ import annotations
 
@@ -23,11 +25,20 @@ class Skip:
     reason: str
 
 
-class SkipLog:
-    """Counts skips by kind; logs the first skip of each kind (and every `log_every`-th after)."""
+class TooManySkips(RuntimeError):
+    """`max_in_a_row` items in a row could not be used."""
 
-    def __init__(self, log_every: int = 1000):
+
+class SkipLog:
+    """Counts skips by kind; logs the first skip of each kind (and every `log_every`-th after)
+    when `report` (the main process; other ranks count silently). add_batch raises TooManySkips
+    once `max_in_a_row` consecutive items were dropped (0: never)."""
+
+    def __init__(self, log_every: int = 1000, max_in_a_row: int = 64, report: bool = True):
         self.log_every = log_every
+        self.max_in_a_row = max_in_a_row
+        self.report = report
+        self.in_a_row = 0
         self.epoch_counts: Counter[str] = Counter()
         self.total_counts: Counter[str] = Counter()
         self.examples: dict[str, Skip] = {}
@@ -36,7 +47,9 @@ class SkipLog:
         self.epoch_counts[skip.kind] += 1
         self.total_counts[skip.kind] += 1
         n = self.total_counts[skip.kind]
-        if skip.kind not in self.examples:
+        if not self.report:
+            self.examples.setdefault(skip.kind, skip)
+        elif skip.kind not in self.examples:
             self.examples[skip.kind] = skip
             logger.warning("skipping %s (%s): %s. Further '%s' skips are counted, not logged "
                            "(summary at the end of the epoch).", skip.item, skip.kind, skip.reason, skip.kind)
@@ -49,9 +62,18 @@ class SkipLog:
             self.add(Skip(err.where, err.where, "invalid_record", str(err)))
 
     def add_batch(self, batch) -> None:
-        """Record the skips a collated batch carries (`batch["skipped"]`)."""
-        for skip in batch.get("skipped", ()):
+        """Record the skips a collated batch carries (`batch["skipped"]`), and check the run of
+        dropped items (`batch["kept"]`, in the sampler's order)."""
+        skips = list(batch.get("skipped", ()))
+        for skip in skips:
             self.add(skip)
+        for kept in batch.get("kept", ()):
+            self.in_a_row = 0 if kept else self.in_a_row + 1
+            if self.max_in_a_row and self.in_a_row >= self.max_in_a_row:
+                last = skips[-1] if skips else next(iter(self.examples.values()))
+                raise TooManySkips(
+                    f"{self.in_a_row} items in a row could not be used (last: {last.path}: {last.reason}); "
+                    "check the media root and the files")
 
     def metrics(self) -> dict[str, float]:
         """{"data/skipped": total, "data/skipped/<kind>": count} over the run so far."""
@@ -66,6 +88,7 @@ class SkipLog:
         else:
             parts = ", ".join(f"{k} {v}" for k, v in sorted(self.epoch_counts.items()))
             text = f"epoch {epoch}: skipped {sum(self.epoch_counts.values())} items ({parts})"
-        logger.warning(text) if self.epoch_counts else logger.info(text)
+        if self.report:
+            logger.warning(text) if self.epoch_counts else logger.info(text)
         self.epoch_counts.clear()
         return text

@@ -6,7 +6,7 @@ One sample dict holds (shapes per sample; L tokens, T frames, gh x gw patches pe
   video_grid_thw                        int64 [1, 3] = (T, gh, gw)
   pixel_values, image_grid_thw          the same for an image record (T = 1, no timestamps)
   teacher_frames                        float32 [T, 3, H', W'] in [0, 1]
-  frame_indices, timestamps_s, id, kind, position (epoch, index), skipped (list of Skip)
+  frame_indices, timestamps_s, id, kind, position (epoch, index)
 Everything runs on the frames' device (the GPU after DALI's GPU decoder).
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .chat import IGNORE_INDEX, SampleRejected, tokenize_conversation
-from .dataset import Sample
+from .dataset import Dropped, Sample
 from .qwen_pixels import to_qwen_image_pixels, to_qwen_pixels, to_teacher_frames
 from .sampling import QwenImageVision, QwenVision
 
@@ -56,7 +56,6 @@ class QwenTransform:
             "id": rec.id,
             "kind": rec.kind,
             "position": sample.position,
-            "skipped": list(sample.skipped),
         }
 
 
@@ -73,13 +72,24 @@ def batch_to(batch: dict, device: torch.device) -> dict:
     return out
 
 
-def collate(samples: list[dict], pad_token_id: int = 0) -> dict:
+def collate(items: list, pad_token_id: int = 0) -> dict:
     """Right-pad token tensors to the longest sample ([B, L]; labels padded with IGNORE_INDEX,
     attention_mask 0 on padding), concatenate vision patches and grids in sample order (as the HF
     processor does for a batch; video and image keys only when the batch has such samples), keep
-    teacher frames as a list (sizes differ), gather skips."""
-    if not samples:
+    teacher frames as a list (sizes differ).
+
+    items: QwenTransform outputs and `Dropped` (bad records), which are left out: "skipped" holds
+    their skips, "kept" marks each item kept or not in order, "positions" covers every item (the
+    resume point moves past the dropped ones too). Every item dropped: the batch has no sample
+    keys, only "ids" (empty), "positions", "skipped" and "kept"."""
+    if not items:
         raise ValueError("collate got an empty batch")
+    samples = [s for s in items if not isinstance(s, Dropped)]
+    meta = {"positions": [tuple(s.position) if isinstance(s, Dropped) else tuple(s["position"]) for s in items],
+            "skipped": [s.skip for s in items if isinstance(s, Dropped)],
+            "kept": [not isinstance(s, Dropped) for s in items]}
+    if not samples:
+        return {"ids": [], **meta}
     length = max(len(s["input_ids"]) for s in samples)
     b = len(samples)
     ids = torch.full((b, length), pad_token_id, dtype=torch.long)
@@ -101,6 +111,5 @@ def collate(samples: list[dict], pad_token_id: int = 0) -> dict:
         "frame_indices": [s["frame_indices"] for s in samples],
         "timestamps_s": [s["timestamps_s"] for s in samples],
         "ids": [s["id"] for s in samples],
-        "positions": [tuple(s["position"]) for s in samples],
-        "skipped": [k for s in samples for k in s["skipped"]],
+        **meta,
     }

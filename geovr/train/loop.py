@@ -50,7 +50,7 @@ class Trainer:
         self.tokenizer = build.build_tokenizer(cfg)
         self.dataset, invalid = build.build_dataset(cfg, self.tokenizer)
         self.records = {r.id: r for r in self.dataset.records}
-        self.skips = SkipLog()
+        self.skips = SkipLog(report=self.world.main)  # every rank checks runs of bad items; the main one logs
         self.skips.add_invalid_records(invalid)
         lengths = (self.dataset.frame_counts(progress=self.world.main and cfg.metrics.progress)
                    if cfg.data.group_by_length else None)
@@ -144,9 +144,22 @@ class Trainer:
                 raise RuntimeError(f"an epoch holds fewer than train.micro_batch={self.cfg.train.micro_batch} samples "
                                    "per rank: add data or lower the batch")
             epoch = self.sampler.epoch
-            if self.world.main:
-                self.skips.end_epoch(epoch)
+            self.skips.end_epoch(epoch)  # logged by the main process
             self.sampler.set_epoch(epoch + 1)
+
+    def _next_micro_batch(self, batches) -> dict:
+        """The next micro-batch that holds a sample, its skips counted (SkipLog). One whose every
+        item was dropped is not trained on: the rank reads its next one instead (each rank still
+        runs the step's accum micro-batches), carrying the dropped items' skips and positions, so
+        they are counted once and the resume point moves past them."""
+        carried = {"positions": [], "skipped": [], "kept": []}
+        while True:
+            batch = next(batches)
+            self.skips.add_batch(batch)
+            if batch["ids"]:
+                return {**batch, **{k: v + batch[k] for k, v in carried.items()}}
+            for k in carried:
+                carried[k] += batch[k]
 
     def _targets(self, batch: dict) -> list:
         out = []
@@ -165,7 +178,7 @@ class Trainer:
         teacher_s = time.perf_counter()
         targets = [self._targets(b) for b in micro]
         teacher_s = time.perf_counter() - teacher_s
-        n_tokens, n_video, n_all = self._step_counts(micro, targets)
+        n_tokens, n_video, n_all, n_samples = self._step_counts(micro, targets)
         parts = {k: torch.zeros((), device=dev) for k in PARTS}
         finite = torch.ones((), dtype=torch.bool, device=dev)
         step_tokens = torch.tensor(max(n_tokens, 1.0), device=dev)
@@ -194,23 +207,25 @@ class Trainer:
             self.optimizer.step()
         lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
         self.optimizer.zero_grad(set_to_none=True)
-        return self._finish_step(values, bad, norm, lrs, t0, teacher_s, n_all)
+        return self._finish_step(values, bad, norm, lrs, t0, teacher_s, n_all, n_samples)
 
-    def _step_counts(self, micro: list[dict], targets: list[list]) -> tuple[float, float, float]:
-        """The step's answer tokens, video samples and tokens over the data-parallel ranks (the
-        loss normalisers); adds the step's skipped samples to the run's count."""
+    def _step_counts(self, micro: list[dict], targets: list[list]) -> tuple[float, float, float, float]:
+        """The step's answer tokens, video samples, tokens and samples over the data-parallel ranks
+        (the loss normalisers count what the micro-batches hold, dropped items excluded); adds the
+        step's skipped items to the run's count."""
         local = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
                               sum(len(t) for t in targets),
                               sum(int(b["attention_mask"].sum()) for b in micro),
+                              sum(len(b["ids"]) for b in micro),
                               sum(len(b["skipped"]) for b in micro)], dtype=torch.float64)
         if self.world.distributed:
             local = self._dp_sum(local.to(self.world.device))
-        n_tokens, n_video, n_all, n_skipped = local.tolist()  # on one process: CPU numbers, no sync
+        n_tokens, n_video, n_all, n_samples, n_skipped = local.tolist()  # on one process: CPU numbers, no sync
         self.skipped_total += int(n_skipped)
-        return n_tokens, n_video, n_all
+        return n_tokens, n_video, n_all, n_samples
 
     def _finish_step(self, parts: list[float], bad: bool, grad_norm: float, lrs: dict, t0: float, teacher_s: float,
-                     n_all: float) -> dict:
+                     n_all: float, n_samples: float) -> dict:
         """After the optimizer step (or its skip): counters, the schedule, the step's metrics record;
         raises TooManyBadSteps after train.max_bad_steps bad steps in a row. parts: in PARTS order."""
         if bad:
@@ -221,7 +236,7 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         dt = time.perf_counter() - t0
-        samples = self.cfg.train.global_batch
+        samples = int(n_samples)  # the global batch less the step's dropped items
         self.samples_seen += samples
         self.tokens_seen += int(n_all)
         weights = self.cfg.loss
@@ -258,10 +273,7 @@ class Trainer:
         try:
             batches = self._micro_batches()
             while self.step < self.total_steps:
-                micro = [next(batches) for _ in range(self.accum)]
-                for b in micro:
-                    if world.main:
-                        self.skips.add_batch(b)
+                micro = [self._next_micro_batch(batches) for _ in range(self.accum)]
                 position = position_after([p for b in micro for p in b["positions"]])
                 record = self.train_step(micro)
                 record["data/padding"] = sum(padding_fraction(b["attention_mask"]) for b in micro) / len(micro)

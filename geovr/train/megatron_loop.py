@@ -175,7 +175,7 @@ class MegatronTrainer(Trainer):
         teacher_s = time.perf_counter()
         targets = self._pipeline_targets(micro)
         teacher_s = time.perf_counter() - teacher_s
-        n_tokens, n_video, n_all = self._step_counts(micro, targets)
+        n_tokens, n_video, n_all, n_samples = self._step_counts(micro, targets)
         prepared = [prepare(b, self.module, tgt, len(tgt) / n_video if n_video else 0.0, device=dev)
                     for b, tgt in zip(micro, targets)]
         self.model.zero_grad_buffer()
@@ -197,7 +197,7 @@ class MegatronTrainer(Trainer):
         if not bad:
             _, norm, _ = self.optimizer.step()
             grad_norm = float(norm) if norm is not None else 0.0
-        return self._finish_step(parts.tolist(), bad, grad_norm, lrs, t0, teacher_s, n_all)
+        return self._finish_step(parts.tolist(), bad, grad_norm, lrs, t0, teacher_s, n_all, n_samples)
 
     def close(self) -> None:
         from ..parallel.megatron.groups import destroy_model_parallel

@@ -76,14 +76,15 @@ def test_bad_media_is_skipped_counted_and_summarised(synthetic, bad_clips, tok, 
     sampler = ResumableSampler(len(ds), seed=0, shuffle=False)
     loader = DataLoader(ds, batch_size=2, sampler=sampler, num_workers=2,
                         collate_fn=partial(collate, pad_token_id=tok.pad_token_id))
-    seen = 0
+    seen = []
     with caplog.at_level(logging.WARNING, logger="geovr.data"):
         for batch in loader:
             log.add_batch(batch)
-            seen += len(batch["ids"])
+            seen += batch["ids"]
             assert not any(i.startswith("bad_") for i in batch["ids"])
         summary = log.end_epoch(0)
-    assert seen == len(ds)  # every position yields a good sample: the epoch went on
+    # every good record exactly once (a bad one is dropped, not replaced): the epoch went on
+    assert sorted(seen) == sorted(r.id for r in res.records if not r.id.startswith("bad_"))
     kinds = log.metrics()
     assert kinds["data/skipped"] == len(bad_clips) + 1 and kinds["data/skipped/invalid_record"] == 1
     assert kinds["data/skipped/missing"] == 2 and kinds["data/skipped/no_video"] == 1
@@ -93,13 +94,63 @@ def test_bad_media_is_skipped_counted_and_summarised(synthetic, bad_clips, tok, 
 
 
 def test_all_bad_raises_a_clear_error(bad_clips):
+    from geovr.data.dataset import Dropped
     from geovr.data.datasets.records import Turn, VideoQA
+    from geovr.data.health import TooManySkips
 
     recs = [VideoQA(f"r{i}", str(bad_clips["missing"]), "video", (Turn("user", "<video>"), Turn("assistant", "a")), "t")
             for i in range(5)]
-    ds = VideoQADataset(recs, backend="pyav", max_consecutive_skips=5)
-    with pytest.raises(RuntimeError, match="5 records in a row .* check the media root"):
-        ds[0]
+    ds = VideoQADataset(recs, backend="pyav")
+    items = [ds[i] for i in range(5)]
+    assert all(isinstance(x, Dropped) and x.skip.kind == "missing" for x in items)
+    log = SkipLog(max_in_a_row=5)
+    log.add_batch(collate(items[:2]))  # 2 in a row
+    log.add_batch({"ids": ["ok"], "kept": [True], "skipped": []})  # a good item resets the run
+    log.add_batch(collate(items[:4]))
+    with pytest.raises(TooManySkips, match="5 items in a row could not be used .*missing.mp4.* check the media root"):
+        log.add_batch(collate(items[4:]))
+
+
+def _neighbours(bad_clips, good_clips, tmp_path):
+    """A real dataset of every broken file back to back, then four good clips (two records on one)."""
+    from geovr.data.datasets.records import Turn, VideoQA
+
+    turns = (Turn("user", "<video>\nHow many chairs?"), Turn("assistant", "2"))
+    bad = [VideoQA(f"bad_{k}", str(v), "video", turns, "t") for k, v in sorted(bad_clips.items())]
+    good = [VideoQA(f"good_{i}", str(good_clips[name]), "video", turns, "t")
+            for i, name in enumerate(["h264.mp4", "vp9.webm", "h264.mp4", "hevc.mkv"])]
+    return bad + good
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_neighbouring_bad_items_count_once_and_no_sample_repeats(bad_clips, good_clips, tmp_path, tok, workers):
+    """k bad records in a row are k skips, and the good records after them are delivered once
+    each: through the DataLoader (with and without workers) and the collate the trainer uses."""
+    recs = _neighbours(bad_clips, good_clips, tmp_path)
+    n_bad = len(bad_clips)
+    assert n_bad >= 7
+    ds = VideoQADataset(recs, backend="pyav", transform=QwenTransform(tok))
+    loader = DataLoader(ds, batch_size=3, sampler=ResumableSampler(len(ds), shuffle=False),
+                        num_workers=workers, collate_fn=partial(collate, pad_token_id=tok.pad_token_id))
+    log = SkipLog(max_in_a_row=n_bad + 1)
+    ids, positions, empty = [], [], 0
+    for batch in loader:
+        log.add_batch(batch)
+        ids += batch["ids"]
+        positions += batch["positions"]
+        empty += not batch["ids"]
+        if batch["ids"]:
+            assert batch["input_ids"].shape[0] == len(batch["ids"]) == sum(batch["kept"])
+    assert sorted(ids) == ["good_0", "good_1", "good_2", "good_3"]  # each once
+    assert sorted(positions) == [(0, i) for i in range(len(recs))]  # the resume point passes every item
+    assert empty == 2  # the first two batches held only bad items
+    assert log.end_epoch(0).startswith(f"epoch 0: skipped {n_bad} items (")
+    assert log.metrics()["data/skipped"] == n_bad
+    with pytest.raises(RuntimeError, match="items in a row"):  # one fewer allowed: the same run stops
+        guard = SkipLog(max_in_a_row=n_bad)
+        for batch in DataLoader(ds, batch_size=3, sampler=ResumableSampler(len(ds), shuffle=False),
+                                collate_fn=partial(collate, pad_token_id=tok.pad_token_id)):
+            guard.add_batch(batch)
 
 
 def test_sampler_is_deterministic_sharded_and_resumes_exactly(synthetic):

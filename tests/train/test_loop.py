@@ -119,20 +119,33 @@ def test_bf16_autocast_step_is_close_to_fp32(synthetic_root, tmp_path):
 
 
 def test_corrupt_video_and_bad_record_are_skipped_and_counted(synthetic_root, tmp_path):
+    """Bad items are dropped, counted once each, never replaced by a repeat; micro-batches whose
+    every item was dropped are passed over (the rank reads on), so each step still has its
+    micro-batches and the loss normalisers count only the samples there."""
     import shutil
 
     data = tmp_path / "data"
     shutil.copytree(synthetic_root, data)
-    videos = sorted((data / "videos").iterdir())
-    videos[0].write_bytes(videos[0].read_bytes()[: 2000])  # truncated mid-stream
+    lines = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    bad_video = lines[0]["video"]
+    n_bad = sum(r["video"] == bad_video for r in lines)
+    assert len(lines) == 9 and [r["video"] == bad_video for r in lines] == [True] * n_bad + [False] * (9 - n_bad)
+    assert n_bad == 5
+    video = data / bad_video
+    video.write_bytes(video.read_bytes()[: 2000])  # truncated mid-stream: every record on it is bad
     with open(data / "train.jsonl", "a") as f:
         f.write('{"id": "broken", "video": "videos/none.mp4", "conversations": "oops"}\n')  # bad turns
-    cfg = small_config(data, tmp_path / "run", steps=4)
+    cfg = small_config(data, tmp_path / "run", steps=2)
+    cfg.data.shuffle = False
     summary = Trainer(cfg).train()
-    assert summary["steps"] == 4 and summary["bad_steps"] == 0
+    # an epoch: items 0..7 (drop_last) in micro-batches [0 1] [2 3] [4 5] [6 7]; 0..4 are bad, so
+    # the first two are passed over and each step trains on [4 5] (one sample) and [6 7] (two)
+    assert summary["steps"] == 2 and summary["bad_steps"] == 0
     recs = losses(tmp_path / "run")
-    assert summary["data/skipped"] >= 2 and recs[4]["data/skipped"] == summary["data/skipped"]
-    assert summary.get("data/skipped/invalid_record") == 1
+    assert recs[1]["data/skipped"] == 1 + n_bad and recs[2]["data/skipped"] == 1 + 2 * n_bad
+    assert summary["data/skipped"] == 1 + 2 * n_bad and summary.get("data/skipped/invalid_record") == 1
+    assert sum(v for k, v in summary.items() if k.startswith("data/skipped/")) == 1 + 2 * n_bad  # by kind
+    assert summary["samples_seen"] == 2 * 3
 
 
 def test_group_by_length_probes_the_videos_and_reports_padding(synthetic_root, tmp_path):
