@@ -9,6 +9,11 @@ pixel is the lattice of step 1) in tiles of at most BLOCK pixels whose widths ar
 division. Loads upcast to fp32 before any arithmetic (also works around the interpreter's bf16
 bug). Invalid or out-of-frame values load as NaN in the backward, so every comparison drops them
 (_load_or_nan) and no validity flag stays live.
+
+Arguments travel in groups (Triton tuples): src = (pred, target, mask) pointers, or the fp32
+error buffer three times (D_BUF); maps = (blocks or bands, offsets, meta); scratch = (cnt, acc,
+sel, hist). Compile-time flags: HAS_MASK, HAS_WEIGHT, D_BUF, FOLD (unweighted: survivor sums
+folded into refine and select), LEVEL (radix level); tiles: BLOCK, ITERS, W_POW2.
 """
 import triton
 import triton.language as tl
@@ -29,8 +34,10 @@ def _kept(m_ptr, y, idx, inb):
 
 
 @triton.jit
-def _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr):
-    """(D = pred - target as fp32, valid) at flat indices idx; D is 0 where invalid."""
+def _load_pixel(src, idx, inb, HAS_MASK: tl.constexpr):
+    """(D = pred - target as fp32, valid) at flat indices idx of src = (pred, target, mask)
+    pointers; D is 0 where invalid."""
+    p_ptr, t_ptr, m_ptr = src
     x = tl.load(p_ptr + idx, mask=inb, other=0.0).to(tl.float32)
     y = tl.load(t_ptr + idx, mask=inb, other=0.0).to(tl.float32)
     valid = inb
@@ -40,24 +47,25 @@ def _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr):
 
 
 @triton.jit
-def _load_diff(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr):
-    """_load_pixel, or with D_BUF (p_ptr is then the fp32 error buffer, NaN where masked out) one
-    load of the stored D."""
+def _load_diff(src, idx, inb, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr):
+    """_load_pixel, or with D_BUF (src is then the fp32 error buffer thrice, NaN where masked out)
+    one load of the stored D."""
     if D_BUF:
-        d = tl.load(p_ptr + idx, mask=inb, other=0.0)
+        d = tl.load(src[0] + idx, mask=inb, other=0.0)
         valid = inb
         if HAS_MASK:
             valid = valid & (d == d)
         d = tl.where(valid, d, 0.0)
     else:
-        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK)
+        d, valid = _load_pixel(src, idx, inb, HAS_MASK)
     return d, valid
 
 
 @triton.jit
-def _load_or_nan(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr):
+def _load_or_nan(src, idx, inb, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr):
     """D at flat indices idx as fp32; NaN where invalid or not inb, so that the backward's
     comparisons (|D| <= lim, |dD| <= CLAMP) are false there and drop the pixel's or pair's term."""
+    p_ptr, t_ptr, m_ptr = src
     d = tl.load(p_ptr + idx, mask=inb, other=float("nan")).to(tl.float32)
     if not D_BUF:
         y = tl.load(t_ptr + idx, mask=inb, other=0.0).to(tl.float32)
@@ -68,10 +76,17 @@ def _load_or_nan(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK: tl.constexpr, D_BUF: t
 
 
 @triton.jit
-def _neighbour(p_ptr, t_ptr, m_ptr, off, idx, ok, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr):
+def _shift(src, off):
+    """The (pred, target, mask) pointers of src moved by off elements."""
+    p_ptr, t_ptr, m_ptr = src
+    return p_ptr + off, t_ptr + off, m_ptr + off
+
+
+@triton.jit
+def _neighbour(src, off, idx, ok, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr):
     """_load_or_nan at idx + off, by shifting the base pointers (scalar) rather than idx, so the
     load costs one address computation from idx."""
-    return _load_or_nan(p_ptr + off, t_ptr + off, m_ptr + off, idx, ok, HAS_MASK, D_BUF)
+    return _load_or_nan(_shift(src, off), idx, ok, HAS_MASK, D_BUF)
 
 
 @triton.jit
@@ -82,9 +97,11 @@ def _error_key(e, CLAMP: tl.constexpr):
 
 
 @triton.jit
-def _chunk_of_program(blocks_ptr, offsets_ptr, meta_ptr):
+def _chunk_of_program(maps):
     """(sample, first pixel of the program's chunk within the sample, flat index of the sample's
-    first pixel, the sample's pixels) of a chunk program (see _packing.block_layout)."""
+    first pixel, the sample's pixels) of a chunk program; maps = (blocks, offsets, meta) (see
+    _packing.block_layout)."""
+    blocks_ptr, offsets_ptr, meta_ptr = maps
     pid = tl.program_id(0)
     b = tl.load(blocks_ptr + BLOCK_FIELDS * pid)
     start = tl.load(blocks_ptr + BLOCK_FIELDS * pid + 1)
@@ -94,10 +111,12 @@ def _chunk_of_program(blocks_ptr, offsets_ptr, meta_ptr):
 
 
 @triton.jit
-def _band_of_program(bands_ptr, offsets_ptr, meta_ptr):
+def _band_of_program(maps):
     """(sample, flat index of the frame's first pixel, first row, end row, H, W) of the program's
-    band: rows [row0, row_end) of one frame (see _packing.band_layout). Kernels add the int64
-    frame index to their pointers once, so that per-pixel offsets row * W + col stay int32."""
+    band: rows [row0, row_end) of one frame; maps = (bands, offsets, meta) (see
+    _packing.band_layout). Kernels add the int64 frame index to their pointers once, so that
+    per-pixel offsets row * W + col stay int32."""
+    bands_ptr, offsets_ptr, meta_ptr = maps
     pid = tl.program_id(0)
     b = tl.load(bands_ptr + BAND_FIELDS * pid)
     base = tl.load(offsets_ptr + b) + tl.load(bands_ptr + BAND_FIELDS * pid + 1)
@@ -120,19 +139,19 @@ def _lattice(row0, R_OFF: tl.constexpr, R_STEP: tl.constexpr, C_STEP: tl.constex
 
 
 @triton.jit
-def _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W,
+def _fd_add(cx, vx, cy, vy, src, idx, d, valid, row, col, H, W,
             STEP: tl.constexpr, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr):
     """Adds one scale's finite differences to its per-lane sums, for pixels (row, col) on the
     scale's grid: each pairs with (row, col + STEP) and (row + STEP, col) of its frame
     (neighbours mostly hit the cache). cx, cy count the x and y pairs; vx, vy sum clamp(|dD|)."""
-    dx, ok_x = _load_pixel(p_ptr, t_ptr, m_ptr, idx + STEP, valid & (col + STEP < W), HAS_MASK)
-    dy, ok_y = _load_pixel(p_ptr, t_ptr, m_ptr, idx + STEP * W, valid & (row + STEP < H), HAS_MASK)
+    dx, ok_x = _load_pixel(src, idx + STEP, valid & (col + STEP < W), HAS_MASK)
+    dy, ok_y = _load_pixel(src, idx + STEP * W, valid & (row + STEP < H), HAS_MASK)
     return (cx + ok_x.to(tl.int32), vx + tl.where(ok_x, tl.minimum(tl.abs(dx - d), CLAMP), 0.0),
             cy + ok_y.to(tl.int32), vy + tl.where(ok_y, tl.minimum(tl.abs(dy - d), CLAMP), 0.0))
 
 
 @triton.jit
-def _fd_band_sums(p_ptr, t_ptr, m_ptr, row0, row_end, H, W, STEP: tl.constexpr,
+def _fd_band_sums(src, row0, row_end, H, W, STEP: tl.constexpr,
                   CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, BLOCK: tl.constexpr,
                   W_POW2: tl.constexpr):
     """(x count, x sum, y count, y sum) of one coarse scale over a band (pointers at the frame's
@@ -144,8 +163,8 @@ def _fd_band_sums(p_ptr, t_ptr, m_ptr, row0, row_end, H, W, STEP: tl.constexpr,
     for c0 in range(0, W, tile_step):
         col = c0 + tile_col
         idx = row * W + col
-        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, (row < row_end) & (col < W), HAS_MASK)
-        cx, vx, cy, vy = _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W,
+        d, valid = _load_pixel(src, idx, (row < row_end) & (col < W), HAS_MASK)
+        cx, vx, cy, vy = _fd_add(cx, vx, cy, vy, src, idx, d, valid, row, col, H, W,
                                  STEP=STEP, CLAMP=CLAMP, HAS_MASK=HAS_MASK)
     return tl.sum(cx), tl.sum(vx), tl.sum(cy), tl.sum(vy)
 
@@ -162,7 +181,7 @@ def _slots(lanes, v0, v1, v2, v3, v4, v5, v6, v7):
 
 @triton.jit
 def _depth_stats_kernel(
-    p_ptr, t_ptr, m_ptr, w_ptr, d_ptr, bands_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, hist_ptr,
+    src, w_ptr, d_ptr, maps, scratch,
     CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr,
     N_SCALES: tl.constexpr, BLOCK: tl.constexpr, W_POW2: tl.constexpr,
 ):
@@ -171,12 +190,12 @@ def _depth_stats_kernel(
 
     Every pixel: the sums, the level-1 histogram and the scale-1 finite differences, kept per
     lane and reduced once at the end (no cross-warp reduction inside the loop); the coarse scales
-    then visit only their own grid points (_fd_band_sums).
+    then visit only their own grid points (_fd_band_sums). src: (pred, target, mask); maps:
+    (bands, offsets, meta); scratch: (cnt, acc, sel, hist); d_ptr: the error buffer written with
+    D_BUF.
     """
-    b, base, row0, row_end, H, W = _band_of_program(bands_ptr, offsets_ptr, meta_ptr)
-    p_ptr += base
-    t_ptr += base
-    m_ptr += base
+    b, base, row0, row_end, H, W = _band_of_program(maps)
+    src = _shift(src, base)
     w_ptr += base
     d_ptr += base
     row, tile_col, tile_step = _lattice(row0, R_OFF=0, R_STEP=1, C_STEP=1, BLOCK=BLOCK, W_POW2=W_POW2)
@@ -189,7 +208,7 @@ def _depth_stats_kernel(
         col = c0 + tile_col
         idx = row * W + col
         inb = (row < row_end) & (col < W)
-        d, valid = _load_pixel(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK)
+        d, valid = _load_pixel(src, idx, inb, HAS_MASK)
         if D_BUF:
             tl.store(d_ptr + idx, tl.where(valid, d, float("nan")), mask=inb)
         e = tl.abs(d)
@@ -201,9 +220,9 @@ def _depth_stats_kernel(
         s_w += w
         s_we += w * e
         s_wec += w * tl.minimum(e, CLAMP)
-        cx, vx, cy, vy = _fd_add(cx, vx, cy, vy, p_ptr, t_ptr, m_ptr, idx, d, valid, row, col, H, W,
+        cx, vx, cy, vy = _fd_add(cx, vx, cy, vy, src, idx, d, valid, row, col, H, W,
                                  STEP=1, CLAMP=CLAMP, HAS_MASK=HAS_MASK)
-    band = (p_ptr, t_ptr, m_ptr, row0, row_end, H, W)
+    band = (src, row0, row_end, H, W)
     cx1, vx1, cy1, vy1 = 0, 0.0, 0, 0.0
     cx2, vx2, cy2, vy2 = 0, 0.0, 0, 0.0
     cx3, vx3, cy3, vy3 = 0, 0.0, 0, 0.0
@@ -216,6 +235,7 @@ def _depth_stats_kernel(
     if N_SCALES > 3:
         cx3, vx3, cy3, vy3 = _fd_band_sums(*band, STEP=8, CLAMP=CLAMP, HAS_MASK=HAS_MASK,
                                            BLOCK=BLOCK, W_POW2=W_POW2)
+    cnt_ptr, acc_ptr, _, hist_ptr = scratch
     cnt_ptr += b * CNT
     acc_ptr += b * ACC
     tl.atomic_add(hist_ptr + b * HIST + tl.arange(0, NB1), hist, mask=hist != 0)
@@ -233,8 +253,7 @@ def _depth_stats_kernel(
 
 @triton.jit
 def _depth_refine_kernel(
-    p_ptr, t_ptr, m_ptr, c_ptr, nc_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr,
-    sel_ptr, hist_ptr,
+    src, c_ptr, nc_ptr, maps, scratch,
     CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr,
     LEVEL: tl.constexpr, FOLD: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
 ):
@@ -246,8 +265,11 @@ def _depth_refine_kernel(
     candidates alone, so the exact select re-reads the data once, not twice.
     FOLD (unweighted loss): also count and sum the pixels whose key is below the prefix's range
     at this level; they are survivors whatever the remaining bits turn out to be.
+    src: (pred, target, mask) or the error buffer thrice; maps: (blocks, offsets, meta); scratch:
+    (cnt, acc, sel, hist).
     """
-    b, start, base, n = _chunk_of_program(blocks_ptr, offsets_ptr, meta_ptr)
+    cnt_ptr, acc_ptr, sel_ptr, hist_ptr = scratch
+    b, start, base, n = _chunk_of_program(maps)
     nc_ptr += tl.program_id(0)
     c_ptr += base + start
     steps = ITERS
@@ -263,7 +285,7 @@ def _depth_refine_kernel(
         for it in range(steps):
             i = start + it * BLOCK + tl.arange(0, BLOCK)
             if LEVEL == 2:
-                d, valid = _load_diff(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK, D_BUF)
+                d, valid = _load_diff(src, base + i, i < n, HAS_MASK, D_BUF)
                 e = tl.abs(d)
             else:
                 valid = i < n
@@ -293,15 +315,16 @@ def _depth_refine_kernel(
 
 @triton.jit
 def _depth_select_kernel(
-    cnt_ptr, acc_ptr, sel_ptr, hist_ptr, CLAMP_KEY: tl.constexpr, MIN_PIXELS: tl.constexpr,
+    scratch, CLAMP_KEY: tl.constexpr, MIN_PIXELS: tl.constexpr,
     Q_NUM: tl.constexpr, Q_DEN: tl.constexpr, LEVEL: tl.constexpr, FOLD: tl.constexpr,
 ):
     """One program per sample: find the bin of the remaining rank, extend the key prefix.
 
     After level 3 the prefix is the exact k-th key; with FOLD, the pixels of the last 10-bit range
     up to the threshold key min(k-th key, CLAMP_KEY = bits(CLAMP)) are added to the survivor sums: each level-3
-    bin is a single fp32 value, so its sum is count x value.
+    bin is a single fp32 value, so its sum is count x value. scratch: (cnt, acc, sel, hist).
     """
+    cnt_ptr, acc_ptr, sel_ptr, hist_ptr = scratch
     b = tl.program_id(0)
     NB: tl.constexpr = NB1 if LEVEL == 1 else NB_FINE
     BITS: tl.constexpr = 0 if LEVEL == 1 else FINE_BITS  # how far the prefix shifts
@@ -332,13 +355,15 @@ def _depth_select_kernel(
 
 @triton.jit
 def _depth_survivors_kernel(
-    p_ptr, t_ptr, m_ptr, w_ptr, blocks_ptr, offsets_ptr, meta_ptr, cnt_ptr, acc_ptr, sel_ptr,
+    src, w_ptr, maps, scratch,
     CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, HAS_MASK: tl.constexpr, D_BUF: tl.constexpr,
     HAS_WEIGHT: tl.constexpr, BLOCK: tl.constexpr, ITERS: tl.constexpr,
 ):
     """Weighted loss only: count and weighted sums of the pixels with e <= thr, thr = min(k-th
-    clamped error, CLAMP) (without weights the refine/select kernels fold these sums in)."""
-    b, start, base, n = _chunk_of_program(blocks_ptr, offsets_ptr, meta_ptr)
+    clamped error, CLAMP) (without weights the refine/select kernels fold these sums in).
+    Arguments as the refine's."""
+    cnt_ptr, acc_ptr, sel_ptr, _ = scratch
+    b, start, base, n = _chunk_of_program(maps)
     cnt_ptr += b * CNT
     acc_ptr += b * ACC
     if tl.load(cnt_ptr + CNT_VALID) > MIN_PIXELS:
@@ -348,7 +373,7 @@ def _depth_survivors_kernel(
         s_we = tl.zeros([BLOCK], dtype=tl.float32)
         for it in range(ITERS):
             i = start + it * BLOCK + tl.arange(0, BLOCK)
-            d, valid = _load_diff(p_ptr, t_ptr, m_ptr, base + i, i < n, HAS_MASK, D_BUF)
+            d, valid = _load_diff(src, base + i, i < n, HAS_MASK, D_BUF)
             e = tl.abs(d)
             surv = valid & (e <= thr)
             w = tl.where(surv, 1.0, 0.0)
@@ -370,13 +395,14 @@ def _scale_used(frames, h, w, S: tl.constexpr, GRAD_MIN_PIXELS: tl.constexpr):
 
 @triton.jit
 def _depth_finalize_kernel(
-    cnt_ptr, acc_ptr, sel_ptr, meta_ptr, par_ptr, out_ptr, B,
+    scratch, meta_ptr, par_ptr, out_ptr, B,
     CLAMP: tl.constexpr, MIN_PIXELS: tl.constexpr, N_SCALES: tl.constexpr, GRAD_MIN_PIXELS: tl.constexpr,
     BLOCK_B: tl.constexpr,
 ):
     """Per-sample L_reg/L_grad and backward coefficients; out = [loss, reg, grad] batch means.
     L_grad averages over the scales whose subsampled map (all frames, from the sample's shape in
-    meta) has at least GRAD_MIN_PIXELS pixels; 0 when none has."""
+    meta) has at least GRAD_MIN_PIXELS pixels; 0 when none has. scratch: (cnt, acc, sel, hist)."""
+    cnt_ptr, acc_ptr, sel_ptr, _ = scratch
     bs = tl.arange(0, BLOCK_B)
     live = bs < B
     px = tl.load(meta_ptr + bs * META + META_PIXELS, mask=live, other=0)
@@ -440,14 +466,14 @@ def _pair_grad(c, d, dn, CLAMP: tl.constexpr):
 
 
 @triton.jit
-def _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W, c_reg, lim,
+def _pixel_grad(src, w_ptr, par_ptr, b, idx, inb, row, col, H, W, c_reg, lim,
                 g_grad, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr,
                 D_BUF: tl.constexpr, N_SCALES: tl.constexpr):
     """dL/dD at pixels (row, col) (pointers at the frame's first pixel, idx = row * W + col):
     the L_reg term (c_reg sign(D) where |D| <= lim) and the pairs of the first N_SCALES scales;
     the caller's pixels lie on the grid of the coarsest of them. A neighbour's load shifts the
     base pointers (_neighbour)."""
-    d = _load_or_nan(p_ptr, t_ptr, m_ptr, idx, inb, HAS_MASK, D_BUF)
+    d = _load_or_nan(src, idx, inb, HAS_MASK, D_BUF)
     keep = (tl.abs(d) <= lim) & (d != 0.0)
     c = c_reg
     if HAS_WEIGHT:
@@ -457,19 +483,15 @@ def _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W
         step = 1 << s
         c_x = tl.load(par_ptr + b * PAR + PAR_FD + 2 * s) * g_grad
         c_y = tl.load(par_ptr + b * PAR + PAR_FD + 2 * s + 1) * g_grad
-        g += _pair_grad(c_x, d, _neighbour(p_ptr, t_ptr, m_ptr, step, idx, inb & (col + step < W),
-                                           HAS_MASK, D_BUF), CLAMP)
-        g += _pair_grad(c_x, d, _neighbour(p_ptr, t_ptr, m_ptr, -step, idx, inb & (col >= step),
-                                           HAS_MASK, D_BUF), CLAMP)
-        g += _pair_grad(c_y, d, _neighbour(p_ptr, t_ptr, m_ptr, step * W, idx,
-                                           inb & (row + step < H), HAS_MASK, D_BUF), CLAMP)
-        g += _pair_grad(c_y, d, _neighbour(p_ptr, t_ptr, m_ptr, -step * W, idx, inb & (row >= step),
-                                           HAS_MASK, D_BUF), CLAMP)
+        g += _pair_grad(c_x, d, _neighbour(src, step, idx, inb & (col + step < W), HAS_MASK, D_BUF), CLAMP)
+        g += _pair_grad(c_x, d, _neighbour(src, -step, idx, inb & (col >= step), HAS_MASK, D_BUF), CLAMP)
+        g += _pair_grad(c_y, d, _neighbour(src, step * W, idx, inb & (row + step < H), HAS_MASK, D_BUF), CLAMP)
+        g += _pair_grad(c_y, d, _neighbour(src, -step * W, idx, inb & (row >= step), HAS_MASK, D_BUF), CLAMP)
     return g
 
 
 @triton.jit
-def _grad_lattice(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, c_reg, lim,
+def _grad_lattice(src, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, c_reg, lim,
                   g_grad, CLAMP: tl.constexpr, HAS_MASK: tl.constexpr,
                   HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr, N_SCALES: tl.constexpr,
                   R_OFF: tl.constexpr, R_STEP: tl.constexpr, C_OFF: tl.constexpr,
@@ -482,14 +504,15 @@ def _grad_lattice(p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, 
         col = c0 + tile_col
         idx = row * W + col
         inb = (row < row_end) & (col < W)
-        g = _pixel_grad(p_ptr, t_ptr, m_ptr, w_ptr, par_ptr, b, idx, inb, row, col, H, W, c_reg, lim,
-                        g_grad, CLAMP, HAS_MASK, HAS_WEIGHT, D_BUF, N_SCALES)
+        g = _pixel_grad(src, w_ptr, par_ptr, b, idx, inb, row, col, H, W, c_reg, lim, g_grad,
+                        CLAMP=CLAMP, HAS_MASK=HAS_MASK, HAS_WEIGHT=HAS_WEIGHT, D_BUF=D_BUF,
+                        N_SCALES=N_SCALES)
         tl.store(g_ptr + idx, g.to(g_ptr.dtype.element_ty), mask=inb)
 
 
 @triton.jit
 def _depth_backward_kernel(
-    p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, bands_ptr, offsets_ptr, meta_ptr, par_ptr, gout_ptr, B,
+    src, w_ptr, g_ptr, maps, par_ptr, gout_ptr, B,
     CLAMP: tl.constexpr, HAS_MASK: tl.constexpr, HAS_WEIGHT: tl.constexpr, D_BUF: tl.constexpr,
     N_SCALES: tl.constexpr, BLOCK: tl.constexpr, W_POW2: tl.constexpr,
 ):
@@ -497,19 +520,23 @@ def _depth_backward_kernel(
     gets the L_reg term and the pairs of scales 0 .. s; each such set is a union of two lattices
     (the grid's odd rows; its even rows' odd columns), visited in its own loop, so every lane
     computes a pixel it writes, each pixel is written once, and a scale's pairs are evaluated
-    only where it acts. The last scale's grid is one lattice."""
-    b, base, row0, row_end, H, W = _band_of_program(bands_ptr, offsets_ptr, meta_ptr)
+    only where it acts. The last scale's grid is one lattice. src: what the forward kept (pred,
+    target, mask, or the error buffer thrice); g_ptr: the gradient, in pred's dtype; maps: (bands,
+    offsets, meta); par_ptr: the forward's per-sample coefficients; gout_ptr: the upstream
+    gradients of (loss, reg, grad); B: samples."""
+    b, base, row0, row_end, H, W = _band_of_program(maps)
     g_loss = tl.load(gout_ptr).to(tl.float32)
     g_reg = (g_loss + tl.load(gout_ptr + 1).to(tl.float32)) / B
     g_grad = (g_loss + tl.load(gout_ptr + 2).to(tl.float32)) / B
     c_reg = tl.load(par_ptr + b * PAR + PAR_REG) * g_reg
     lim = tl.load(par_ptr + b * PAR + PAR_LIM)
+    p_ptr, t_ptr, m_ptr = src  # moved one by one: through _shift, ptxas lengthens one loop by 16
     p_ptr += base
     t_ptr += base
     m_ptr += base
     w_ptr += base
     g_ptr += base
-    band = (p_ptr, t_ptr, m_ptr, w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, c_reg, lim, g_grad)
+    band = ((p_ptr, t_ptr, m_ptr), w_ptr, g_ptr, par_ptr, b, row0, row_end, H, W, c_reg, lim, g_grad)
     for s in tl.static_range(N_SCALES - 1):
         # the pixels of grid 2^s off grid 2^(s+1): its odd rows, then its even rows' odd columns
         _grad_lattice(*band, N_SCALES=s + 1, R_OFF=1 << s, R_STEP=2 << s, C_OFF=0, C_STEP=1 << s,

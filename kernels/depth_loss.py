@@ -104,15 +104,17 @@ class _Launch:
     def __call__(self) -> None:
         self.kernel[self.grid](**self.args, **self.consts)
 
-    def signature(self) -> dict[str, str]:
-        """Triton's signature of the runtime arguments (pointer dtypes from the tensors)."""
-        return {k: f"*{_TRITON_TYPES[v.dtype]}" if isinstance(v, Tensor) else "i32"
-                for k, v in self.args.items()}
+    def signature(self) -> dict[str, str | tuple[str, ...]]:
+        """Triton's signature of the runtime arguments (pointer dtypes from the tensors, a tuple's
+        member by member)."""
+        def one(v: Tensor | int) -> str:
+            return f"*{_TRITON_TYPES[v.dtype]}" if isinstance(v, Tensor) else "i32"
+        return {k: tuple(map(one, v)) if isinstance(v, tuple) else one(v) for k, v in self.args.items()}
 
     def name(self) -> str:
         """e.g. depth_refine2[fp32,buf,fold]: the dtypes read (> the gradient's), then the flags."""
         sig = self.signature()
-        tag = "/".join(dict.fromkeys(sig[k][1:] for k in ("p_ptr", "t_ptr") if k in sig))
+        tag = "/".join(dict.fromkeys(t[1:] for t in sig["src"][:2])) if "src" in sig else ""
         if "g_ptr" in sig:
             tag += ">" + sig["g_ptr"][1:]
         flags = [word for key, word in (("HAS_MASK", "mask"), ("HAS_WEIGHT", "weight"), ("D_BUF", "buf"),
@@ -204,35 +206,34 @@ def _forward_plan(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Tenso
     cand = torch.empty(p.numel(), dtype=torch.float32, device=dev)  # the level-1 bin's errors
     n_cand = torch.zeros(blocks.shape[0], dtype=torch.int32, device=dev)  # per refine program
     chunks = (blocks.shape[0],)
-    src = dict(p_ptr=d, t_ptr=d, m_ptr=d) if d_buf else dict(p_ptr=p, t_ptr=t, m_ptr=m)  # later passes
-    chunk_maps = dict(blocks_ptr=blocks, offsets_ptr=offsets, meta_ptr=meta)
+    later = (d, d, d) if d_buf else (p, t, m)  # what the passes after the stats pass read
+    chunk_maps = (blocks, offsets, meta)
     fold = not spec.has_weight  # unweighted: the survivor sums fold into refine and select
     q_num, q_den = spec.quantile
     select = dict(CLAMP_KEY=_float_bits(spec.clamp), MIN_PIXELS=spec.min_pixels, Q_NUM=q_num,
                   Q_DEN=q_den, FOLD=fold)
-    scratch = dict(cnt_ptr=cnt, acc_ptr=acc, sel_ptr=sel, hist_ptr=hist)
+    scratch = (cnt, acc, sel, hist)
     launches = [_Launch(
         _depth_stats_kernel, (bands.shape[0],),
-        dict(p_ptr=p, t_ptr=t, m_ptr=m, w_ptr=w, d_ptr=d if d_buf else p, bands_ptr=bands,
-             offsets_ptr=offsets, meta_ptr=meta, cnt_ptr=cnt, acc_ptr=acc, hist_ptr=hist),
+        dict(src=(p, t, m), w_ptr=w, d_ptr=d if d_buf else p, maps=(bands, offsets, meta), scratch=scratch),
         dict(CLAMP=spec.clamp, HAS_MASK=spec.has_mask, HAS_WEIGHT=spec.has_weight, D_BUF=d_buf,
              N_SCALES=spec.n_scales, W_POW2=_w_pow2(hw), **_tile("stats", dev)))]
-    launches.append(_Launch(_depth_select_kernel, (B,), scratch, dict(LEVEL=1, **select)))
+    launches.append(_Launch(_depth_select_kernel, (B,), dict(scratch=scratch), dict(LEVEL=1, **select)))
     for level in (2, 3):
         launches.append(_Launch(
-            _depth_refine_kernel, chunks, dict(**src, c_ptr=cand, nc_ptr=n_cand, **chunk_maps, **scratch),
+            _depth_refine_kernel, chunks, dict(src=later, c_ptr=cand, nc_ptr=n_cand, maps=chunk_maps, scratch=scratch),
             dict(CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, HAS_MASK=spec.has_mask, D_BUF=d_buf,
                  LEVEL=level, FOLD=fold, **_tile("refine", dev))))
-        launches.append(_Launch(_depth_select_kernel, (B,), scratch, dict(LEVEL=level, **select)))
+        launches.append(_Launch(_depth_select_kernel, (B,), dict(scratch=scratch), dict(LEVEL=level, **select)))
     if not fold:
         launches.append(_Launch(
             _depth_survivors_kernel, chunks,
-            dict(**src, w_ptr=w, **chunk_maps, cnt_ptr=cnt, acc_ptr=acc, sel_ptr=sel),
+            dict(src=later, w_ptr=w, maps=chunk_maps, scratch=scratch),
             dict(CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, HAS_MASK=spec.has_mask, D_BUF=d_buf,
                  HAS_WEIGHT=spec.has_weight, **_tile("refine", dev))))
     launches.append(_Launch(
         _depth_finalize_kernel, (1,),
-        dict(cnt_ptr=cnt, acc_ptr=acc, sel_ptr=sel, meta_ptr=meta, par_ptr=par, out_ptr=out, B=B),
+        dict(scratch=scratch, meta_ptr=meta, par_ptr=par, out_ptr=out, B=B),
         dict(CLAMP=spec.clamp, MIN_PIXELS=spec.min_pixels, N_SCALES=spec.n_scales,
              GRAD_MIN_PIXELS=spec.grad_min_pixels, BLOCK_B=max(triton.next_power_of_2(B), 16))))
     return _ForwardPlan(launches, out, par, offsets, bands, meta, d)
@@ -244,13 +245,12 @@ def _backward_plan(spec: DepthLossSpec, src: tuple[Tensor, Tensor, Tensor], w: T
     """The backward's launch: src = what the forward kept (the error buffer thrice, or p, t, m);
     g the gradient to write (pred's dtype); plan = (par, offsets, bands, meta); gout fp32 [3]."""
     par, offsets, bands, meta = plan
-    p, t, m = src
     return _Launch(
         _depth_backward_kernel, (bands.shape[0],),
-        dict(p_ptr=p, t_ptr=t, m_ptr=m, w_ptr=p if w is None else w, g_ptr=g, bands_ptr=bands,
-             offsets_ptr=offsets, meta_ptr=meta, par_ptr=par, gout_ptr=gout, B=n_samples),
+        dict(src=src, w_ptr=src[0] if w is None else w, g_ptr=g, maps=(bands, offsets, meta), par_ptr=par,
+             gout_ptr=gout, B=n_samples),
         dict(CLAMP=spec.clamp, HAS_MASK=spec.has_mask, HAS_WEIGHT=spec.has_weight, D_BUF=d_buf,
-             N_SCALES=spec.n_scales, W_POW2=w_pow2, **_tile("backward", p.device)))
+             N_SCALES=spec.n_scales, W_POW2=w_pow2, **_tile("backward", src[0].device)))
 
 
 def _launch_forward(spec: DepthLossSpec, p: Tensor, t: Tensor, m: Tensor, w: Tensor,
