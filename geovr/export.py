@@ -1,6 +1,7 @@
 """Export a GeoVR checkpoint as a plain Qwen3-VL: every GeoVR part stripped.
 
-    python -m geovr.export --ckpt CHECKPOINT --out DIR
+    python -m geovr.export --ckpt geovr_runs/tiny/final --out DIR
+    python -m geovr.export --ckpt geovr_runs/tiny/checkpoints/step_00000120 --out DIR
 
 The output is an ordinary HF folder (config.json, model*.safetensors, tokenizer and processor
 files) that `Qwen3VLForConditionalGeneration.from_pretrained(DIR)` loads with no geovr installed;
@@ -18,19 +19,33 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
 def export(ckpt: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Write the plain model of GeoVR checkpoint `ckpt` to `out` (atomically); returns `out`."""
-    from safetensors import safe_open
-
+    """Write the plain model of `ckpt` to `out` (atomically); returns `out`. ckpt: a GeoVR model
+    folder (a run's `final/`) or a training checkpoint (`checkpoints/step_N`, any number of ranks)."""
     from .model.checkpoint import load_geovr
+    from .train.restore import is_training_checkpoint, load_trained_model
 
     ckpt, out = Path(ckpt), Path(out)
-    model = load_geovr(ckpt)
     tmp = out.with_name(out.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.base.save_pretrained(tmp, safe_serialization=True)
-    for f in (ckpt / "base").iterdir():  # tokenizer, chat template, processor configs
-        if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES) and not (tmp / f.name).exists():
+    if is_training_checkpoint(ckpt):
+        model, tokenizer, cfg = load_trained_model(ckpt)
+        model.base.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        files = Path(cfg.model.path).iterdir() if cfg.model.path else []  # the processor configs of the download
+    elif (ckpt / "geovr_config.json").is_file():
+        model = load_geovr(ckpt)
+        model.base.save_pretrained(tmp, safe_serialization=True)
+        files = (ckpt / "base").iterdir()  # tokenizer, chat template, processor configs
+    else:
+        raise FileNotFoundError(f"--ckpt {ckpt}: neither a GeoVR model folder (geovr_config.json, e.g. "
+                                "<run>/final) nor a training checkpoint (trainer_state.json, e.g. "
+                                "<run>/checkpoints/step_00000100)")
+    for f in files:
+        if f.is_file() and not f.name.endswith(WEIGHT_SUFFIXES) and not f.name.startswith(("config.", "model.")) \
+                and not (tmp / f.name).exists():
             shutil.copy2(f, tmp / f.name)
+    from safetensors import safe_open
+
     for f in tmp.glob("*.safetensors"):  # nothing of GeoVR may leak into the plain model
         with safe_open(str(f), framework="pt") as st:
             leaked = [k for k in st.keys() if k.startswith(("camera_", "scale_", "depth_head", "projectors"))]
@@ -44,12 +59,17 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m geovr.export", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", required=True, help="GeoVR checkpoint folder (geovr_config.json, base/, ...)")
+    p.add_argument("--ckpt", required=True, help="a run's final/ folder, or a training checkpoint "
+                                                 "(<run>/checkpoints/step_N, DDP or FSDP, any number of ranks)")
     p.add_argument("--out", required=True, help="output folder for the plain Qwen3-VL")
     a = p.parse_args(argv)
     if not os.path.isdir(a.ckpt):
         p.error(f"--ckpt {a.ckpt} is not a folder")
-    out = export(a.ckpt, a.out)
+    try:
+        out = export(a.ckpt, a.out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"exported a plain Qwen3-VL to {out}")
     return 0
 

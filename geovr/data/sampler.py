@@ -67,17 +67,51 @@ class ResumableSampler(Sampler):
         """Start `epoch` from its beginning (call before each epoch, as with DistributedSampler)."""
         self.epoch, self.start = epoch, 0
 
-    def state_dict(self, position: tuple[int, int] | None = None) -> dict:
-        """{"epoch", "index"}: where to resume. position: `position_after(last consumed batch)`."""
+    def state_dict(self, position: tuple[int, int] | None = None,
+                   ranks: list[tuple[int, int]] | None = None) -> dict:
+        """Where to resume: {"epoch", "index"} of this rank (position: `position_after(last consumed
+        batch)`), "ranks": every rank's (epoch, index) when given (ranks may differ: a rank reads on
+        past a micro-batch of only bad items), and what the order depends on."""
         epoch, index = position if position is not None else (self.epoch, self.start)
-        return {"epoch": epoch, "index": index, "seed": self.seed, "n": self.n, "world_size": self.world_size}
+        out = {"epoch": epoch, "index": index, "seed": self.seed, "n": self.n, "world_size": self.world_size,
+               "window": self.window}
+        if ranks is not None:
+            out["ranks"] = [list(p) for p in ranks]
+        return out
 
     def load_state_dict(self, state: dict) -> None:
-        for key in ("seed", "n", "world_size"):
+        """Resume where `state` says. Written by as many ranks as this run has: each rank continues
+        exactly where it stopped. By another number of ranks: see `resharded_start`."""
+        for key in ("seed", "n"):
             if key in state and state[key] != getattr(self, key):
                 raise ValueError(f"cannot resume: the checkpoint's sampler {key}={state[key]} differs from "
-                                 f"this run's {getattr(self, key)} (same data, seed and world size needed)")
-        self.epoch, self.start = int(state["epoch"]), int(state["index"])
+                                 f"this run's {getattr(self, key)} (the same data and seed are needed)")
+        saved_world = int(state.get("world_size", self.world_size))
+        ranks = [tuple(p) for p in state.get("ranks", [])] or [(state["epoch"], state["index"])] * saved_world
+        if saved_world == self.world_size and state.get("window", self.window) == self.window:
+            self.epoch, self.start = (int(v) for v in ranks[self.rank])
+            return
+        self.epoch, self.start = self.resharded_start(ranks, int(state.get("window", 0)))
+
+    def resharded_start(self, ranks: list[tuple[int, int]], saved_window: int) -> tuple[int, int]:
+        """(epoch, index) for this rank when a checkpoint of len(ranks) ranks (each at its
+        (epoch, index); `saved_window`: their length-grouping window, 0 for none) resumes here.
+
+        Rank r of W reads perm[r::W] (in windows sorted by length), so the samples every rank had
+        read are a prefix of the epoch's permutation: min over ranks of the complete windows read,
+        times W. The new ranks continue after the longest such prefix whose length is a multiple
+        of their own window x world size; samples some ranks had read past it are read again
+        (none when the ranks were level and the windows divide evenly, as at the same global
+        batch without length grouping)."""
+        epoch = min(e for e, _ in ranks)
+        old_unit = max(1, saved_window)
+        per_rank = -(-self.n // len(ranks))
+        read = min(min(i, per_rank) // old_unit * old_unit if e == epoch else per_rank for e, i in ranks)
+        done = read * len(ranks)
+        if done >= self.n:
+            return epoch + 1, 0
+        unit = max(1, self.window) * self.world_size
+        return epoch, done // unit * unit // self.world_size
 
 
 def position_after(positions: list[tuple[int, int]]) -> tuple[int, int]:

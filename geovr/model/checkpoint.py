@@ -24,17 +24,23 @@ def geovr_state_dict(model: GeoVRModel) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("base.")}
 
 
-def save_geovr(model: GeoVRModel, path: str | os.PathLike, tokenizer=None, processor_files_from: str | None = None) -> Path:
+def save_geovr(model: GeoVRModel, path: str | os.PathLike, tokenizer=None, processor_files_from: str | None = None,
+               state_dict: dict | None = None) -> Path:
     """Write `model` to folder `path` (replaced atomically). tokenizer: saved beside the base
     weights; processor_files_from: a folder whose processor/tokenizer json files are copied too
-    (e.g. the original Qwen3-VL download)."""
+    (e.g. the original Qwen3-VL download); state_dict: the weights to write instead of the
+    model's own (e.g. a sharded model's, gathered), with the model's names."""
     from safetensors.torch import save_file
 
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "base").mkdir(parents=True)
-    model.base.save_pretrained(tmp / "base", safe_serialization=True)
+    if state_dict is None:
+        model.base.save_pretrained(tmp / "base", safe_serialization=True)
+    else:
+        base_sd = {k[len("base."):]: v for k, v in state_dict.items() if k.startswith("base.")}
+        model.base.save_pretrained(tmp / "base", safe_serialization=True, state_dict=base_sd)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "base")
     if processor_files_from:
@@ -42,7 +48,9 @@ def save_geovr(model: GeoVRModel, path: str | os.PathLike, tokenizer=None, proce
             if f.suffix in (".json", ".jinja", ".txt", ".model") and not f.name.startswith(("config", "model")) \
                     and not (tmp / "base" / f.name).exists():
                 shutil.copy2(f, tmp / "base" / f.name)
-    save_file(geovr_state_dict(model), str(tmp / "geovr.safetensors"))
+    parts = geovr_state_dict(model) if state_dict is None else {
+        k: v.detach().cpu().contiguous() for k, v in state_dict.items() if not k.startswith("base.")}
+    save_file(parts, str(tmp / "geovr.safetensors"))
     (tmp / "geovr_config.json").write_text(json.dumps(dataclasses.asdict(model.cfg), indent=1))
     if path.exists():
         shutil.rmtree(path)

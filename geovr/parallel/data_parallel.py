@@ -52,6 +52,20 @@ def init_world(device: str = "auto", timeout_s: float = 1800.0) -> World:
     return World(rank, world_size, local_rank, dev)
 
 
+def init_single_process_group(device: torch.device) -> None:
+    """A process group of this one process (FSDP and megatron-core need one even then), on a free
+    local port unless MASTER_PORT is set."""
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    if "MASTER_PORT" not in os.environ:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=0, world_size=1,
+                            device_id=device if device.type == "cuda" else None)
+
+
 def wrap_data_parallel(model: nn.Module, world: World, find_unused_parameters: bool = True) -> nn.Module:
     """DDP over the world (the model itself in one process)."""
     if not world.distributed:
@@ -69,6 +83,15 @@ def all_reduce_sum(x: torch.Tensor, world: World) -> torch.Tensor:
     y = x.clone()
     dist.all_reduce(y, op=dist.ReduceOp.SUM)
     return y
+
+
+def all_gather_object(obj, world: World) -> list:
+    """[obj of rank 0, obj of rank 1, ...] (a picklable object; [obj] in one process)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def barrier(world: World) -> None:

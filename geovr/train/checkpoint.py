@@ -81,11 +81,16 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def saved_backend(state: dict) -> str:
+    """The backend that wrote a trainer_state.json (older ones: megatron's carry its tp)."""
+    return state.get("backend") or ("megatron" if "tp" in state else "ddp")
+
+
 class Checkpointer:
     """folder: `<output>/checkpoints`; keep: how many complete checkpoints to keep."""
 
-    def __init__(self, folder: str | os.PathLike, world: World, keep: int = 3):
-        self.folder, self.world, self.keep = Path(folder), world, keep
+    def __init__(self, folder: str | os.PathLike, world: World, keep: int = 3, backend: str = "ddp"):
+        self.folder, self.world, self.keep, self.backend = Path(folder), world, keep, backend
 
     # ------------------------------------------------------------------ finding
     def complete(self) -> list[Path]:
@@ -157,12 +162,14 @@ class Checkpointer:
 
     def _layout(self) -> dict:
         """How the run was split (written into trainer_state.json)."""
-        return {}
+        return {"backend": self.backend}
 
     def _check_layout(self, path: Path, state: dict) -> None:
-        if state.get("world_size") != self.world.world_size:
-            raise ValueError(f"checkpoint {path} was written by {state.get('world_size')} ranks, this run has "
-                             f"{self.world.world_size}: resume with the same number of processes")
+        """DCP reshards the model and optimizer between any numbers of ranks and between DDP and
+        FSDP (both save whole-model names); the sampler continues the epoch (`resharded_start`)."""
+        if saved_backend(state) == "megatron":
+            raise ValueError(f"checkpoint {path} was written by the megatron backend (its own sharded format): "
+                             "resume it with parallel.backend=megatron")
 
     def _prune(self) -> None:
         for old in self.complete()[:-self.keep]:
@@ -177,6 +184,6 @@ class Checkpointer:
         self._check_layout(path, state)
         self._read(path, model, optimizer)
         rng = path / f"rank_{self.world.rank:05d}.pt"
-        if rng.is_file():  # absent when a resharded run has more ranks than the one that saved
+        if rng.is_file() and state.get("world_size") == self.world.world_size:  # a resharded run draws afresh
             set_rng_state(load_rng_state(rng))
         return state

@@ -168,7 +168,9 @@ class MetricsConfig:
 class ParallelConfig:
     """tp x pp: tensor and pipeline parallel sizes of the LLM (megatron-core); the remaining factor of
     the world size is data parallel. backend: auto (megatron when tp or pp > 1, else torch DDP) |
-    ddp | megatron. distributed_optimizer: shard the optimizer state over the data-parallel ranks
+    ddp | fsdp (FSDP2: parameters, gradients and optimizer state sharded over the ranks) |
+    megatron. fsdp_offload: keep FSDP's shards and the optimizer step on the CPU (pinned memory;
+    for one GPU that cannot hold them). distributed_optimizer: shard the optimizer state over the data-parallel ranks
     (megatron backend). sequence_parallel: split the LLM's activations between layers over the TP
     ranks (megatron backend, tp > 1; cuts their memory by tp at no extra communication).
     recompute: the megatron backend's activation recompute, none | selective (core attention) |
@@ -177,6 +179,7 @@ class ParallelConfig:
     tp: int = 1
     pp: int = 1
     backend: str = "auto"
+    fsdp_offload: bool = False
     distributed_optimizer: bool = False
     sequence_parallel: bool = False
     recompute: str = "auto"
@@ -184,6 +187,10 @@ class ParallelConfig:
     @property
     def megatron(self) -> bool:
         return self.backend == "megatron" or (self.backend == "auto" and (self.tp > 1 or self.pp > 1))
+
+    @property
+    def fsdp(self) -> bool:
+        return self.backend == "fsdp"
 
 
 @dataclass
@@ -244,6 +251,15 @@ def _positive(name: str, value, allow_zero: bool = False) -> None:
         raise ConfigError(name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
+BACKENDS = ("auto", "ddp", "fsdp", "megatron")
+
+
+def _gpu_visible() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def validate(cfg: Config, world_size: int = 1) -> int:
     """Check every setting (not the paths: `check_paths`). Returns the gradient-accumulation steps."""
     m, d, t, o, l, r, c, x = cfg.model, cfg.data, cfg.teacher, cfg.optim, cfg.loss, cfg.train, cfg.checkpoint, cfg.metrics
@@ -301,12 +317,17 @@ def validate(cfg: Config, world_size: int = 1) -> int:
     _positive("train.max_bad_steps", r.max_bad_steps)
     _choice("train.device", r.device, ("auto", "cpu", "cuda"))
     p = cfg.parallel
-    _choice("parallel.backend", p.backend, ("auto", "ddp", "megatron"))
+    _choice("parallel.backend", p.backend, BACKENDS)
     _positive("parallel.tp", p.tp)
     _positive("parallel.pp", p.pp)
-    if p.backend == "ddp" and (p.tp > 1 or p.pp > 1):
-        raise ConfigError("parallel.backend", "tensor/pipeline parallelism needs the megatron backend "
-                          "(parallel.backend=megatron or auto)")
+    if p.backend in ("ddp", "fsdp") and (p.tp > 1 or p.pp > 1):
+        raise ConfigError("parallel.backend", f"tensor/pipeline parallelism needs the megatron backend "
+                          f"(parallel.backend=megatron or auto), not {p.backend}")
+    if p.fsdp_offload and not p.fsdp:
+        raise ConfigError("parallel.fsdp_offload", "offloads FSDP's shards: set parallel.backend=fsdp too")
+    if p.fsdp_offload and (r.device == "cpu" or (r.device == "auto" and not _gpu_visible())):
+        raise ConfigError("parallel.fsdp_offload", "moves GPU shards to the CPU; this run is on the CPU already "
+                          "(set parallel.fsdp_offload=false)")
     if world_size % (p.tp * p.pp):
         raise ConfigError("parallel.tp", f"{world_size} processes cannot hold tp={p.tp} x pp={p.pp}: the number "
                           "of processes (torchrun --nproc_per_node x nodes) must be a multiple of tp*pp")

@@ -19,7 +19,8 @@ from ..data.health import SkipLog
 from ..data.qwen_inputs import IGNORE_INDEX, batch_to, collate
 from ..data.sampler import ResumableSampler, padding_fraction, position_after
 from ..model.precision import bf16_autocast, uses_bf16_autocast
-from ..parallel.data_parallel import all_reduce_sum, barrier, init_world, shutdown, wrap_data_parallel
+from ..parallel.data_parallel import all_gather_object, all_reduce_sum, barrier, init_world, shutdown, wrap_data_parallel
+from ..parallel.fsdp import local_state_bytes
 from ..teachers.base import TeacherRequest
 from . import build
 from .checkpoint import Checkpointer
@@ -72,6 +73,7 @@ class Trainer:
         self.enabled = {"pose": geo_cfg.camera, "depth": geo_cfg.depth, "align": geo_cfg.align, "scale": geo_cfg.scale}
         self.checkpointer = self._make_checkpointer()
         self.step, self.bad_steps, self.bad_in_a_row = 0, 0, 0
+        self.state_bytes: dict[str, int] | None = None
         self.samples_seen, self.tokens_seen, self.skipped_total = 0, 0, len(invalid)
         resume = self.checkpointer.resolve(cfg.checkpoint.resume)
         if resume is not None:
@@ -95,6 +97,20 @@ class Trainer:
     def _make_checkpointer(self) -> Checkpointer:
         return Checkpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep)
 
+    def _gradient_sync(self, last: bool):
+        """The context of a micro-batch's forward and backward: DDP all-reduces the gradients in
+        the step's last one only (the others accumulate locally)."""
+        return nullcontext() if (not self.world.distributed or last) else self.model.no_sync()
+
+    def _clip_gradients(self, clip: float) -> torch.Tensor:
+        """Clip the gradients to global norm `clip` (inf: measure only); returns the norm before
+        clipping (a 0-dim tensor, the same on every rank)."""
+        return torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], clip)
+
+    def _state_bytes(self) -> dict[str, int]:
+        """This rank's bytes of parameters, gradients and optimizer state (see `local_state_bytes`)."""
+        return local_state_bytes(self.geo, self.optimizer)
+
     def _dp_sum(self, x: torch.Tensor) -> torch.Tensor:
         """Sum over the data-parallel ranks (each holds different samples)."""
         return all_reduce_sum(x, self.world)
@@ -107,7 +123,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _trainer_state(self, position: tuple[int, int]) -> dict:
-        return {"sampler": self.sampler.state_dict(position), "scheduler": self.scheduler.state_dict(),
+        """What trainer_state.json holds (collective: gathers every data-parallel rank's position)."""
+        by_rank = dict(all_gather_object((self.dp_rank, position), self.world))
+        ranks = [by_rank[r] for r in range(self.dp_size)]
+        return {"sampler": self.sampler.state_dict(position, ranks), "scheduler": self.scheduler.state_dict(),
                 "bad_steps": self.bad_steps, "bad_in_a_row": self.bad_in_a_row, "samples_seen": self.samples_seen,
                 "tokens_seen": self.tokens_seen, "skips": dict(self.skips.total_counts),
                 "skipped_total": self.skipped_total,
@@ -125,6 +144,10 @@ class Trainer:
         if self.world.main:
             logger.warning("resumed from %s at step %d (epoch %d, sample %d)", path, self.step,
                            self.sampler.epoch, self.sampler.start)
+            if state.get("world_size", self.world.world_size) != self.world.world_size:
+                logger.warning("resharded: the checkpoint was written by %d ranks, this run has %d; each rank "
+                               "continues the epoch at sample %d of its share", state["world_size"],
+                               self.world.world_size, self.sampler.start)
 
     def _autocast(self):
         if uses_bf16_autocast(self.cfg.model.dtype, self.world.device):
@@ -183,8 +206,7 @@ class Trainer:
         finite = torch.ones((), dtype=torch.bool, device=dev)
         step_tokens = torch.tensor(max(n_tokens, 1.0), device=dev)
         for j, (batch, tgt) in enumerate(zip(micro, targets)):
-            sync = nullcontext() if (not world.distributed or j == len(micro) - 1) else self.model.no_sync()
-            with sync:
+            with self._gradient_sync(j == len(micro) - 1):
                 geo = self.geo.plan(batch)  # on the CPU batch: its integer loops cost no host syncs
                 with self.amp():
                     out = self.model(batch_to(batch, dev), num_items_in_batch=step_tokens, geo=geo)
@@ -198,13 +220,13 @@ class Trainer:
         stop = torch.tensor([1.0 if self._stop_signal else 0.0], device=dev)
         reduced = all_reduce_sum(torch.cat([torch.stack([parts[k] for k in PARTS]).float(),
                                             (~finite).float().reshape(1), stop]), world)
-        clip = self.cfg.optim.clip or float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]], clip)
+        grad_norm = self._clip_gradients(self.cfg.optim.clip or float("inf"))
         *values, bad_ranks, stop_ranks, norm = torch.cat([reduced, grad_norm.detach().float().reshape(1)]).tolist()
         bad = bad_ranks > 0 or not math.isfinite(norm)
         self._stop_all = stop_ranks > 0
         if not bad:
             self.optimizer.step()
+        self.state_bytes = self._state_bytes()  # with the step's gradients, before they are freed
         lrs = {f"lr/{g['name']}": g["lr"] for g in self.optimizer.param_groups}
         self.optimizer.zero_grad(set_to_none=True)
         return self._finish_step(values, bad, norm, lrs, t0, teacher_s, n_all, n_samples)
@@ -246,6 +268,7 @@ class Trainer:
                   **{f"loss/{k}": v for k, v in active.items()}, **lrs, "grad_norm": grad_norm,
                   "samples_per_s": samples / dt, "tokens_per_s": n_all / dt, "step_s": dt,
                   "teacher_s": teacher_s, "peak_memory_gb": peak_memory_gb(self.world.device),
+                  **{f"memory/{k}_gb": v / 2**30 for k, v in (self.state_bytes or {}).items()},
                   "bad_steps": self.bad_steps, "skipped_step": int(bad), **self.skips.metrics(),
                   "data/skipped": float(self.skipped_total)}
         if self.bad_in_a_row >= self.cfg.train.max_bad_steps:

@@ -5,6 +5,7 @@
   python -m geovr.train train.steps=50 optim.lr=5e-4     overrides: section.field=value
   python -m geovr.train --resume auto                    continue the newest checkpoint
   python -m geovr.train --print-config                   show the resolved config and exit
+  torchrun --nproc_per_node 8 -m geovr.train parallel.backend=fsdp   FSDP2: weights, grads, AdamW sharded
   torchrun --nproc_per_node 4 -m geovr.train --tp 2 --pp 2   Megatron tensor x pipeline parallel LLM
 
 Order of precedence: preset < --config YAML < overrides.
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if cfg.parallel.megatron:
             from .megatron_loop import MegatronTrainer as Trainer
+        elif cfg.parallel.fsdp:
+            from .fsdp_loop import FSDPTrainer as Trainer
         else:
             from .loop import Trainer
 

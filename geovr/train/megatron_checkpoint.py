@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import Checkpointer
+from .checkpoint import Checkpointer, saved_backend
 
 
 class MegatronCheckpointer(Checkpointer):
@@ -44,9 +44,13 @@ class MegatronCheckpointer(Checkpointer):
         _unshare_steps(optimizer)
 
     def _layout(self) -> dict:
-        return {"tp": self.tp, "pp": self.pp, "dp": self.dp}
+        return {"backend": "megatron", "tp": self.tp, "pp": self.pp, "dp": self.dp}
 
     def _check_layout(self, path: Path, state: dict) -> None:
+        backend = saved_backend(state)
+        if backend != "megatron":
+            raise ValueError(f"checkpoint {path} was written by the {backend} backend: resume it with "
+                             f"parallel.backend={backend} (the megatron backend reads its own format)")
         saved_dp = state.get("dp", state.get("world_size"))
         if saved_dp != self.dp:
             raise ValueError(f"checkpoint {path} was written with {saved_dp} data-parallel ranks, this run has "

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from . import build
+from ..parallel.data_parallel import init_single_process_group
 from .config import Config
 from .loop import Trainer
 from .megatron_checkpoint import MegatronCheckpointer
@@ -64,18 +65,6 @@ class FactorSchedule:
         self.last = int(state["last_epoch"])
 
 
-def _single_process_group(device: torch.device) -> None:
-    """megatron-core needs a process group even for one process."""
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=0, world_size=1)
-
-
 class MegatronTrainer(Trainer):
     def __init__(self, cfg: Config):
         try:
@@ -97,7 +86,7 @@ class MegatronTrainer(Trainer):
         from ..parallel.megatron.groups import init_model_parallel
 
         if not dist.is_initialized():
-            _single_process_group(self.world.device)
+            init_single_process_group(self.world.device)
         self.dims = init_model_parallel(self.cfg.parallel.tp, self.cfg.parallel.pp, seed=self.cfg.train.seed)
         self.pp_rank = parallel_state.get_pipeline_model_parallel_rank()
         return parallel_state.get_data_parallel_rank(), self.dims.dp

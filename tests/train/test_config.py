@@ -129,3 +129,37 @@ def test_megatron_backend_on_cpu_without_the_shim_says_so(monkeypatch):
     cfg.parallel.tp = 2
     with pytest.raises(RuntimeError, match="the megatron backend .* runs on CUDA GPUs"):
         MegatronTrainer(cfg)
+
+
+def test_fsdp_backend_settings():
+    c = tiny()
+    apply_overrides(c, ["parallel.backend=fsdp"])
+    assert c.parallel.fsdp and not c.parallel.megatron
+    assert validate(c, world_size=2) == c.train.global_batch // (c.train.micro_batch * 2)
+    for overrides, message in ((["parallel.backend=fsdp", "parallel.tp=2"], "parallel.backend: .*megatron .*not fsdp"),
+                               (["parallel.fsdp_offload=true"], "parallel.fsdp_offload: .*parallel.backend=fsdp"),
+                               (["parallel.backend=fsdp", "parallel.fsdp_offload=true", "train.device=cpu"],
+                                "parallel.fsdp_offload: .*on the CPU already"),
+                               (["parallel.backend=zero3"], "parallel.backend: .zero3. is not one of")):
+        c = tiny()
+        apply_overrides(c, overrides)
+        with pytest.raises(ConfigError, match=message):
+            validate(c)
+
+
+def test_checkpoints_name_the_backend_that_reads_them(tmp_path):
+    import torch
+
+    from geovr.parallel.data_parallel import World
+    from geovr.train.checkpoint import Checkpointer
+    from geovr.train.megatron_checkpoint import MegatronCheckpointer
+
+    world = World(0, 1, 0, torch.device("cpu"))
+    with pytest.raises(ValueError, match="written by the megatron backend.*parallel.backend=megatron"):
+        Checkpointer(tmp_path, world)._check_layout(tmp_path, {"world_size": 2, "tp": 2, "pp": 1, "dp": 1})
+    Checkpointer(tmp_path, world, backend="fsdp")._check_layout(tmp_path, {"world_size": 4, "backend": "ddp"})
+    mc = MegatronCheckpointer(tmp_path, world, 1, None, tp=1, pp=1, dp=1)
+    with pytest.raises(ValueError, match="written by the fsdp backend: resume it with parallel.backend=fsdp"):
+        mc._check_layout(tmp_path, {"world_size": 1, "backend": "fsdp"})
+    with pytest.raises(ValueError, match="written by the ddp backend"):
+        mc._check_layout(tmp_path, {"world_size": 1})  # before checkpoints named their backend
