@@ -22,14 +22,14 @@ from torch import nn
 from .data_parallel import World
 
 
-def _policies(bf16: bool, offload: bool, root: bool) -> dict:
+def _policies(bf16: bool, offload: bool, root: bool, pin: bool) -> dict:
     from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, OffloadPolicy
 
     # the root keeps its inputs' dtypes: the loss normaliser (a float tensor of token counts)
     # must not round to bf16; the decoder layers' inputs are cast (hidden states, RoPE tables)
     mp = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, cast_forward_inputs=not root)
           if bf16 else MixedPrecisionPolicy())
-    return {"mp_policy": mp, "offload_policy": CPUOffloadPolicy(pin_memory=True) if offload else OffloadPolicy()}
+    return {"mp_policy": mp, "offload_policy": CPUOffloadPolicy(pin_memory=pin) if offload else OffloadPolicy()}
 
 
 def unsharded_parameters(geo: nn.Module) -> set[nn.Parameter]:
@@ -48,12 +48,13 @@ def shard_geovr(geo: nn.Module, world: World, bf16: bool = False, offload: bool 
 
     from ..model.recompute import decoder_layers
 
+    pin = world.device.type == "cuda"  # pinned host memory for the copies to and from the GPU
     mesh = init_device_mesh(world.device.type, (world.world_size,), mesh_dim_names=("dp",))
     layers = decoder_layers(geo.base)
     for i, layer in enumerate(layers):
         # the last layer's parameters are gathered again at once by the backward: keep them
-        fully_shard(layer, mesh=mesh, reshard_after_forward=i < len(layers) - 1, **_policies(bf16, offload, False))
-    fully_shard(geo, mesh=mesh, ignored_params=unsharded_parameters(geo), **_policies(bf16, offload, True))
+        fully_shard(layer, mesh=mesh, reshard_after_forward=i < len(layers) - 1, **_policies(bf16, offload, False, pin))
+    fully_shard(geo, mesh=mesh, ignored_params=unsharded_parameters(geo), **_policies(bf16, offload, True, pin))
     return geo
 
 

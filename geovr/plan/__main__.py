@@ -7,7 +7,7 @@
 Counts one micro-batch's step on fake tensors (about a minute at 8B on 2 CPU cores, no GPU
 needed) and prints the FLOPs per sample by part (causal attention as the kernels run it, and the
 full-matrix count), the activations at the peak by part, the peak memory per GPU for every layout
-the trainer runs (DDP, megatron TP x PP with and without the distributed optimizer) beside the
+the trainer runs (DDP, FSDP, megatron TP x PP with and without the distributed optimizer) beside the
 release's ZeRO-2, whether each fits `--gpu-memory` GB, the simplest one that fits within
 `--headroom`, with its command; how many decoder layers that layout can leave un-checkpointed
 (fewer recompute FLOPs) and still fit (from a second count with none checkpointed: memory and
@@ -100,13 +100,13 @@ def report(a: argparse.Namespace) -> str:
                      + f"{m.total / GB:9.1f}  {'yes' if fits else 'no'}")
     lines.append("  (zero2 is the release's DeepSpeed layout, for comparison; the trainer runs the others)")
     if fitting:
-        # the simplest that fits: DDP, then the fewest model-parallel ranks, the distributed optimizer last
-        best = min(fitting, key=lambda x: (x[1].name != "ddp", x[1].tp * x[1].pp, x[1].distributed_optimizer, x[0]))[1]
+        # the simplest that fits: DDP, FSDP, then the fewest model-parallel ranks, the distributed optimizer last
+        best = min(fitting, key=lambda x: (x[1].simplicity, x[0]))[1]
         lines += ["", f"Fits in {a.headroom:.0%} of {a.gpu_memory:g} GB with: {best.label} -> torchrun --nproc_per_node {a.gpus} -m geovr.train --preset paper "
                   + " ".join(best.overrides())]
-        search = (not a.no_recompute_search and best.name == "ddp" and spec.recipe == "geovr"
+        search = (not a.no_recompute_search and best.name in ("ddp", "fsdp") and spec.recipe == "geovr"
                   and spec.gradient_checkpointing and spec.checkpoint_layers is None)
-        if search:  # the DDP backend checkpoints per layer (megatron's recompute is all or nothing)
+        if search:  # the HF path (DDP, FSDP) checkpoints per layer (megatron's recompute is all or nothing)
             none = measure_step(_spec(a, checkpoint_layers=0))
             found = fewest_checkpointed(cost, none, best, a.headroom * a.gpu_memory * GB)
             if found is not None and found[0] < cost.llm_dims[2]:

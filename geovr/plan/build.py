@@ -102,6 +102,7 @@ def param_counts(student: nn.Module, teacher: nn.Module | None) -> dict[str, int
     vision = sum(p.numel() for n, p in student.named_parameters() if "visual" in n)
     vision_trainable = sum(p.numel() for n, p in student.named_parameters() if "visual" in n and p.requires_grad)
     new = sum(p.numel() for n, p in student.named_parameters() if not n.startswith("base."))
-    return {"llm": llm, "vision": vision, "vision_trainable": vision_trainable, "geovr_parts": new,
+    layers = sum(p.numel() for n, p in student.named_parameters() if ".language_model.layers." in n)
+    return {"llm": llm, "llm_layers": layers, "vision": vision, "vision_trainable": vision_trainable, "geovr_parts": new,
             "teacher": sum(p.numel() for p in teacher.parameters()) if teacher is not None else 0,
             "trainable": sum(p.numel() for p in student.parameters() if p.requires_grad)}

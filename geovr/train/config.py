@@ -170,7 +170,10 @@ class ParallelConfig:
     the world size is data parallel. backend: auto (megatron when tp or pp > 1, else torch DDP) |
     ddp | fsdp (FSDP2: parameters, gradients and optimizer state sharded over the ranks) |
     megatron. fsdp_offload: keep FSDP's shards and the optimizer step on the CPU (pinned memory;
-    for one GPU that cannot hold them). distributed_optimizer: shard the optimizer state over the data-parallel ranks
+    for one GPU that cannot hold them). fsdp_sync_each_micro_batch: reduce-scatter each
+    micro-batch's gradients at once (1/N of the gradient memory) instead of accumulating them
+    whole (fp32, as DDP holds them) until the step's last micro-batch (one reduce-scatter a step).
+    distributed_optimizer: shard the optimizer state over the data-parallel ranks
     (megatron backend). sequence_parallel: split the LLM's activations between layers over the TP
     ranks (megatron backend, tp > 1; cuts their memory by tp at no extra communication).
     recompute: the megatron backend's activation recompute, none | selective (core attention) |
@@ -180,6 +183,7 @@ class ParallelConfig:
     pp: int = 1
     backend: str = "auto"
     fsdp_offload: bool = False
+    fsdp_sync_each_micro_batch: bool = False
     distributed_optimizer: bool = False
     sequence_parallel: bool = False
     recompute: str = "auto"
@@ -323,8 +327,9 @@ def validate(cfg: Config, world_size: int = 1) -> int:
     if p.backend in ("ddp", "fsdp") and (p.tp > 1 or p.pp > 1):
         raise ConfigError("parallel.backend", f"tensor/pipeline parallelism needs the megatron backend "
                           f"(parallel.backend=megatron or auto), not {p.backend}")
-    if p.fsdp_offload and not p.fsdp:
-        raise ConfigError("parallel.fsdp_offload", "offloads FSDP's shards: set parallel.backend=fsdp too")
+    for name in ("fsdp_offload", "fsdp_sync_each_micro_batch"):
+        if getattr(p, name) and not p.fsdp:
+            raise ConfigError(f"parallel.{name}", "is an FSDP setting: set parallel.backend=fsdp too")
     if p.fsdp_offload and (r.device == "cpu" or (r.device == "auto" and not _gpu_visible())):
         raise ConfigError("parallel.fsdp_offload", "moves GPU shards to the CPU; this run is on the CPU already "
                           "(set parallel.fsdp_offload=false)")

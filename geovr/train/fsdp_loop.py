@@ -5,7 +5,9 @@ back-end hooks differ:
 - the model is sharded by `geovr.parallel.fsdp.shard_geovr` (one unit per decoder layer and the
   root; the frozen vision tower whole) and the optimizer is built over the sharded parameters;
 - gradient accumulation: the step's micro-batches but the last keep their gradients unreduced
-  (`set_requires_gradient_sync(False)`), the last reduce-scatters the sum once;
+  (`set_requires_gradient_sync(False)`; whole, in fp32, as DDP holds them), the last
+  reduce-scatters the sum once; `parallel.fsdp_sync_each_micro_batch=true` reduce-scatters each
+  micro-batch's instead (1/N of the gradient memory, a reduce-scatter per micro-batch);
 - clipping: the global norm over every rank's gradient shards;
 - checkpoints: DCP, sharded, every rank writing its shards (the same format as DDP's: a
   checkpoint of N ranks resumes with M ranks, FSDP or DDP);
@@ -55,7 +57,7 @@ class FSDPTrainer(Trainer):
         return Checkpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep, backend="fsdp")
 
     def _gradient_sync(self, last: bool):
-        self.model.set_requires_gradient_sync(last)
+        self.model.set_requires_gradient_sync(last or self.cfg.parallel.fsdp_sync_each_micro_batch)
         return nullcontext()
 
     def _clip_gradients(self, clip: float) -> torch.Tensor:

@@ -69,8 +69,21 @@ def test_layouts_share_what_each_gpu_holds(runs):
     sp = per_gpu(cost, Layout("megatron", 8, tp=2, pp=1, sequence_parallel=True))
     no_sp = per_gpu(cost, Layout("megatron", 8, tp=2, pp=1))
     assert sp.parts["activations"] < no_sp.parts["activations"] or cost.activations.get("llm", 0) == 0
+    everything = p["llm"] + p["vision"] + p["geovr_parts"]
+    frozen = (p["vision"] - p["vision_trainable"]) / everything
+    root = p["llm"] - p["llm_layers"] + p["vision_trainable"] + p["geovr_parts"]
+    gathered = 0.5 * (root + 2 * p["llm_layers"] / cost.llm_dims[2]) / everything
+    fsdp = per_gpu(cost, Layout("fsdp", 8))
+    whole = per_gpu(cost, Layout("fsdp", 8, accumulate_whole=True))
+    assert 0 < frozen < 1 and 0 < p["llm_layers"] < p["llm"] and 0 < gathered < 0.5
+    assert fsdp.parts["optimizer"] == zero2.parts["optimizer"]
+    assert abs(fsdp.parts["parameters"] - cost.memory["parameters"] * (frozen + (1 - frozen) / 8 + gathered)) <= 1
+    assert fsdp.total < zero2.total and whole.parts["gradients"] >= fsdp.parts["gradients"]
+    assert fsdp.parts["activations"] >= cost.memory["activations"] and fsdp.parts["teacher"] == ddp.parts["teacher"]
     with pytest.raises(ValueError, match="layout"):
-        Layout("fsdp", 8)
+        Layout("zero3", 8)
+    with pytest.raises(ValueError, match="tp and pp are megatron's"):
+        Layout("fsdp", 8, tp=2)
     with pytest.raises(ValueError, match="tp=3"):
         Layout("megatron", 8, tp=3)
 
@@ -172,7 +185,7 @@ def test_planner_prints_parts_layouts_and_gpu_hours():
     from geovr.plan.__main__ import _args, report
 
     text = report(_args(["--model", "tiny", "--frames", "4", "--gpus", "2", "--gpu-memory", "0.01"]))
-    for word in ("FLOPs per sample", *PARTS, "ddp", "zero2", "GPU-hours"):
+    for word in ("FLOPs per sample", *PARTS, "ddp", "zero2", "fsdp x2", "fsdp x2 +whole-grad accum", "GPU-hours"):
         assert word in text
     assert "  no" in text and "yes" not in text  # nothing fits 10 MB
     text = report(_args(["--model", "tiny", "--frames", "4", "--gpus", "2", "--gpu-memory", "1"]))

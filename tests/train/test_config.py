@@ -138,6 +138,7 @@ def test_fsdp_backend_settings():
     assert validate(c, world_size=2) == c.train.global_batch // (c.train.micro_batch * 2)
     for overrides, message in ((["parallel.backend=fsdp", "parallel.tp=2"], "parallel.backend: .*megatron .*not fsdp"),
                                (["parallel.fsdp_offload=true"], "parallel.fsdp_offload: .*parallel.backend=fsdp"),
+                               (["parallel.fsdp_sync_each_micro_batch=true"], "parallel.fsdp_sync_each_micro_batch: is an"),
                                (["parallel.backend=fsdp", "parallel.fsdp_offload=true", "train.device=cpu"],
                                 "parallel.fsdp_offload: .*on the CPU already"),
                                (["parallel.backend=zero3"], "parallel.backend: .zero3. is not one of")):

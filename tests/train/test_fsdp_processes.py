@@ -2,8 +2,8 @@
 
 - 2 ranks (accumulation 2, activation checkpointing) and 4 ranks (no accumulation) equal the
   1-process DDP run at the same global batch, step for step, and export the same model;
-- a checkpoint of 4 FSDP ranks resumes with 2 FSDP ranks, and theirs with 1 DDP process, and the
-  losses continue as the uninterrupted run's; `python -m geovr.export` reads a sharded checkpoint;
+- a checkpoint of 4 FSDP ranks resumes with 2 FSDP ranks (reduce-scattering each micro-batch), and
+  theirs with 1 DDP process, and the losses continue as the uninterrupted run's; `python -m geovr.export` reads a sharded checkpoint;
 - SIGKILL then `--resume auto` continues bit-identically;
 - the parameters, gradients and AdamW state a rank holds fall as 1/N, and so does its peak memory.
 
@@ -121,6 +121,7 @@ def test_fsdp_exports_the_trained_model(runs, tmp_path):
 def test_reshard_four_fsdp_to_two_fsdp_to_one_ddp(runs, data8, tmp_path):
     ref = losses(runs["ddp1"])
     two = config(data8, tmp_path / "two", "fsdp")
+    two.parallel.fsdp_sync_each_micro_batch = True  # 2 micro-batches a step, each reduce-scattered
     res = launch(2, two, "--resume", str(runs["fsdp4"] / "checkpoints" / "step_00000002"))
     assert "resharded: the checkpoint was written by 4 ranks, this run has 2" in res.stderr
     got = losses(tmp_path / "two")
