@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run ON the lent GPU machine (device tool), from the repository root, with `.whl` carried:
-#   bash benchmarks/gpu/run.sh STAGE...   STAGE: setup | tests | kernels | megatron | bench | decode
+#   bash benchmarks/gpu/run.sh STAGE...   STAGE: setup | tests | kernels | megatron | fsdp | bench | decode | step
 # Installs the carried wheels, builds geovr._ext with its CUDA part (once per warm machine), then
 # runs each stage with its log under $OUT (what the device tool brings back). COMMIT=<hash> names the
 # commit in env.txt where the copy has no .git. See README.md here.
@@ -50,14 +50,15 @@ stage() {  # stage NAME TIMEOUT_S CMD...: run with a log in $OUT/NAME.log
 setup || exit 1
 for s in "$@"; do
   case $s in
-    tests) stage gpu_tests 420 $PY -m pytest -q -rs -m gpu tests --ignore=tests/parallel/test_megatron_gpu.py ;;
+    tests) stage gpu_tests 420 $PY -m pytest -q -rs -m gpu tests --ignore=tests/parallel/test_megatron_gpu.py --ignore=tests/parallel/test_fsdp_gpu.py ;;
     kernels) stage kernels 420 $PY -m pytest -q -rs tests/kernels tests/ext tests/losses ;;
     megatron) stage megatron 500 $PY -m pytest -q -rs tests/parallel/test_megatron_gpu.py ;;
+    fsdp) stage fsdp 400 $PY -m pytest -q -rs tests/parallel/test_fsdp_gpu.py ;;
     bench) stage bench_fp32 280 $PY benchmarks/loss_kernels.py
            stage bench_bf16 280 $PY benchmarks/loss_kernels.py --shapes release --dtype bf16 ;;
     decode) stage decode 400 $PY benchmarks/decode.py ;;
     step) stage step 540 $PY benchmarks/train_step.py --time --models 2b --frames 32 --steps 3 ;;
     setup) ;;
-    *) echo "unknown stage $s (setup | tests | kernels | megatron | bench | decode | step)"; exit 2 ;;
+    *) echo "unknown stage $s (setup | tests | kernels | megatron | fsdp | bench | decode | step)"; exit 2 ;;
   esac
 done
