@@ -85,7 +85,8 @@ setup(
                 "nvidia-dali-cuda130>=2.0", "pillow>=9", "megatron-core>=0.16.1", "psutil>=5",
                 "matplotlib>=3.5"],
         "gpu": ["triton>=3.2", "nvidia-dali-cuda130>=2.0"],
-        # geovr.eval.probe's plots.
-        "eval": ["matplotlib>=3.5"],
+        # geovr.eval.probe's plots (and the trainer's loss curves); pyarrow reads the official
+        # VSI-Bench parquet.
+        "eval": ["matplotlib>=3.5", "pyarrow>=12"],
     },
 )

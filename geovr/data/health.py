@@ -89,6 +89,6 @@ class SkipLog:
             parts = ", ".join(f"{k} {v}" for k, v in sorted(self.epoch_counts.items()))
             text = f"epoch {epoch}: skipped {sum(self.epoch_counts.values())} items ({parts})"
         if self.report:
-            logger.warning(text) if self.epoch_counts else logger.info(text)
+            logger.warning(text) if self.epoch_counts else logger.debug(text)
         self.epoch_counts.clear()
         return text

@@ -26,6 +26,19 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return table[dtype]
 
 
+def model_name(path: str | Path) -> str:
+    """A name for the model at `path` that two training runs never share: the folder's name, or
+    for a run's `final/` (or `checkpoints/step_N`) the run folder's ("tiny", "tiny_step_00000040")."""
+    p = Path(path).resolve()
+    if p.name == "base" and (p.parent / "geovr_config.json").is_file():
+        p = p.parent
+    if p.name == "final":
+        return p.parent.name
+    if p.name.startswith("step_") and p.parent.name == "checkpoints":
+        return f"{p.parent.parent.name}_{p.name}"
+    return p.name
+
+
 def model_folder(path: str | Path) -> Path:
     """The HF folder holding the Qwen3-VL weights: `path`, or `path/base` for a GeoVR checkpoint."""
     path = Path(path)

@@ -1,5 +1,6 @@
 """`python -m geovr.eval.probe`: how linearly decodable is 3D geometry from each LLM layer?
 
+  python -m geovr.data.synthetic --out geovr_runs/synthetic_test --scenes 4 --seed 1     # held-out scenes
   python -m geovr.eval.probe --model geovr_runs/tiny/final --data geovr_runs/synthetic_test --output runs/probe
 
 Freezes the model (a HF Qwen3-VL folder or a GeoVR checkpoint's base), collects the hidden states
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--model", required=True, help="HF Qwen3-VL folder or GeoVR checkpoint")
     p.add_argument("--data", required=True, help="folder with videos/<name>.mp4 + geometry/<name>.npz")
-    p.add_argument("--output", default=None, help="results folder (default: geovr_runs/probe/<model name>)")
+    p.add_argument("--output", default=None, help="results folder (default: geovr_runs/probe/<model>: "
+                   "the run's name for a run's final/)")
     p.add_argument("--layers", type=parse_layers, default=None, help="'all' (default) or e.g. 0,4,8")
     p.add_argument("--videos", type=int, default=None, help="use the first N videos")
     p.add_argument("--folds", type=int, default=5, help="grouped cross-validation folds (over videos)")
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     from ..data.sampling import FrameSampling, QwenVision
-    from .model_io import load_model, model_folder, resolve_device, resolve_dtype
+    from .model_io import load_model, model_folder, model_name, resolve_device, resolve_dtype
     from .probe_data import collect, find_probe_videos
 
     try:
@@ -153,10 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     results = fit_probes(data, a.folds, a.seed)
-    output = a.output or str(Path("geovr_runs/probe") / Path(a.model).resolve().name)
+    output = a.output or str(Path("geovr_runs/probe") / model_name(a.model))
     config = {"model": str(Path(a.model).resolve()), "data": str(Path(a.data).resolve()), "videos": len(videos),
               "folds": a.folds, "max_tokens_per_video": a.max_tokens_per_video, "seed": a.seed}
-    write_report(results, output, Path(a.model).resolve().name, config)
+    write_report(results, output, model_name(a.model), config)
     print((Path(output) / "probe.md").read_text(), end="")
     print(f"results: {Path(output) / 'probe.json'}  plot: {Path(output) / 'probe.png'}")
     return 0

@@ -60,7 +60,7 @@ def _load_items(path: str) -> list[tuple[str, object]]:
         try:
             import pyarrow.parquet as pq
         except ImportError as exc:
-            raise ImportError(f"{path}: reading parquet needs pyarrow (pip install pyarrow), or convert "
+            raise ImportError(f"{path}: reading parquet needs pyarrow (pip install -e '.[eval]', or pip install pyarrow), or convert "
                               "the questions to jsonl") from exc
         rows = pq.read_table(path).to_pylist()
         return [(f"{path}[{i}]", r) for i, r in enumerate(rows)]

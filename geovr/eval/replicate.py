@@ -35,7 +35,7 @@ def config_path(variant: str) -> str:
 
 def _train_args(variant: str, seed: int, steps: int, work: Path, progress: bool, extra: tuple[str, ...] = ()
                 ) -> list[str]:
-    return ["--config", config_path(variant), f"data.path={work / 'train_world' / 'train.jsonl'}",
+    return ["--config", config_path(variant), f"data.path={work / 'train_world' / 'train.jsonl'}", "data.synthetic=true",
             f"train.output={work / 'runs' / f'{variant}_seed{seed}'}", f"train.seed={seed}", f"train.steps={steps}",
             f"metrics.progress={str(progress).lower()}", "metrics.tensorboard=false", *extra]
 

@@ -128,13 +128,19 @@ def markdown_table(report: Report, title: str) -> str:
     return "\n".join(rows) + "\n"
 
 
-def write_results(output: Path, task: str, report: Report, run_config: dict, n_samples: int, n_skipped: int) -> dict:
+def write_results(output: Path, task: str, report: Report, run_config: dict, n_samples: int, n_skipped: int,
+                  n_empty: int = 0) -> dict:
+    """results.json and results.md. n_empty: answered questions whose reply was empty (the model
+    ended its turn at once: they score 0, and are said so)."""
     result = {"results": {task: report.to_dict()}, "config": run_config, "n_samples": n_samples,
-              "n_skipped": n_skipped}
+              "n_skipped": n_skipped, "n_empty_answers": n_empty}
     _atomic_write(Path(output) / "results.json", json.dumps(result, indent=1))
     title = f"{task}: {run_config.get('model', '')}"
     note_scoring = f"\nScored with `--scoring {report.scoring}` ({report.source}).\n"
     note = f"\n{n_skipped} question(s) whose video could not be read score 0 (see `skipped` in the samples file).\n" \
         if n_skipped else ""
+    if n_empty:
+        note += (f"\n{n_empty} of {n_samples - n_skipped} answers were empty (the model ended its turn at once): they "
+                 "score 0. A model trained briefly from random weights (the tiny default job) does this.\n")
     _atomic_write(Path(output) / "results.md", markdown_table(report, title) + note_scoring + note)
     return result

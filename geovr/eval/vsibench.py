@@ -2,6 +2,7 @@
 file with question types, such as the synthetic world's).
 
   python -m geovr.eval.vsibench --model /models/Qwen3-VL-2B-Instruct --data /data/VSI-Bench --output runs/vsi
+  python -m geovr.data.synthetic --out geovr_runs/synthetic_test --scenes 4 --seed 1     # held-out scenes
   python -m geovr.eval.vsibench --model geovr_runs/tiny/final --data geovr_runs/synthetic_test/train.jsonl
 
 Greedy decoding by default, batched; answers are appended to `<output>/samples_<task>.jsonl` as
@@ -77,7 +78,8 @@ def evaluate(model, tokenizer, questions: list[Question], output: str | Path, ru
     wanted = {q.id for q in questions}
     rows = [r for r in log.rows if str(r["doc"]["id"]) in wanted]
     report = aggregate(score_rows(rows, scoring), scoring)
-    return write_results(Path(output), task, report, run_config, len(rows), sum(r["skipped"] is not None for r in rows))
+    return write_results(Path(output), task, report, run_config, len(rows), sum(r["skipped"] is not None for r in rows),
+                         n_empty=sum(r["skipped"] is None and not r["resps"][0][0].strip() for r in rows))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-root", default=None, help="folder holding <dataset>/<scene_name>.mp4 (default: "
                                                       "the questions file's folder)")
     p.add_argument("--format", default="auto", choices=("auto", "vsibench", "llava"))
-    p.add_argument("--output", default=None, help="results folder (default: geovr_runs/eval/<model name>)")
+    p.add_argument("--output", default=None, help="results folder (default: geovr_runs/eval/<model>: "
+                   "the run's name for a run's final/, e.g. geovr_runs/eval/tiny)")
     p.add_argument("--task", default=None, help="name in the results (default: vsibench, or spatial_qa for llava)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=16)
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     p = build_parser()
     a = p.parse_args(argv)
-    from .model_io import load_model, model_folder, resolve_device, resolve_dtype
+    from .model_io import load_model, model_folder, model_name, resolve_device, resolve_dtype
 
     try:
         model_folder(a.model)
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         questions = questions[:a.limit]
     fmt = detect_format(find_questions_file(a.data)) if a.format == "auto" else a.format
     task = a.task or ("vsibench" if fmt == "vsibench" else "spatial_qa")
-    output = a.output or str(Path("geovr_runs/eval") / Path(a.model).resolve().name)
+    output = a.output or str(Path("geovr_runs/eval") / model_name(a.model))
     model, tokenizer = load_model(a.model, device, dtype)
     run_config = {"model": str(Path(a.model).resolve()), "data": str(Path(a.data).resolve()), "task": task,
                   "n_questions": len(questions), "frames": {"fps": a.fps, "min": a.min_frames, "max": a.max_frames,

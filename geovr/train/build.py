@@ -15,7 +15,7 @@ from ..model.freeze import lower_frozen_vision
 from ..model.precision import uses_bf16_autocast
 from ..model.recompute import enable_recompute
 from ..teachers.base import Teacher
-from .config import Config, ConfigError
+from .config import SYNTHETIC_PATH, Config, ConfigError
 
 logger = logging.getLogger("geovr.train")
 
@@ -32,8 +32,10 @@ def check_paths(cfg: Config) -> None:
                           "checkpoint folder, or leave it unset for the tiny random model")
     if m.tokenizer is not None and not Path(m.tokenizer).is_dir():
         raise ConfigError("model.tokenizer", f"folder {m.tokenizer} not found")
-    if not Path(d.path).is_file() and not d.synthetic:
-        raise ConfigError("data.path", f"{d.path} not found (or set data.synthetic=true to make the synthetic world)")
+    if not Path(d.path).is_file() and not writes_synthetic(cfg):
+        hint = ("the synthetic world is written unasked only to " + SYNTHETIC_PATH + "; data.synthetic=true writes "
+                "it here" if d.synthetic is None else "or set data.synthetic=true to make the synthetic world there")
+        raise ConfigError("data.path", f"{d.path} not found ({hint})")
     if d.media_root is not None and not Path(d.media_root).is_dir():
         raise ConfigError("data.media_root", f"folder {d.media_root} not found")
     for name in ("vggt_weights", "metric_weights"):
@@ -44,6 +46,14 @@ def check_paths(cfg: Config) -> None:
         raise ConfigError("teacher.root", f"folder {t.root} not found")
 
 
+def writes_synthetic(cfg: Config) -> bool:
+    """Whether an absent data.path is written as the synthetic world (see DataConfig.synthetic)."""
+    d = cfg.data
+    if d.synthetic is None:
+        return Path(d.path).resolve() == Path(SYNTHETIC_PATH).resolve()
+    return d.synthetic
+
+
 def ensure_data(cfg: Config, progress: bool = True) -> Path:
     """The annotation file, writing the synthetic world first when it is absent and allowed."""
     path = Path(cfg.data.path)
@@ -52,7 +62,7 @@ def ensure_data(cfg: Config, progress: bool = True) -> Path:
     d = cfg.data
     from ..data.synthetic import WorldConfig, generate
 
-    logger.warning("data %s not found: writing the synthetic world (%d scenes) to %s", path, d.synthetic_scenes, path.parent)
+    logger.info("first run: writing the synthetic world (%d scenes) to %s", d.synthetic_scenes, path.parent)
     world = WorldConfig(height=d.synthetic_height, width=d.synthetic_width, seconds=d.synthetic_seconds)
     written = generate(path.parent, scenes=d.synthetic_scenes, seed=d.synthetic_seed, cfg=world, progress=progress)
     if written.resolve() != path.resolve():

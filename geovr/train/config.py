@@ -46,20 +46,25 @@ class ModelConfig:
     text_logits: str = "supervised"
 
 
+SYNTHETIC_PATH = "geovr_runs/synthetic/train.jsonl"  # where the tiny job writes its world unasked
+
+
 @dataclass
 class DataConfig:
     """path: the annotation file; format: vsi590k | vlm3r | llava. synthetic: write the synthetic
-    world at path's folder when the file is absent (`synthetic_*` set its size). Frames: `fps`,
+    world at path's folder when the file is absent (`synthetic_*` set its size): none (the
+    default) only at the default path `SYNTHETIC_PATH`, so a mistyped path is an error; true at any
+    path; false never. Frames: `fps`,
     `min_frames`..`max_frames`, at most `tokens_per_frame` merged tokens each; teacher frames have
     longest edge `teacher_longest` (a multiple of 28). max_length: longer samples are skipped.
     group_by_length: 0 (off) or G: sort each window of G micro-batches of the shuffled order by
     frame count, so micro-batches pad less (the videos are probed once at start; `data/padding`
     in the metrics is the share of padded token slots)."""
 
-    path: str = "geovr_runs/synthetic/train.jsonl"
+    path: str = SYNTHETIC_PATH
     format: str = "vsi590k"
     media_root: str | None = None
-    synthetic: bool = True
+    synthetic: bool | None = None
     synthetic_scenes: int = 8
     synthetic_height: int = 240
     synthetic_width: int = 320
@@ -215,10 +220,10 @@ class Config:
 
 def tiny() -> Config:
     """The embedded default: a tiny random Qwen3-VL, the synthetic world (made if absent), the
-    synthetic teacher, the CPU; a few minutes on 2 cores, and the loss parts fall."""
+    synthetic teacher, the CPU; about 4 minutes on 2 cores, and the loss parts fall."""
     return Config(
         model=ModelConfig(path=None, heads="small"),
-        data=DataConfig(path="geovr_runs/synthetic/train.jsonl", synthetic=True, synthetic_scenes=8,
+        data=DataConfig(path=SYNTHETIC_PATH, synthetic=None, synthetic_scenes=8,
                         synthetic_seconds=6.0, max_frames=16, teacher_longest=336, backend="pyav"),
         teacher=TeacherConfig(name="synthetic", feature_dim=64),
         optim=OptimConfig(lr=1e-3, lr_new=2e-3, warmup_ratio=0.05),
@@ -290,7 +295,7 @@ def validate(cfg: Config, world_size: int = 1) -> int:
         raise ConfigError("data.min_frames", f"{d.min_frames} exceeds data.max_frames={d.max_frames}")
     if d.teacher_longest <= 0 or d.teacher_longest % 28:
         raise ConfigError("data.teacher_longest", f"must be a positive multiple of 28, got {d.teacher_longest}")
-    if d.synthetic and (d.synthetic_height % 16 or d.synthetic_width % 16):
+    if d.synthetic is not False and (d.synthetic_height % 16 or d.synthetic_width % 16):
         raise ConfigError("data.synthetic_height", f"synthetic frames must be multiples of 16, got "
                           f"{d.synthetic_height}x{d.synthetic_width}")
     _positive("data.workers", d.workers, allow_zero=True)

@@ -1,6 +1,8 @@
 """`Trainer`: the training loop. One optimizer step = `accum` micro-batches on each of the
 data-parallel ranks; teachers run frozen on the step's videos; bf16 autocast on GPUs; a NaN/inf
-step is skipped and counted; checkpoints every `checkpoint.every` steps, on SIGTERM and at the end.
+step is skipped and counted; checkpoints every `checkpoint.every` steps, at the end, and on SIGTERM
+or Ctrl-C (SIGINT: the step finishes, a checkpoint is written, the run stops; a second Ctrl-C
+aborts at once).
 """
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import logging
 import math
 import signal
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -27,13 +29,20 @@ from .checkpoint import Checkpointer
 from .config import Config, validate
 from .metrics import MetricsLogger, peak_memory_gb
 from .objective import PARTS, micro_loss
+from .report import CURVES, plot_losses, write_summary
 from .optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger("geovr.train")
+SAME_CTRL_C_S = 1.0  # seconds: a SIGINT this soon after the first is the launcher forwarding it
 
 
 class TooManyBadSteps(RuntimeError):
     pass
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the trainer (a terminal sends it to every process)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Trainer:
@@ -61,7 +70,7 @@ class Trainer:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.loader = DataLoader(self.dataset, batch_size=cfg.train.micro_batch, sampler=self.sampler,
                                  collate_fn=partial(collate, pad_token_id=pad), num_workers=cfg.data.workers, drop_last=True,
-                                 persistent_workers=False)
+                                 persistent_workers=False, worker_init_fn=_ignore_sigint)
         micro_per_epoch = len(self.sampler.order(0)) // cfg.train.micro_batch
         if micro_per_epoch < self.accum and cfg.train.steps is None:
             raise ValueError(f"one epoch holds {micro_per_epoch} micro-batches per rank, fewer than the {self.accum} "
@@ -72,14 +81,17 @@ class Trainer:
         geo_cfg = build.geovr_config(cfg)
         self.enabled = {"pose": geo_cfg.camera, "depth": geo_cfg.depth, "align": geo_cfg.align, "scale": geo_cfg.scale}
         self.checkpointer = self._make_checkpointer()
-        self.step, self.bad_steps, self.bad_in_a_row = 0, 0, 0
+        self.step, self.bad_steps, self.bad_in_a_row, self.resumed_at = 0, 0, 0, 0
         self.state_bytes: dict[str, int] | None = None
         self.samples_seen, self.tokens_seen, self.skipped_total = 0, 0, len(invalid)
         resume = self.checkpointer.resolve(cfg.checkpoint.resume)
         if resume is not None:
             self._restore(resume)
+        elif cfg.checkpoint.resume == "auto" and self.world.main:
+            logger.info("--resume auto: no complete checkpoint under %s; starting at step 0", self.checkpointer.folder)
         self.amp = self._autocast()
-        self._stop_signal = None
+        self._metrics: MetricsLogger | None = None
+        self._stop_signal, self._sigint_at = None, 0.0
         self._stop_all = False
 
     # ------------------------------------------------------------------ back-end hooks (torch DDP here)
@@ -134,7 +146,7 @@ class Trainer:
 
     def _restore(self, path: Path) -> None:
         state = self.checkpointer.load(path, self.model, self.optimizer)
-        self.step = int(state["step"])
+        self.step = self.resumed_at = int(state["step"])
         self.sampler.load_state_dict(state["sampler"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.bad_steps, self.bad_in_a_row = state["bad_steps"], state["bad_in_a_row"]
@@ -142,8 +154,8 @@ class Trainer:
         self.skips.total_counts.update(state.get("skips", {}))
         self.skipped_total = int(state.get("skipped_total", 0))
         if self.world.main:
-            logger.warning("resumed from %s at step %d (epoch %d, sample %d)", path, self.step,
-                           self.sampler.epoch, self.sampler.start)
+            logger.info("resumed from %s at step %d (epoch %d, sample %d)", path, self.step,
+                        self.sampler.epoch, self.sampler.start)
             if state.get("world_size", self.world.world_size) != self.world.world_size:
                 logger.warning("resharded: the checkpoint was written by %d ranks, this run has %d; each rank "
                                "continues the epoch at sample %d of its share", state["world_size"],
@@ -278,8 +290,19 @@ class Trainer:
         return record
 
     # ------------------------------------------------------------------ the run
-    def _on_sigterm(self, signum, frame) -> None:
-        self._stop_signal = signum
+    def _on_signal(self, signum, frame) -> None:
+        """SIGTERM / SIGINT: stop after this step with a checkpoint. A second SIGINT aborts now
+        (one within a second of the first is the same Ctrl-C: torchrun forwards the terminal's
+        SIGINT to its workers, which had it already)."""
+        now = time.monotonic()
+        if signum == signal.SIGINT and self._stop_signal == signal.SIGINT:
+            if now - self._sigint_at > SAME_CTRL_C_S:
+                raise KeyboardInterrupt
+            return
+        self._stop_signal, self._sigint_at = signum, now
+        if signum == signal.SIGINT and self.world.main and self._metrics is not None:
+            self._metrics.note(f"Ctrl-C: finishing step {self.step + 1}, then a checkpoint and exit "
+                               "(Ctrl-C again to abort without saving)")
 
     def _save(self, position: tuple[int, int]) -> None:
         path = self.checkpointer.save(self.step, self.model, self.optimizer, self._trainer_state(position))
@@ -288,11 +311,16 @@ class Trainer:
 
     def train(self) -> dict:
         cfg, world = self.cfg, self.world
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
-        metrics = MetricsLogger(self.output, self.total_steps, self.step, world.main, cfg.metrics.progress,
-                                cfg.metrics.tensorboard)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        metrics = self._metrics = MetricsLogger(self.output, self.total_steps, self.step, world.main,
+                                                cfg.metrics.progress, cfg.metrics.tensorboard)
         position = (self.sampler.epoch, self.sampler.start)
         stopped = None
+        logs = ExitStack()
+        if metrics.bar is not None:  # warnings (e.g. a skipped video) print above the bar, not through it
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            logs.enter_context(logging_redirect_tqdm())
         try:
             batches = self._micro_batches()
             while self.step < self.total_steps:
@@ -303,10 +331,10 @@ class Trainer:
                 if self.step % cfg.metrics.log_every == 0 or self.step == self.total_steps:
                     metrics.log(record)
                 metrics.advance()
-                if self._stop_all:  # SIGTERM on any rank, agreed in the step's all-reduce
+                if self._stop_all:  # SIGTERM / SIGINT on any rank, agreed in the step's all-reduce
                     self._save(position)
-                    stopped = "SIGTERM"
-                    metrics.note(f"SIGTERM: saved checkpoint step {self.step}; exiting")
+                    stopped = signal.Signals(self._stop_signal).name if self._stop_signal else "signal"
+                    metrics.note(f"{stopped}: saved checkpoint step {self.step}; exiting (continue with --resume auto)")
                     break
                 if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 and self.step < self.total_steps:
                     self._save(position)
@@ -322,11 +350,19 @@ class Trainer:
                                        "data/skipped": float(self.skipped_total)})
             if hasattr(self.teacher, "hits"):
                 summary.update({"teacher_cache_hits": self.teacher.hits, "teacher_cache_misses": self.teacher.misses})
+            if self.resumed_at:
+                summary["resumed_at"] = self.resumed_at
+            if world.main:
+                plot_losses(metrics.history, self.output / CURVES)
+                write_summary(summary, self.output)
             barrier(world)  # on success only: after an error on one rank a barrier would hang the others
             return summary
         finally:
+            logs.close()
             metrics.close()
-            signal.signal(signal.SIGTERM, previous)
+            self._metrics = None
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def close(self) -> None:
         shutdown(self.world)

@@ -1,6 +1,6 @@
 """`python -m geovr.train` / `torchrun --nproc_per_node N -m geovr.train`.
 
-  python -m geovr.train                                  the tiny embedded job (CPU, minutes)
+  python -m geovr.train                                  the tiny embedded job (CPU, about 4 minutes)
   python -m geovr.train --preset paper --config run.yaml model.path=/models/Qwen3-VL-2B-Instruct
   python -m geovr.train train.steps=50 optim.lr=5e-4     overrides: section.field=value
   python -m geovr.train --resume auto                    continue the newest checkpoint
@@ -13,12 +13,12 @@ Order of precedence: preset < --config YAML < overrides.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
 from .config import PRESETS, ConfigError, preset
 from .config_io import apply_dict, apply_overrides, dump_yaml, load_yaml
+from .report import summary_table
 
 
 def parse_config(argv: list[str] | None = None):
@@ -48,6 +48,7 @@ def parse_config(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("geovr").setLevel(logging.INFO)  # geovr's own events (first-run data, resume, ...)
     try:
         cfg, args = parse_config(argv)
         if args.print_config:
@@ -66,8 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = trainer.train()
+    except KeyboardInterrupt:  # a second Ctrl-C
+        if trainer.world.main:
+            latest = trainer.checkpointer.latest()
+            print(f"aborted: nothing saved since {latest or 'the start'}", file=sys.stderr)
+        return 130
     finally:
         trainer.close()
     if trainer.world.main:
-        print("summary: " + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in summary.items()}))
+        print(summary_table(summary, trainer.output))
     return 0

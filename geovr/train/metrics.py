@@ -1,5 +1,7 @@
 """`MetricsLogger`: the progress bar (loss parts, samples/s, ETA), TensorBoard event files,
-`metrics.jsonl` (one record per logged step) and the end-of-run summary. Only rank 0 writes."""
+`metrics.jsonl` (one record per logged step; a resumed run first drops the records after its
+checkpoint, so every step appears once) and the end-of-run summary over the whole run. Only
+rank 0 writes."""
 from __future__ import annotations
 
 import json
@@ -22,6 +24,28 @@ def peak_memory_gb(device: torch.device) -> float:
     return rss / 2**20
 
 
+def _keep_until(path: Path, step: int) -> list[dict]:
+    """The records of `path` up to `step` (a resumed run's; the file is rewritten without the
+    later ones, which a killed run logged after its last checkpoint and the resumed run logs
+    again), oldest first. Nothing when starting at step 0."""
+    if step == 0 or not path.is_file():
+        if path.is_file():
+            path.unlink()  # a fresh run in an old folder: its curves start anew
+        return []
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by the kill
+            continue
+        if rec.get("step", 0) <= step:
+            kept.append(rec)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp.replace(path)
+    return kept
+
+
 class MetricsLogger:
     """output: the run folder; total_steps: for the bar's ETA; start_step: where a resumed run begins."""
 
@@ -35,6 +59,7 @@ class MetricsLogger:
         if not enabled:
             return
         output.mkdir(parents=True, exist_ok=True)
+        self.history = _keep_until(output / "metrics.jsonl", start_step)
         self.jsonl = open(output / "metrics.jsonl", "a")
         if progress:
             from tqdm import tqdm

@@ -81,3 +81,16 @@ def test_parquet_questions(tmp_path):
 def test_prompt_requires_options_for_choice():
     with pytest.raises(ValueError, match="without options"):
         vsibench_prompt("object_rel_distance", "Which?", None)
+
+
+def test_default_output_names_differ_between_runs(tmp_path):
+    from geovr.eval.model_io import model_name
+
+    for run in ("tiny", "paper"):
+        (tmp_path / run / "final").mkdir(parents=True)
+        (tmp_path / run / "final" / "geovr_config.json").write_text("{}")
+        (tmp_path / run / "checkpoints" / "step_00000040").mkdir(parents=True)
+    assert model_name(tmp_path / "tiny" / "final") == "tiny" and model_name(tmp_path / "paper" / "final") == "paper"
+    assert model_name(tmp_path / "tiny" / "final" / "base") == "tiny"
+    assert model_name(tmp_path / "paper" / "checkpoints" / "step_00000040") == "paper_step_00000040"
+    assert model_name("/models/Qwen3-VL-2B-Instruct") == "Qwen3-VL-2B-Instruct"

@@ -44,6 +44,9 @@ def test_cli_scores_a_vsibench_folder(tiny_model_dir, vsibench_dir, tmp_path, ca
         assert r["arguments"]["prompt"].startswith("These are frames of a video.\n")
     assert "| **overall**" in (out / "results.md").read_text()
     assert "overall" in capsys.readouterr().out
+    empty = sum(not r["resps"][0][0].strip() for r in rows)
+    assert result["n_empty_answers"] == empty
+    assert (f"{empty} of 6 answers were empty" in (out / "results.md").read_text()) == (empty > 0)
 
 
 def test_batched_generation_equals_one_by_one(loaded, vsibench_dir, tmp_path):

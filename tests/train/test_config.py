@@ -8,7 +8,7 @@ from geovr.train.main import main, parse_config
 
 def test_presets():
     t, p = tiny(), paper()
-    assert t.model.path is None and t.teacher.name == "synthetic" and t.data.synthetic
+    assert t.model.path is None and t.teacher.name == "synthetic" and t.data.synthetic is None
     assert validate(t) == 2  # global 4 = micro 2 x 2 accumulation steps on one rank
     assert (p.optim.lr, p.optim.lr_new, p.optim.schedule, p.optim.warmup_ratio, p.optim.weight_decay, p.optim.clip) \
         == (2e-5, 1e-4, "cosine", 0.03, 0.0, 1.0)
@@ -79,6 +79,11 @@ def test_cli_errors_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     assert main(["data.synthetic=false", f"data.path={tmp_path / 'none.jsonl'}"]) == 2
     assert "data.path" in capsys.readouterr().err
+    # the tiny preset writes its world unasked only at its own path: a mistyped one is an error
+    assert main([f"data.path={tmp_path / 'typo' / 'train.jsonl'}", f"train.output={tmp_path / 'out'}"]) == 2
+    err = capsys.readouterr().err
+    assert "data.path" in err and "typo" in err and "data.synthetic=true" in err
+    assert not (tmp_path / "typo").exists()
     assert main(["teacher.name=vggt", f"teacher.vggt_weights={tmp_path / 'nope.pt'}", "loss.scale=0"]) == 2
     assert "teacher.vggt_weights" in capsys.readouterr().err
     assert main(["--print-config", "train.steps=3"]) == 0

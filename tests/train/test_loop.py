@@ -37,6 +37,11 @@ def test_loss_parts_fall(synthetic_root, tmp_path):
     state = json.loads((tmp_path / "run" / "checkpoints" / "step_00000024" / "trainer_state.json").read_text())
     assert state["step"] == 24 and state["samples_seen"] == 96
     assert (tmp_path / "run" / "final" / "geovr.safetensors").is_file()
+    assert (tmp_path / "run" / "loss_curves.png").stat().st_size > 10_000  # matplotlib: a dev extra
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 24
+    from geovr.train.loop import _ignore_sigint
+
+    assert trainer.loader.worker_init_fn is _ignore_sigint
     # the frozen ViT did not move; the merger did
     vit = [n for n, p in trainer.geo.named_parameters() if n.startswith("base.model.visual.blocks")]
     assert vit and all(not dict(trainer.geo.named_parameters())[n].requires_grad for n in vit)
@@ -159,3 +164,77 @@ def test_group_by_length_probes_the_videos_and_reports_padding(synthetic_root, t
     recs = losses(tmp_path / "run")
     assert all(0.0 <= r["data/padding"] < 1.0 for r in recs.values())
 
+
+
+def test_a_second_ctrl_c_aborts_but_the_launchers_copy_does_not(monkeypatch, capsys, tmp_path):
+    import signal
+
+    from geovr.parallel.data_parallel import World
+    from geovr.train import loop, main
+
+    trainer = Trainer.__new__(Trainer)
+    trainer._stop_signal, trainer._sigint_at, trainer._metrics, trainer.step = None, 0.0, None, 0
+    trainer.world = World(0, 1, 0, torch.device("cpu"))
+    now = [100.0]
+    monkeypatch.setattr(loop.time, "monotonic", lambda: now[0])
+    trainer._on_signal(signal.SIGINT, None)
+    assert trainer._stop_signal == signal.SIGINT
+    now[0] += 0.2
+    trainer._on_signal(signal.SIGINT, None)  # torchrun forwarding the same Ctrl-C
+    now[0] += 2.0
+    with pytest.raises(KeyboardInterrupt):
+        trainer._on_signal(signal.SIGINT, None)
+
+    class Aborted:  # the trainer as a second Ctrl-C leaves it
+        world = trainer.world
+        checkpointer = Checkpointer(tmp_path, trainer.world)
+
+        def __init__(self, cfg):
+            pass
+
+        def train(self):
+            raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(loop, "Trainer", Aborted)
+    assert main.main([f"train.output={tmp_path}"]) == 130
+    assert "aborted: nothing saved since the start" in capsys.readouterr().err
+
+
+def test_summary_table_names_the_outputs(tmp_path):
+    from geovr.train.report import summary_table
+
+    (tmp_path / "final").mkdir()
+    (tmp_path / "metrics.jsonl").write_text("")
+    text = summary_table({"stopped": "done", "steps": 12, "bad_steps": 1, "samples_seen": 48, "tokens_seen": 12345,
+                          "wall_s": 75.0, "loss first": 3.0, "loss last": 1.5, "loss/depth first": 0.7,
+                          "loss/depth last": 0.5, "data/skipped": 2.0}, tmp_path)
+    assert text.splitlines()[0] == "run done: 12 steps (1 skipped as NaN/inf), 48 samples, 12,345 tokens, 1m15s"
+    assert "  total           3.0000    1.5000" in text and "  depth           0.7000    0.5000" in text
+    assert "2 bad data items skipped" in text
+    assert f"python -m geovr.export --ckpt {tmp_path / 'final'} --out DIR" in text and "metrics.jsonl" in text
+    assert "tensorboard" not in text and "checkpoints/" not in text  # only what exists
+
+
+def test_dataloader_workers_leave_ctrl_c_to_the_trainer():
+    import os
+    import signal
+    import time
+
+    from torch.utils.data import DataLoader
+
+    from geovr.train.loop import _ignore_sigint
+
+    def read_after_ctrl_c(init):
+        it = iter(DataLoader(range(40), batch_size=1, num_workers=1, prefetch_factor=1, worker_init_fn=init))
+        next(it)
+        for w in it._workers:
+            os.kill(w.pid, signal.SIGINT)
+        time.sleep(0.5)
+        return len(list(it))
+
+    assert read_after_ctrl_c(_ignore_sigint) == 39
+    with pytest.raises(RuntimeError, match="DataLoader worker"):
+        read_after_ctrl_c(None)  # what a terminal's Ctrl-C did to the workers without it

@@ -1,6 +1,8 @@
 """The trainer as users run it, in real processes: a run killed with SIGKILL and resumed with
---resume auto gives the same losses as an uninterrupted run; SIGTERM saves and exits cleanly; a
-2-process torchrun (gloo) equals the 1-process run with the same global batch."""
+--resume auto gives the same losses as an uninterrupted run (each step logged once, the summary
+over the whole run); SIGTERM and Ctrl-C save and exit cleanly; a 2-process torchrun (gloo) equals
+the 1-process run with the same global batch."""
+import json
 import os
 import signal
 import subprocess
@@ -50,6 +52,11 @@ def test_sigkill_then_resume_equals_uninterrupted(synthetic_root, tmp_path):
     assert "resumed from" in res.stderr and "step_00000006" in res.stderr
     resumed = losses(tmp_path / "killed")
     assert sorted(resumed) == list(range(1, steps + 1))
+    logged = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, steps + 1))  # the steps logged after the checkpoint were dropped, not doubled
+    summary = json.loads((tmp_path / "killed" / "summary.json").read_text())
+    first = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert summary["resumed_at"] == 6 and summary["loss first"] == first["loss first"]  # the whole run's first steps
     for step in range(1, steps + 1):
         for key in ("loss", "loss/text", "loss/pose", "loss/depth", "loss/align", "loss/scale", "grad_norm", "lr/llm"):
             assert resumed[step][key] == reference[step][key], (step, key)
@@ -65,11 +72,39 @@ def test_sigterm_saves_and_exits_cleanly(synthetic_root, tmp_path):
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
-    assert '"stopped": "SIGTERM"' in out
+    assert "run SIGTERM:" in out and json.loads((tmp_path / "run" / "summary.json").read_text())["stopped"] == "SIGTERM"
     last = max(losses(tmp_path / "run"))
     assert last < 500
     saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert saved == [f"step_{last:08d}"]
+
+
+def test_ctrl_c_saves_and_exits_cleanly(synthetic_root, tmp_path):
+    """Ctrl-C in a terminal: SIGINT to the whole process group (DataLoader workers included), and,
+    under torchrun, once more from the launcher: the step finishes, a checkpoint is written, exit 0,
+    no traceback; --resume auto then says where it continues."""
+    cfg = small_config(synthetic_root, tmp_path / "run", steps=500)
+    cfg.checkpoint.every = 0
+    cfg.data.workers = 2
+    proc = subprocess.Popen([sys.executable, "-m", "geovr.train", *overrides(cfg)], env=ENV, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(tmp_path / "run" / "metrics.jsonl", proc)
+    time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # the launcher's forwarded copy: the same Ctrl-C
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "Ctrl-C: finishing step" in err and "run SIGINT:" in out
+    last = max(losses(tmp_path / "run"))
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [f"step_{last:08d}"]
+    cfg.train.steps = last + 1
+    res = run(overrides(cfg) + ["--resume", "auto"])
+    assert res.returncode == 0, res.stderr
+    assert f"resumed from {tmp_path / 'run' / 'checkpoints' / f'step_{last:08d}'} at step {last}" in res.stderr
+    fresh = run(overrides(small_config(synthetic_root, tmp_path / "fresh", steps=1)) + ["--resume", "auto"])
+    assert "--resume auto: no complete checkpoint under" in fresh.stderr and "starting at step 0" in fresh.stderr
 
 
 @pytest.mark.parametrize("nproc", [2])
