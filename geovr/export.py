@@ -28,7 +28,10 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike) -> Path:
     tmp = out.with_name(out.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     if is_training_checkpoint(ckpt):
+        from .model.checkpoint import mark_end_tokens
+
         model, tokenizer, cfg = load_trained_model(ckpt)
+        mark_end_tokens(model.base, tokenizer)
         model.base.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         files = Path(cfg.model.path).iterdir() if cfg.model.path else []  # the processor configs of the download

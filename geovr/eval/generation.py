@@ -22,13 +22,10 @@ class GenerationSettings:
 
 
 def stop_token_ids(tokenizer) -> list[int]:
-    """End-of-turn ids: the tokenizer's eos and `<|im_end|>` / `<|endoftext|>` when present."""
-    ids = {tokenizer.eos_token_id}
-    for tok in ("<|im_end|>", "<|endoftext|>"):
-        i = tokenizer.convert_tokens_to_ids(tok)
-        if isinstance(i, int) and i != tokenizer.unk_token_id:
-            ids.add(i)
-    return sorted(i for i in ids if i is not None)
+    """End-of-turn ids (`geovr.model.checkpoint.end_token_ids`)."""
+    from ..model.checkpoint import end_token_ids
+
+    return end_token_ids(tokenizer)
 
 
 @torch.no_grad()

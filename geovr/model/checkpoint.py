@@ -24,6 +24,39 @@ def geovr_state_dict(model: GeoVRModel) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("base.")}
 
 
+def end_token_ids(tokenizer) -> list[int]:
+    """End-of-turn ids: the tokenizer's eos and `<|im_end|>` / `<|endoftext|>` when present."""
+    ids = {tokenizer.eos_token_id}
+    for tok in ("<|im_end|>", "<|endoftext|>"):
+        i = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(i, int) and i != tokenizer.unk_token_id:
+            ids.add(i)
+    return sorted(i for i in ids if i is not None)
+
+
+def mark_end_tokens(base, tokenizer) -> None:
+    """Give `base` (a Qwen3-VL) the chat template's end tokens where its configs have none, so a
+    plain `generate()` stops at the end of the answer: generation_config's eos (every end-of-turn
+    id) and pad, the text config's eos (`<|im_end|>`) and pad."""
+    ids = end_token_ids(tokenizer)
+    if not ids:
+        return
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    im_end = im_end if isinstance(im_end, int) and im_end != tokenizer.unk_token_id else ids[0]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ids[0]
+    gen = getattr(base, "generation_config", None)
+    if gen is not None:
+        if gen.eos_token_id is None:
+            gen.eos_token_id = ids if len(ids) > 1 else ids[0]
+        if gen.pad_token_id is None:
+            gen.pad_token_id = pad
+    for cfg in {id(c): c for c in (base.config, getattr(base.config, "text_config", None)) if c is not None}.values():
+        if getattr(cfg, "eos_token_id", None) is None:
+            cfg.eos_token_id = im_end
+        if getattr(cfg, "pad_token_id", None) is None:
+            cfg.pad_token_id = pad
+
+
 def save_geovr(model: GeoVRModel, path: str | os.PathLike, tokenizer=None, processor_files_from: str | None = None,
                state_dict: dict | None = None) -> Path:
     """Write `model` to folder `path` (replaced atomically). tokenizer: saved beside the base
@@ -36,6 +69,8 @@ def save_geovr(model: GeoVRModel, path: str | os.PathLike, tokenizer=None, proce
     tmp = path.with_name(path.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "base").mkdir(parents=True)
+    if tokenizer is not None:
+        mark_end_tokens(model.base, tokenizer)
     if state_dict is None:
         model.base.save_pretrained(tmp / "base", safe_serialization=True)
     else:

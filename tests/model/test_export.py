@@ -52,3 +52,36 @@ def test_errors(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "geovr.export", "--ckpt", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "is not a folder" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "geovr.export", "--ckpt", str(tmp_path), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "neither a GeoVR model folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_exported_model_stops_generating_at_the_end_of_its_turn(tok, tmp_path):
+    """The export carries the chat template's end tokens as eos and pad, so a plain generate()
+    stops after the answer: here a tiny model whose LM head always prefers `<|im_end|>`."""
+    import json
+
+    from transformers import Qwen3VLForConditionalGeneration
+
+    base = tiny_qwen3vl(tok).eval()
+    assert not base.config.tie_word_embeddings  # the head can change alone
+    im_end = tok.convert_tokens_to_ids("<|im_end|>")
+    ids = tok.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "How many chairs?"}]}],
+                                  add_generation_prompt=True, return_tensors="pt")
+    ids = ids["input_ids"] if not torch.is_tensor(ids) else ids
+    with torch.no_grad():
+        hidden = base.model(input_ids=ids).last_hidden_state[0, -1]
+        base.lm_head.weight.zero_()
+        base.lm_head.weight[im_end] = hidden.sign()  # <|im_end|> the only positive logit at the first step
+    assert base.generation_config.eos_token_id is None  # what the export must fill in
+    ckpt = save_geovr(GeoVRModel(base, small_heads()), tmp_path / "ckpt", tokenizer=tok)
+    proc = subprocess.run([sys.executable, "-m", "geovr.export", "--ckpt", str(ckpt), "--out", str(tmp_path / "plain")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    gen = json.loads((tmp_path / "plain" / "generation_config.json").read_text())
+    assert im_end in (gen["eos_token_id"] if isinstance(gen["eos_token_id"], list) else [gen["eos_token_id"]])
+    assert gen["pad_token_id"] == tok.pad_token_id
+    plain = Qwen3VLForConditionalGeneration.from_pretrained(tmp_path / "plain").eval()
+    out = plain.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=20, do_sample=False)
+    assert out.shape[1] - ids.shape[1] == 1 and out[0, -1] == im_end  # stopped at once, not after 20 tokens
