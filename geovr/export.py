@@ -49,6 +49,9 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike) -> Path:
             shutil.copy2(f, tmp / f.name)
     from safetensors import safe_open
 
+    from .model.processor_files import write_processor_files
+
+    write_processor_files(tmp, model.base.config.vision_config)  # a base without a download's files
     for f in tmp.glob("*.safetensors"):  # nothing of GeoVR may leak into the plain model
         with safe_open(str(f), framework="pt") as st:
             leaked = [k for k in st.keys() if k.startswith(("camera_", "scale_", "depth_head", "projectors"))]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import GeoVRConfig
 from .geovr_model import GeoVRModel
+from .processor_files import write_processor_files
 
 
 def geovr_state_dict(model: GeoVRModel) -> dict:
@@ -83,6 +84,7 @@ def save_geovr(model: GeoVRModel, path: str | os.PathLike, tokenizer=None, proce
             if f.suffix in (".json", ".jinja", ".txt", ".model") and not f.name.startswith(("config", "model")) \
                     and not (tmp / "base" / f.name).exists():
                 shutil.copy2(f, tmp / "base" / f.name)
+    write_processor_files(tmp / "base", model.base.config.vision_config)  # where the download gave none
     parts = geovr_state_dict(model) if state_dict is None else {
         k: v.detach().cpu().contiguous() for k, v in state_dict.items() if not k.startswith("base.")}
     save_file(parts, str(tmp / "geovr.safetensors"))
