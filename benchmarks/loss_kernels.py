@@ -18,9 +18,11 @@ covers the CPU paths and says so.
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -55,8 +57,34 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+WARMUP = 3  # calls before timing: torch.compile builds its inference and training graphs (and any recompile)
+
+
 def _median_ms(fn: Callable[[], object], device: torch.device, reps: int) -> float:
     return _times_ms(fn, device, reps)[0]
+
+
+def _paired_ms(forward: Callable[[], object], fwd_bwd: Callable[[], object], device: torch.device,
+               reps: int) -> tuple[float, tuple[float, float, float]]:
+    """(forward median, (fwd+bwd median, p10, p90)), ms. Both are warmed up first; on a CPU the two
+    are timed alternately, so a slow spell of the host weighs on both alike."""
+    def fwd():
+        with torch.no_grad():
+            return forward()
+
+    for _ in range(WARMUP):
+        fwd()
+        fwd_bwd()
+    if device.type == "cuda":
+        return _median_ms(fwd, device, reps), _times_ms(fwd_bwd, device, reps)
+    a, b = [], []
+    for _ in range(reps):
+        for fn, out in ((fwd, a), (fwd_bwd, b)):
+            t0 = time.perf_counter()
+            fn()
+            out.append((time.perf_counter() - t0) * 1e3)
+    deciles = statistics.quantiles(b, n=10, method="inclusive")
+    return statistics.median(a), (statistics.median(b), deciles[0], deciles[-1])
 
 
 def _times_ms(fn: Callable[[], object], device: torch.device, reps: int) -> tuple[float, float, float]:
@@ -117,17 +145,23 @@ def _peak_mb(fn: Callable[[], object], device: torch.device) -> float | None:
     return max(_rss_kb("VmHWM:") - base, 0) / 1024
 
 
-def copy_bandwidth_gbps(device: torch.device, mib: int) -> float:
-    """Measured device copy bandwidth: (read + write) bytes of dst.copy_(src) / time."""
-    src = torch.empty(mib * 2**20 // 4, dtype=torch.float32, device=device).fill_(1.0)
+def copy_bandwidth_gbps(device: torch.device, nbytes: int) -> float:
+    """Measured device copy bandwidth at `nbytes` moved ((read + write) bytes of dst.copy_(src) /
+    time, at least 1 MiB): a loss is compared with a copy of its own size, both from the same cache
+    level (a small case fits a CPU's caches, where a large copy would not)."""
+    n = max(nbytes, 2**20) // 8  # fp32 elements of src: read n x 4 bytes, write n x 4
+    src = torch.empty(n, dtype=torch.float32, device=device).fill_(1.0)
     dst = torch.empty_like(src)
-    ms = _median_ms(lambda: dst.copy_(src), device, reps=5)
-    return 2 * src.numel() * 4 / ms / 1e6
+    for _ in range(WARMUP):
+        dst.copy_(src)
+    ms = _median_ms(lambda: dst.copy_(src), device, reps=15)
+    return 2 * n * 4 / ms / 1e6
 
 
 def _measure(loss: str, shape: str, impl: str, forward: Callable[[], object],
              leaves: list[torch.Tensor], nbytes: int, device: torch.device, copy_bw: float,
              reps: int) -> tuple[Row, Callable[[], object]]:
+    """copy_bw: the copy bandwidth at this case's bytes (`copy_bandwidth_gbps`)."""
     """Time forward and forward+backward; return the row and the fwd+bwd callable (for memory)."""
     def fwd_bwd():
         for x in leaves:
@@ -135,11 +169,10 @@ def _measure(loss: str, shape: str, impl: str, forward: Callable[[], object],
         out = forward()
         (out[0] if isinstance(out, tuple) else out).backward()
 
-    with torch.no_grad():
-        fwd_ms = _median_ms(forward, device, reps)
-    fb_ms, fb_lo, fb_hi = _times_ms(fwd_bwd, device, reps)
+    fwd_ms, (fb_ms, fb_lo, fb_hi) = _paired_ms(forward, fwd_bwd, device, reps)
     gbps = nbytes / fb_ms / 1e6
-    return Row(loss, shape, impl, fwd_ms, fb_ms, gbps, 100 * gbps / copy_bw, None,
+    note = "noisy: fwd+bwd timed below fwd" if fb_ms < fwd_ms else ""
+    return Row(loss, shape, impl, fwd_ms, fb_ms, gbps, 100 * gbps / copy_bw, None, note,
                fwd_bwd_spread=(fb_lo, fb_hi)), fwd_bwd
 
 
@@ -242,10 +275,12 @@ def run(args: argparse.Namespace) -> list[Row]:
     dtype = DTYPES[args.dtype]
     shapes = args.shapes or ("sweep" if device.type == "cuda" else "cpu")
     depth_shapes, align_shapes = SHAPES[shapes]
-    reps = 5 if device.type == "cpu" else 1
-    copy_bw = copy_bandwidth_gbps(device, 1024 if device.type == "cuda" else 256)
+    reps = 9 if device.type == "cpu" else 1
+    big = copy_bandwidth_gbps(device, 2 * 2**30 if device.type == "cuda" else 512 * 2**20)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (no GPU: CPU paths only)"
-    print(f"device: {name}; measured copy bandwidth {copy_bw:.0f} GB/s; torch {torch.__version__}")
+    print(f"device: {name}; measured copy bandwidth {big:.0f} GB/s (large copies; each row's % is of a copy of "
+          f"its own bytes); torch {torch.__version__}")
+    copy_at: dict[int, float] = {}
     cases = [depth_case(*s, dtype, device) for s in depth_shapes]
     cases += [align_case(*s, dtype, device) for s in align_shapes]
     cases += [pose_case(8, 32, mode, device) for mode in ("paper", "geodesic", "relative")]
@@ -262,8 +297,10 @@ def run(args: argparse.Namespace) -> list[Row]:
                 continue
             print(f"  {case.loss:14s} {case.shape:38s} {impl} ...", file=sys.stderr, flush=True)
             try:
+                if case.nbytes not in copy_at:
+                    copy_at[case.nbytes] = copy_bandwidth_gbps(device, case.nbytes)
                 row, fwd_bwd = _measure(case.loss, case.shape, impl, fn, case.leaves, case.nbytes,
-                                        device, copy_bw, reps)
+                                        device, copy_at[case.nbytes], reps)
                 rows.append(row)
                 peaks.append((row, fwd_bwd))
             except Exception as exc:  # a baseline that cannot run (e.g. compile) is reported, not fatal
@@ -329,12 +366,17 @@ def target_report(rows: list[Row], device: str = "cuda") -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="GeoVR loss benchmark")
     ap.add_argument("--shapes", choices=sorted(SHAPES), default=None,
-                    help="shape set (default: sweep on GPU, cpu on CPU)")
+                    help="shape set: release (the release's batch), sweep (sizes around it), cpu (small enough for "
+                         "a CPU), tiny (a smoke test of the script, seconds); default: sweep on GPU, cpu on CPU")
     ap.add_argument("--dtype", choices=sorted(DTYPES), default="fp32", help="input dtype (default fp32)")
     ap.add_argument("--no-compile", dest="compile", action="store_false",
                     help="skip the torch.compile(reference) baseline")
     ap.add_argument("--cpu", action="store_true", help="benchmark the CPU even when a GPU is present")
     args = ap.parse_args(argv)
+    # torch.compile's expected notices (graph breaks, recompiles of the baseline) are not results
+    warnings.filterwarnings("ignore", module=r"torch\._(dynamo|inductor)")
+    for name in ("torch._dynamo", "torch._inductor"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     torch.manual_seed(0)
     rows = run(args)
     print(format_table(rows))

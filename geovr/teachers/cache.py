@@ -35,6 +35,14 @@ FEATURE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.f
 FEATURE_LAYOUTS = ("pooled", "full")
 
 
+def _id_difference(saved: str, wanted: str) -> str:
+    """The parts of two teacher cache ids that differ ("c1024 in the cache, c64 here")."""
+    a, b = saved.split("-"), wanted.split("-")
+    if len(a) != len(b) or a[0] != b[0]:
+        return "another teacher"
+    return ", ".join(f"{x} in the cache, {y} here" for x, y in zip(a, b) if x != y)
+
+
 def cache_key(teacher_id: str, media: str, frame_indices: list[int], size: tuple[int, int]) -> str:
     text = f"{teacher_id}|{media}|{','.join(map(str, frame_indices))}|{size[0]}x{size[1]}"
     return hashlib.sha1(text.encode()).hexdigest()
@@ -71,8 +79,11 @@ class TeacherCache:
             if self.index.get("version") != VERSION:
                 raise ValueError(f"{path}: cache format {self.index.get('version')} != {VERSION}; rebuild it")
             if teacher_id is not None and self.index.get("teacher") not in (None, teacher_id):
-                raise ValueError(f"{path} holds targets of teacher '{self.index['teacher']}', not '{teacher_id}'; "
-                                 "use another --out folder")
+                raise ValueError(f"{path} holds targets of teacher '{self.index['teacher']}', not '{teacher_id}' "
+                                 f"({_id_difference(self.index['teacher'], teacher_id)}): build a cache with the "
+                                 "run's teacher settings (--feature-dim, --teacher, --resampled as teacher.feature_dim, "
+                                 "teacher.name, teacher.exact) in another folder, and point teacher.cache (or --out) "
+                                 "at it")
             self.index.setdefault("features", "full")  # caches written before pooled storage
             if features is not None and self.index["features"] != features:
                 raise ValueError(f"{path} stores {self.index['features']} features, not {features}; use another "

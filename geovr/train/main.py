@@ -5,6 +5,7 @@
   python -m geovr.train train.steps=50 optim.lr=5e-4     overrides: section.field=value
   python -m geovr.train --resume auto                    continue the newest checkpoint
   python -m geovr.train --print-config                   show the resolved config and exit
+  python -m geovr.train --cache-targets teacher.cache=DIR run the teacher once into the run's target cache
   torchrun --nproc_per_node 8 -m geovr.train parallel.backend=fsdp   FSDP2: weights, grads, AdamW sharded
   torchrun --nproc_per_node 4 -m geovr.train --tp 2 --pp 2   Megatron tensor x pipeline parallel LLM
 
@@ -31,6 +32,9 @@ def parse_config(argv: list[str] | None = None):
     p.add_argument("--tp", type=int, default=None, help="tensor parallel size (= parallel.tp; megatron-core)")
     p.add_argument("--pp", type=int, default=None, help="pipeline parallel size (= parallel.pp; megatron-core)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    p.add_argument("--cache-targets", action="store_true",
+                   help="fill the run's teacher-target cache (teacher.cache=DIR) from this config and exit; the run "
+                        "then reads it (same config): its keys match by construction")
     p.add_argument("overrides", nargs="*", help="section.field=value")
     args = p.parse_intermixed_args(argv)  # overrides may come before and after the flags
     data = load_yaml(args.config) if args.config else {}
@@ -53,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg, args = parse_config(argv)
         if args.print_config:
             print(dump_yaml(cfg), end="")
+            return 0
+        if args.cache_targets:
+            from .cache_targets import fill_cache
+            from .config import validate
+
+            validate(cfg)
+            counts = fill_cache(cfg, progress=cfg.metrics.progress)
+            print(f"teacher cache {cfg.teacher.cache}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
             return 0
         if cfg.parallel.megatron:
             from .megatron_loop import MegatronTrainer as Trainer

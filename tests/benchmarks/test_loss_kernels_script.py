@@ -51,3 +51,26 @@ def test_target_report():
     assert report[1] == ("target align s [cuda]: 70.0% of copy BW (>= 80%: NOT met), "
                          "2.0x eager reference (>= 3x: NOT met)")
     assert bench.target_report(rows, "cpu") == "targets: none evaluated on cpu"
+
+
+def test_a_row_timed_faster_with_backward_says_so_and_copy_bandwidth_is_per_size():
+    import torch
+
+    bench = _load()
+    calls = []
+
+    def forward():  # forward slower than forward + backward: only host noise can do that
+        calls.append(torch.is_grad_enabled())
+        x = torch.ones(3, requires_grad=True)
+        if not torch.is_grad_enabled():
+            import time
+
+            time.sleep(0.003)
+        return (x * 2).sum()
+
+    row, _ = bench._measure("t", "s", "i", forward, [], 12, torch.device("cpu"), 1.0, reps=3)
+    assert row.fwd_ms > row.fwd_bwd_ms and row.note == "noisy: fwd+bwd timed below fwd"
+    assert calls[:2 * bench.WARMUP] == [False, True] * bench.WARMUP  # both warmed up before timing
+    assert calls[2 * bench.WARMUP:] == [False, True] * 3  # then timed alternately
+    small, large = (bench.copy_bandwidth_gbps(torch.device("cpu"), n) for n in (2**20, 64 * 2**20))
+    assert small > 0 and large > 0

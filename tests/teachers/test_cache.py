@@ -58,8 +58,11 @@ def test_round_trip_and_dedup(data, tmp_path, capsys):
         torch.testing.assert_close(cached.pooled(layer), online.pooled(layer), rtol=1e-3, atol=1e-3)
     wrapped = CachedTeacher(teacher, cache)
     assert torch.equal(wrapped(req).depth, online.depth) and (wrapped.hits, wrapped.misses) == (1, 0)
-    with pytest.raises(ValueError, match="holds targets of teacher"):
+    with pytest.raises(ValueError, match=r"holds targets of teacher .*\(another teacher\)"):
         TeacherCache(out, teacher_id="vggt-1b")
+    other = teacher.cache_id.replace(f"-c{teacher.feature_dim}-", "-c64-")
+    with pytest.raises(ValueError, match=rf"c{teacher.feature_dim} in the cache, c64 here\): .*--feature-dim"):
+        TeacherCache(out, teacher_id=other)  # the tiny job's teacher against a cache of another width
 
 
 def test_resume_after_kill(data, tmp_path):

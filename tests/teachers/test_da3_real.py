@@ -174,7 +174,7 @@ def test_training_with_the_real_da3_online(da3_folder, tmp_path, fake_vggt):
     from geovr.train.main import main
 
     vggt = _vggt_folder(fake_vggt, tmp_path / "VGGT-1B")
-    rc = main([f"data.path={tmp_path}/syn/train.jsonl", "data.synthetic_scenes=2", "data.synthetic_seconds=2",
+    rc = main([f"data.path={tmp_path}/syn/train.jsonl", "data.synthetic=true", "data.synthetic_scenes=2", "data.synthetic_seconds=2",
                "data.synthetic_height=96", "data.synthetic_width=128", "data.max_frames=4", "data.teacher_longest=112",
                "teacher.name=vggt", f"teacher.vggt_weights={vggt}", f"teacher.metric_weights={da3_folder}",
                "teacher.feature_dim=16", "loss.pose=0", "train.steps=2", "train.global_batch=2", "train.micro_batch=1",

@@ -85,15 +85,18 @@ def test_schedule():
     assert lr_factor(50, 100, OptimConfig(schedule="constant", warmup_ratio=0.0)) == 1.0
 
 
-def test_training_reads_the_teacher_cache(synthetic_root, tmp_path):
-    from geovr.teachers.cache import main as cache_main
+def test_training_reads_the_teacher_cache(synthetic_root, tmp_path, capsys):
+    from geovr.train.main import main as train_main
+    from train_helpers import overrides
 
     cfg = small_config(synthetic_root, tmp_path / "run", steps=2)
-    d = cfg.data
-    assert cache_main(["--data", d.path, "--out", str(tmp_path / "cache"), "--feature-dim", str(cfg.teacher.feature_dim),
-                       "--teacher-longest", str(d.teacher_longest), "--max-frames", str(d.max_frames),
-                       "--backend", d.backend, "--resampled", "--quiet"]) == 0
     cfg.teacher.cache = str(tmp_path / "cache")
+    with pytest.raises(Exception, match="teacher.cache: set the cache folder"):
+        from geovr.train.cache_targets import cache_arguments
+
+        cache_arguments(small_config(synthetic_root, tmp_path / "x"))
+    assert train_main(["--cache-targets", *overrides(cfg)]) == 0  # the run's own config: keys match
+    assert f"teacher cache {cfg.teacher.cache}: records" in capsys.readouterr().out
     trainer = Trainer(cfg)
     summary = trainer.train()
     assert summary["teacher_cache_hits"] == 2 * cfg.train.global_batch and summary["teacher_cache_misses"] == 0
