@@ -39,6 +39,7 @@ class QuestionEncoder:
                  backend: str = "auto"):
         self.tokenizer, self.sampling, self.vision, self.backend = tokenizer, sampling, vision, backend
         self._cache: tuple[str, tuple] | None = None
+        self.frames: torch.Tensor | None = None  # uint8 [T, 3, H, W]: the last decoded video's frames
 
     def video(self, path: str) -> tuple[torch.Tensor, torch.Tensor, list[float], list[int]]:
         """(pixels, grid [3], timestamps_s, indices) of a video; raises VideoDecodeError."""
@@ -47,7 +48,7 @@ class QuestionEncoder:
         frames = load_video(path, self.sampling, self.backend)
         pixels, grid = to_qwen_pixels(frames.data, self.vision)
         value = (pixels, grid, [i / frames.info.fps for i in frames.indices], list(frames.indices))
-        self._cache = (path, value)
+        self._cache, self.frames = (path, value), frames.data
         return value
 
     def encode(self, video: str, prompt: str, item: str) -> EncodedQuestion:

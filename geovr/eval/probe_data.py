@@ -10,8 +10,17 @@ tokens' states do not depend on any question). Hidden state k is the input of LL
 layer's output). Targets:
   depth  per visual token: log of the mean depth (m) over the token's footprint in its frame
   pose   per frame t >= 1: the camera-from-frame-0 transform: translation (m) and rotation vector
-         (rad); features: the frame's mean visual state concatenated with frame 0's
-  scale  per video: log metric scale (m); features: the mean of all its visual states
+         (rad); features: the frame's mean visual state minus frame 0's (a state that encodes each
+         camera linearly encodes the change of camera linearly in the difference; concatenating
+         frame 0's state instead gives a probe half of whose inputs take one value per video)
+  scale  per video: log metric scale (m); features: the mean of all its visual states (one row a
+         video: the planted per-video target shows how many videos a D-wide probe needs)
+
+Planted targets check the instrument itself (`probe.PLANTED`): per visual token its row and column
+in the frame's token grid and the mean RGB of its footprint (pooled from the decoded frames exactly
+as the depth target is pooled from the depth maps, so a wrong token-to-footprint mapping shows as an
+unrecoverable colour); per frame and per video a fixed random linear function of the probe's own
+features (recoverable by construction wherever the rows suffice).
 """
 from __future__ import annotations
 
@@ -74,6 +83,7 @@ class ProbeData:
     frame_group: list[np.ndarray] = field(default_factory=list)
     video_feats: dict[int, list[np.ndarray]] = field(default_factory=dict)
     video_scale: list[float] = field(default_factory=list)
+    token_planted: list[np.ndarray] = field(default_factory=list)  # [n, 8] (`footprint_targets`)
 
     def stacked(self) -> dict:
         """Every list concatenated into arrays."""
@@ -85,7 +95,23 @@ class ProbeData:
             "frame_group": cat(self.frame_group),
             "video_feats": {k: np.stack(v) for k, v in self.video_feats.items()},
             "video_scale": np.array(self.video_scale), "video_group": np.arange(len(self.names)),
+            "token_planted": cat(self.token_planted) if self.token_planted else None,
         }
+
+
+def footprint_targets(frames: torch.Tensor, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 frames [T, 3, H, W] -> [T*h*w, 8] per visual token in token order: its row and column
+    in the h x w token grid (0..1), the mean R, G, B of its footprint (0..1), pooled as the depth
+    target is, and the control: the R, G, B of another token of the same frame (a permutation
+    within each frame), which keeps each frame's colours but not their places."""
+    t = frames.shape[0]
+    rgb = F.adaptive_avg_pool2d(frames.float() / 255.0, (h, w)).permute(0, 2, 3, 1).reshape(t, h * w, 3)
+    rows = torch.linspace(0, 1, h).view(h, 1).expand(h, w) if h > 1 else torch.zeros(h, w)
+    cols = torch.linspace(0, 1, w).view(1, w).expand(h, w) if w > 1 else torch.zeros(h, w)
+    grid = torch.stack([rows, cols], -1).reshape(1, h * w, 2).expand(t, h * w, 2)
+    perm = torch.stack([torch.from_numpy(rng.permutation(h * w)) for _ in range(t)])  # [T, h*w]
+    shuffled = torch.gather(rgb, 1, perm[..., None].expand(t, h * w, 3))
+    return torch.cat([grid, rgb, shuffled], -1).reshape(t * h * w, 8).numpy().astype(np.float64)
 
 
 @torch.no_grad()
@@ -126,6 +152,7 @@ def collect(model, tokenizer, videos: list[ProbeVideo], layers: list[int] | None
         ok = np.isfinite(depth) & (depth > 0)
         keep = np.flatnonzero(ok)
         rng = np.random.default_rng(seed * 1_000_003 + v_idx)
+        planted = footprint_targets(encoder.frames, h, w, rng)
         if len(keep) > max_tokens_per_video:
             keep = np.sort(rng.choice(keep, max_tokens_per_video, replace=False))
         ext = relative_to_first(torch.from_numpy(np.asarray(geo["extrinsics"][idx], dtype=np.float64)))
@@ -134,10 +161,11 @@ def collect(model, tokenizer, videos: list[ProbeVideo], layers: list[int] | None
             states = out.hidden_states[k][0, pos].float().reshape(t, h * w, -1).cpu().numpy()
             data.token_feats[k].append(states.reshape(t * h * w, -1)[keep].astype(np.float32))
             per_frame = states.mean(1)  # [T, D]
-            data.frame_feats[k].append(np.concatenate([per_frame[1:], np.repeat(per_frame[:1], t - 1, 0)], 1))
+            data.frame_feats[k].append(per_frame[1:] - per_frame[:1])
             data.video_feats[k].append(per_frame.mean(0))
         data.names.append(v.name)
         data.token_depth.append(np.log(depth[keep]))
+        data.token_planted.append(planted[keep])
         data.token_group.append(np.full(len(keep), v_idx))
         data.frame_pose.append(pose[1:])
         data.frame_group.append(np.full(t - 1, v_idx))

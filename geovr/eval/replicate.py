@@ -74,7 +74,8 @@ def init_model(seed: int, work: Path, extra: tuple[str, ...] = ()) -> Path:
 
 def test_world(work: Path, scenes: int, seed: int, extra: tuple[str, ...] = ()) -> Path:
     """Held-out scenes rendered like the training world (its size and length), another seed."""
-    from ..data.synthetic import WorldConfig, generate
+    from ..data.synthetic import generate
+    from ..train.build import synthetic_world
     from ..train.main import parse_config
 
     root = work / "test_world"
@@ -85,7 +86,7 @@ def test_world(work: Path, scenes: int, seed: int, extra: tuple[str, ...] = ()) 
     if seed == d.synthetic_seed:
         raise ValueError(f"the test world's seed ({seed}) must differ from the training world's ({d.synthetic_seed})")
     generate(root, scenes=scenes, seed=seed, progress=True,
-             cfg=WorldConfig(height=d.synthetic_height, width=d.synthetic_width, seconds=d.synthetic_seconds))
+             cfg=synthetic_world(d))
     return root
 
 
@@ -115,8 +116,9 @@ def _mean_std(values: list[float], digits: int = 3) -> str:
     return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
-def summarise(results: dict[str, list[dict]], meta: dict) -> str:
-    """The markdown report: QA per task, probe R^2 per layer, and the layer-averaged comparison."""
+def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = None) -> str:
+    """The markdown report: QA per task (beside the answer prior, `prior.py`), probe R^2 per
+    layer, the instrument check and the layer-averaged comparison."""
     from .scoring import TASKS
 
     names = list(results)
@@ -126,13 +128,16 @@ def summarise(results: dict[str, list[dict]], meta: dict) -> str:
              f"{meta['test_scenes']} held-out scenes ({meta['questions']} questions). Values: mean over seeds"
              + (" ± sample std." if len(meta["seeds"]) > 1 else "."), "",
              "## Synthetic spatial QA (VSI-Bench scoring, %)", "",
-             "| task | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+             "| task | " + ("answer prior | " if prior else "") + " | ".join(names) + " |",
+             "|---|" + "---:|" * (len(names) + bool(prior))]
     tasks = [t for t in TASKS if t in results[names[0]][0]["qa"]["scores"]]
     for t in tasks + ["overall"]:
         cells = []
         for n in names:
             vals = [r["qa"]["overall"] if t == "overall" else r["qa"]["scores"][t] for r in results[n]]
             cells.append(_mean_std(vals, digits=1))
+        if prior:
+            cells.insert(0, f"{prior['overall'] if t == 'overall' else prior['scores'].get(t, 0.0):.1f}")
         lines.append(f"| {'**overall**' if t == 'overall' else t} | " + " | ".join(cells) + " |")
     layers = list(results[names[0]][0]["probe"])
     lines += ["", "## Linear probes: out-of-fold R^2 per hidden state (0 = embeddings)", ""]
@@ -143,6 +148,7 @@ def summarise(results: dict[str, list[dict]], meta: dict) -> str:
             per = [np.mean([r["probe"][k][probe][key] for r in results[n]]) for k in layers]
             lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in per) + f" | {np.mean(per[1:]):.3f} |")
         lines.append("")
+    lines += instrument_lines(results)
     lines += ["## Comparison (mean R^2 over LLM hidden states 1..L, GeoVR minus text-only, per seed)", ""]
     for probe, key in PROBE_COLUMNS:
         diffs = []
@@ -154,6 +160,48 @@ def summarise(results: dict[str, list[dict]], meta: dict) -> str:
         lines.append(f"- {probe.replace('_', ' ')}: {', '.join(f'{d:+.3f}' for d in diffs)} "
                      f"(GeoVR higher in {better} of {len(diffs)} seed(s))")
     return "\n".join(lines) + "\n"
+
+
+def instrument_lines(results: dict[str, list[dict]]) -> list[str]:
+    """The instrument check: each planted target's out-of-fold R^2 (training R^2) at hidden state 0
+    and over 1..L, and each real probe's out-of-fold vs training R^2 and median penalty."""
+    from .probe import PLANTED, PROBES
+
+    names = list(results)
+    layers = list(results[names[0]][0]["probe"])
+    if "planted" not in results[names[0]][0]["probe"][layers[0]]:
+        return []
+
+    def mean(run: str, layer_keys: list[str], pick) -> float:
+        return float(np.mean([pick(r["probe"][k]) for r in results[run] for k in layer_keys]))
+
+    lines = ["## The instrument: planted targets and probe fit", "",
+             "Planted targets are decodable by construction (token row, column and footprint colour at the "
+             "embeddings, the shuffled colour as the control that a wrong token-to-footprint mapping would match; "
+             "a random linear function of the pose and scale probes' own features). Cells: out-of-fold R^2 "
+             "(training R^2).", "", "| target | " + " | ".join(f"{n} @0 | {n} @1..L" for n in names) + " |",
+             "|---|" + "---:|" * (2 * len(names))]
+    for target in PLANTED:
+        cells = []
+        for n in names:
+            for ks in (layers[:1], layers[1:]):
+                oof = mean(n, ks, lambda p: p["planted"][target]["r2"])
+                train = mean(n, ks, lambda p: p["planted"][target]["train_r2"])
+                cells.append(f"{oof:.3f} ({train:.3f})")
+        lines.append(f"| planted {target} | " + " | ".join(cells) + " |")
+    for probe in PROBES:
+        cells = []
+        for n in names:
+            for ks in (layers[:1], layers[1:]):
+                oof = mean(n, ks, lambda p: p[probe]["r2"])
+                train = mean(n, ks, lambda p: p[probe]["train_r2"])
+                cells.append(f"{oof:.3f} ({train:.3f})")
+        lines.append(f"| {probe} | " + " | ".join(cells) + " |")
+    pen = {p: float(np.median([r["probe"][k][p]["penalty"] for n in names for r in results[n] for k in layers]))
+           for p in PROBES}
+    lines += ["", "Median chosen penalty (relative to the mean eigenvalue): "
+              + ", ".join(f"{p} {v:.0e}" for p, v in pen.items()) + ".", ""]
+    return lines
 
 
 def plots(results: dict[str, list[dict]], out: Path) -> None:
@@ -175,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default="geovr_runs/replication", help="runs, worlds and evaluation logs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--test-scenes", type=int, default=16)
+    p.add_argument("--test-scenes", type=int, default=64,
+                   help="held-out scenes (64: enough for the per-video scale probe's planted check)")
     p.add_argument("--test-seed", type=int, default=1)
     p.add_argument("--train-scenes", type=int, default=None, help="training scenes (default: the configs' 24)")
     p.add_argument("--frame-size", default=None, help="HxW of both worlds' frames (default: the tiny preset's 240x320)")
@@ -208,8 +257,13 @@ def main(argv: list[str] | None = None) -> int:
             "train_scenes": cfg.data.synthetic_scenes, "test_scenes": a.test_scenes, "seeds": a.seeds,
             "questions": sum(1 for _ in open(world / "train.jsonl"))}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    (out / "results.md").write_text(summarise(results, meta))
+    from .prior import prior_report
+    from .questions import read_questions
+
+    prior = prior_report(read_questions(str(work / "train_world" / "train.jsonl")),
+                         read_questions(str(world / "train.jsonl")), "lenient")
+    (out / "results.json").write_text(json.dumps({"meta": meta, "prior": prior, "results": results}, indent=1))
+    (out / "results.md").write_text(summarise(results, meta, prior))
     plots(results, out)
     print((out / "results.md").read_text(), end="")
     print(f"written: {out / 'results.md'}, {out / 'results.json'}, {out / 'probe.png'}")

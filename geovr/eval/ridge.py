@@ -13,7 +13,7 @@ with fewer rows than features (a per-video probe on a few videos), picks a near-
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,11 +22,14 @@ LAMBDAS = tuple(10.0 ** k for k in range(-3, 7))  # relative to the mean eigenva
 
 @dataclass
 class RidgeFit:
-    """weights [D, K], bias [K] in the original units; lam: the chosen penalty (absolute)."""
+    """weights [D, K], bias [K] in the original units; lam: the chosen penalty (absolute);
+    penalty: the same relative to the mean eigenvalue of the standardised Gram matrix (one of
+    `LAMBDAS`: 1e-3 barely regularises, 1e6 predicts the training mean)."""
 
     weights: np.ndarray
     bias: np.ndarray
     lam: float
+    penalty: float = float("nan")
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return x @ self.weights + self.bias
@@ -80,14 +83,15 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, lambdas: tuple[float, ...] = LAMBDAS
     ym = y.mean(0)
     yc = y - ym
     s, v, z = _solve(xs, yc)
-    absolute = [rel * max(float(s.mean()), 1e-12) for rel in lambdas]
+    unit = max(float(s.mean()), 1e-12)
+    absolute = [rel * unit for rel in lambdas]
     if groups is not None and len(np.unique(groups)) >= 3:
         lam = _grouped_penalty(xs, yc, np.asarray(groups), absolute, folds, seed)
     else:
         lam = _gcv_penalty(n, s, z, float((yc ** 2).sum()), absolute)
     w_std = v @ (z / (s + lam)[:, None])  # [D, K] on standardised features
     w = w_std / sd[:, None]
-    return RidgeFit(w, ym - mu @ w, lam)
+    return RidgeFit(w, ym - mu @ w, lam, lam / unit)
 
 
 def r2_score(y: np.ndarray, pred: np.ndarray) -> tuple[float, np.ndarray]:
@@ -115,13 +119,22 @@ def group_folds(groups: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
 
 @dataclass
 class ProbeScore:
-    """Out-of-fold predictions [N, K] for every row, the pooled and per-column R^2, and the
-    penalty chosen in each fold."""
+    """Out-of-fold predictions [N, K] for every row, the pooled and per-column R^2, the penalty
+    chosen in each fold (absolute, and relative as `RidgeFit.penalty`), and train_r2: the mean
+    over folds of the R^2 on the fold's own training rows. Train far above out-of-fold means the
+    probe overfits; both near 0 means nothing linear is there (or the rows are mis-assigned)."""
 
     pred: np.ndarray
     r2: float
     r2_per_target: np.ndarray
     lambdas: list[float]
+    train_r2: float = float("nan")
+    penalties: list[float] = field(default_factory=list)
+
+    @property
+    def penalty(self) -> float:
+        """The median relative penalty over the folds."""
+        return float(np.median(self.penalties)) if self.penalties else float("nan")
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0) -> ProbeScore:
@@ -130,11 +143,13 @@ def cross_validate(x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int 
     y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     fold = group_folds(np.asarray(groups), folds, seed)
     pred = np.zeros_like(y2)
-    lams = []
+    lams, rels, train = [], [], []
     for f in range(fold.max() + 1):
         test = fold == f
         fit = fit_ridge(x[~test], y2[~test], groups=np.asarray(groups)[~test], folds=folds, seed=seed)
         pred[test] = fit.predict(np.asarray(x[test], dtype=np.float64))
+        train.append(r2_score(y2[~test], fit.predict(np.asarray(x[~test], dtype=np.float64)))[0])
         lams.append(fit.lam)
+        rels.append(fit.penalty)
     r2, per = r2_score(y2, pred)
-    return ProbeScore(pred, r2, per, lams)
+    return ProbeScore(pred, r2, per, lams, float(np.mean(train)), rels)

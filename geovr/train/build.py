@@ -15,9 +15,17 @@ from ..model.freeze import lower_frozen_vision
 from ..model.precision import uses_bf16_autocast
 from ..model.recompute import enable_recompute
 from ..teachers.base import Teacher
-from .config import SYNTHETIC_PATH, Config, ConfigError
+from .config import SYNTHETIC_PATH, Config, ConfigError, DataConfig
 
 logger = logging.getLogger("geovr.train")
+
+
+def synthetic_world(d: DataConfig):
+    """The synthetic world's `WorldConfig` from the data config's `synthetic_*` fields."""
+    from ..data.synthetic import WorldConfig
+
+    return WorldConfig(height=d.synthetic_height, width=d.synthetic_width, seconds=d.synthetic_seconds,
+                       colour_by_category=d.synthetic_colour_by_category)
 
 
 def data_root(cfg: Config) -> Path:
@@ -60,10 +68,10 @@ def ensure_data(cfg: Config, progress: bool = True) -> Path:
     if path.is_file():
         return path
     d = cfg.data
-    from ..data.synthetic import WorldConfig, generate
+    from ..data.synthetic import generate
 
     logger.info("first run: writing the synthetic world (%d scenes) to %s", d.synthetic_scenes, path.parent)
-    world = WorldConfig(height=d.synthetic_height, width=d.synthetic_width, seconds=d.synthetic_seconds)
+    world = synthetic_world(d)
     written = generate(path.parent, scenes=d.synthetic_scenes, seed=d.synthetic_seed, cfg=world, progress=progress)
     if written.resolve() != path.resolve():
         raise ConfigError("data.path", f"the synthetic world writes {written.name}; set data.path={written}")

@@ -59,7 +59,8 @@ class DataConfig:
     longest edge `teacher_longest` (a multiple of 28). max_length: longer samples are skipped.
     group_by_length: 0 (off) or G: sort each window of G micro-batches of the shuffled order by
     frame count, so micro-batches pad less (the videos are probed once at start; `data/padding`
-    in the metrics is the share of padded token slots)."""
+    in the metrics is the share of padded token slots). synthetic_colour_by_category: every
+    object of a category has that category's colour (questions a tiny vision tower can ground)."""
 
     path: str = SYNTHETIC_PATH
     format: str = "vsi590k"
@@ -70,6 +71,7 @@ class DataConfig:
     synthetic_width: int = 320
     synthetic_seconds: float = 6.0
     synthetic_seed: int = 0
+    synthetic_colour_by_category: bool = False
     fps: float = 2.0
     min_frames: int = 4
     max_frames: int = 32

@@ -208,3 +208,21 @@ def test_cli_writes_a_readable_dataset(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "geovr.data.synthetic", "--out", str(out), "--size", "7x9"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--size" in bad.stderr
+
+
+def test_colour_by_category_changes_only_the_colours():
+    """The same scene seed with and without colour_by_category: the same layout and questions'
+    types, every object of a category in that category's own colour (one colour per category)."""
+    import dataclasses
+
+    from geovr.data.synthetic.scene import CATEGORY_COLOURS
+
+    assert len(set(CATEGORY_COLOURS.values())) == len(CATEGORY_COLOURS)
+    plain = make_scene(5, dataclasses.replace(CFG, seconds=1.0))
+    coloured = make_scene(5, dataclasses.replace(CFG, seconds=1.0, colour_by_category=True))
+    assert [(o.category, o.centre, o.size) for o in plain.scene.objects] == \
+        [(o.category, o.centre, o.size) for o in coloured.scene.objects]
+    assert all(o.colour == CATEGORY_COLOURS[o.category] for o in coloured.scene.objects)
+    assert any(o.colour != CATEGORY_COLOURS[o.category] for o in plain.scene.objects)
+    np.testing.assert_array_equal(plain.depth, coloured.depth)
+    assert [q.question_type for q in plain.qa] == [q.question_type for q in coloured.qa]

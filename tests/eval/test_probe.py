@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from geovr.eval.probe import fit_probes, main
-from geovr.eval.probe_data import ProbeData, collect, find_probe_videos, rotation_vector
+from geovr.eval.probe import PLANTED, fit_probes, main, planted_linear
+from geovr.eval.probe_data import ProbeData, collect, find_probe_videos, footprint_targets, rotation_vector
 from geovr.eval.ridge import LAMBDAS, cross_validate, fit_ridge, group_folds, r2_score
 
 
@@ -43,6 +43,22 @@ def test_known_linear_signal_is_recovered_and_noise_is_not():
     fit = fit_ridge(x, y)
     np.testing.assert_allclose(fit.weights, w, atol=0.02)
     assert cross_validate(x, rng.normal(size=(300, 2)), groups).r2 < 0.05
+
+
+def test_train_r2_and_penalty_show_overfitting():
+    """Few rows, many noise features: the training R^2 far above the out-of-fold one; a clean
+    signal: both near 1 with a small penalty; the penalty is one of LAMBDAS (relative)."""
+    rng = np.random.default_rng(3)
+    groups = np.repeat(np.arange(10), 6)
+    noise = cross_validate(rng.normal(size=(60, 40)), rng.normal(size=60), groups)
+    assert noise.train_r2 > noise.r2 + 0.2
+    x = rng.normal(size=(60, 5))
+    clean = cross_validate(x, x @ rng.normal(size=5) + 0.01 * rng.normal(size=60), groups)
+    assert clean.train_r2 > 0.99 and clean.r2 > 0.99
+    assert clean.penalty in LAMBDAS and clean.penalty <= 1e-1 and noise.penalty > clean.penalty
+    fit = fit_ridge(x, x[:, 0])
+    assert fit.penalty in LAMBDAS and fit.lam == pytest.approx(fit.penalty * np.linalg.eigvalsh(
+        ((x - x.mean(0)) / x.std(0)).T @ ((x - x.mean(0)) / x.std(0))).clip(0).mean())
 
 
 def test_r2_by_hand():
@@ -106,6 +122,11 @@ def test_fit_probes_finds_the_planted_layer():
     for probe in ("depth", "pose_translation", "pose_rotation", "scale"):
         assert r[1][probe]["r2"] > 0.9, probe
         assert r[0][probe]["r2"] < 0.2, probe
+        assert r[0][probe]["train_r2"] > r[0][probe]["r2"] and r[1][probe]["penalty"] in LAMBDAS
+    for layer in (0, 1):  # the planted linear functions of the probes' own features: every layer
+        assert set(r[layer]["planted"]) == {"frame_linear", "video_linear"}  # no token targets here
+        assert r[layer]["planted"]["frame_linear"]["r2"] > 0.95
+        assert r[layer]["planted"]["video_linear"]["r2"] > 0.7  # 40 videos of 12 features
     assert r[1]["pose_translation"]["error_m"] < r[0]["pose_translation"]["error_m"]
     with pytest.raises(ValueError, match="at least 3 videos"):
         fit_probes(_planted(n_videos=2))
@@ -132,7 +153,7 @@ def test_collect_targets_follow_the_geometry(tiny_model_dir, world3):
     geo = np.load(videos[0].geometry)
     n0 = (s["token_group"] == 0).sum()
     frames = (s["frame_group"] == 0).sum() + 1
-    assert s["token_feats"][2].shape == (len(s["token_depth"]), 64) and s["frame_feats"][0].shape[1] == 128
+    assert s["token_feats"][2].shape == (len(s["token_depth"]), 64) and s["frame_feats"][0].shape[1] == 64
     # pose rows: camera-from-frame-0 of each later frame, as scipy composes them
     idx = np.linspace(0, len(geo["extrinsics"]) - 1, frames).round().astype(int)
     e = geo["extrinsics"][idx]
@@ -145,8 +166,59 @@ def test_collect_targets_follow_the_geometry(tiny_model_dir, world3):
     # resize); all tokens kept, so their mean is the frames' mean
     assert np.exp(s["token_depth"][:n0]).mean() == pytest.approx(geo["depth"][idx].mean(), rel=1e-4)
     np.testing.assert_allclose(s["video_scale"], [np.log(float(np.load(v.geometry)["metric_scale"])) for v in videos])
+    # pose features: each later frame's mean state minus frame 0's; planted rows: one per depth row
+    tokens = s["token_feats"][2][:n0].reshape(frames, -1, 64)  # every token kept: [T, h*w, D]
+    np.testing.assert_allclose(s["frame_feats"][2][s["frame_group"] == 0], tokens[1:].mean(1) - tokens[0].mean(0),
+                               rtol=1e-4, atol=1e-5)
+    assert s["token_planted"].shape == (len(s["token_depth"]), 8)
+    planted = s["token_planted"][:n0]
+    assert planted[:, 0].min() == 0 and planted[:, 0].max() == 1 and planted[:, 1].max() == 1
+    np.testing.assert_allclose(planted[:, 2:5].mean(0), planted[:, 5:8].mean(0), atol=1e-9)  # a permutation
     with pytest.raises(ValueError, match="outside 0..2"):
         collect(model, tok, videos, layers=[3], progress=False)
+
+
+def test_footprint_targets_follow_the_token_order():
+    """A frame red on its left half and green on its bottom rows, on a 3 x 4 token grid (32-pixel
+    tokens): each token's colour is that of its own footprint, in row-major token order."""
+    frames = torch.zeros(2, 3, 96, 128, dtype=torch.uint8)
+    frames[0, 0, :, :64] = 255
+    frames[0, 1, 64:, :] = 255
+    frames[1, 2] = 255
+    got = footprint_targets(frames, 3, 4, np.random.default_rng(0)).reshape(2, 3, 4, 8)
+    np.testing.assert_allclose(got[0, :, :, 0], [[0] * 4, [0.5] * 4, [1] * 4])
+    np.testing.assert_allclose(got[0, :, :, 1], [[0, 1 / 3, 2 / 3, 1]] * 3)
+    np.testing.assert_allclose(got[0, :, :, 2], [[1, 1, 0, 0]] * 3)
+    np.testing.assert_allclose(got[0, :, :, 3], [[0] * 4, [0] * 4, [1] * 4])
+    np.testing.assert_allclose(got[1, :, :, 4], 1)
+    shuffled = got[0, :, :, 5:].reshape(12, 3)
+    assert sorted(map(tuple, shuffled)) == sorted(map(tuple, got[0, :, :, 2:5].reshape(12, 3)))
+    assert not np.allclose(shuffled, got[0, :, :, 2:5].reshape(12, 3))
+
+
+def test_planted_targets_are_recovered_through_the_real_model(tiny_model_dir, tmp_path):
+    """The instrument on the tiny Qwen3-VL: at the embeddings each token's footprint colour is
+    decodable well above the same frame's colours put in the wrong places (a wrong
+    token-to-footprint mapping would score like the shuffled control), and a planted linear
+    function of the pose probe's features is recovered at every layer."""
+    from geovr.data.synthetic import WorldConfig, generate
+    from geovr.eval.model_io import load_model
+
+    generate(tmp_path, scenes=16, seed=5, cfg=WorldConfig(height=96, width=128, fps=4.0, seconds=6.0), progress=False)
+    model, tok = load_model(tiny_model_dir, torch.device("cpu"), torch.float32)
+    r = fit_probes(collect(model, tok, find_probe_videos(str(tmp_path)), max_tokens_per_video=10_000, progress=False))
+    planted = r[0]["planted"]
+    assert set(planted) == set(PLANTED)
+    assert planted["token_rgb"]["r2"] > 0.6 and planted["token_rgb"]["r2"] > planted["token_rgb_shuffled"]["r2"] + 0.3
+    assert all(r[k]["planted"]["frame_linear"]["r2"] > 0.9 for k in r)
+
+
+def test_planted_linear_is_linear_in_the_features():
+    x = np.random.default_rng(0).normal(size=(50, 6)) * 3 + 1
+    y = planted_linear(x)
+    coef, *_ = np.linalg.lstsq(np.c_[x, np.ones(50)], y, rcond=None)
+    np.testing.assert_allclose(np.c_[x, np.ones(50)] @ coef, y, atol=1e-10)
+    np.testing.assert_array_equal(planted_linear(x), y)  # fixed weights
 
 
 def test_probe_cli_writes_table_json_and_plot(tiny_model_dir, world3, tmp_path, capsys):
@@ -155,7 +227,8 @@ def test_probe_cli_writes_table_json_and_plot(tiny_model_dir, world3, tmp_path, 
                  "--device", "cpu"]) == 0
     res = json.loads((out / "probe.json").read_text())
     assert sorted(res["layers"], key=int) == ["0", "1", "2"] and res["config"]["videos"] == 3
-    assert set(res["layers"]["1"]) == {"depth", "pose_translation", "pose_rotation", "scale"}
+    assert set(res["layers"]["1"]) == {"depth", "pose_translation", "pose_rotation", "scale", "planted"}
+    assert "## The instrument" in (out / "probe.md").read_text()
     assert (out / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| layer |" in capsys.readouterr().out
     assert main(["--model", str(tiny_model_dir), "--data", str(world3), "--videos", "2", "--quiet"]) == 2

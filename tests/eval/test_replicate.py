@@ -28,6 +28,9 @@ def test_small_replication_end_to_end(tmp_path):
         assert "overall" in runs[0]["qa"]
     report = (out / "results.md").read_text()
     assert "| **overall** |" in report and "GeoVR minus text-only" in report
+    assert "| planted token_rgb_shuffled |" in report and "Median chosen penalty" in report
+    assert "| task | answer prior | init | text_only | geovr |" in report
+    assert 0 <= res["prior"]["overall"] <= 100 and res["prior"]["answers"]  # 2 training scenes: some types only
     assert (out / "probe.png").stat().st_size > 1000
     # finished runs are reused: a second call trains nothing
     assert main(["--out", str(out), "--work", str(work), "--steps", "2", "--train-scenes", "2",

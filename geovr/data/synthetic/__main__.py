@@ -28,11 +28,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=8.0, help="video length (default 8 s)")
     p.add_argument("--codec", default="h264", choices=["h264", "hevc", "vp9", "av1"], help="video codec")
     p.add_argument("--no-geometry", action="store_true", help="skip the depth/pose npz files")
+    p.add_argument("--colour-by-category", action="store_true",
+                   help="each category has its own colour (questions a tiny model can ground)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
     if a.scenes < 1:
         p.error("--scenes must be >= 1")
-    cfg = WorldConfig(height=a.size[0], width=a.size[1], fps=a.fps, seconds=a.seconds)
+    cfg = WorldConfig(height=a.size[0], width=a.size[1], fps=a.fps, seconds=a.seconds,
+                      colour_by_category=a.colour_by_category)
     jsonl = generate(a.out, a.scenes, a.seed, cfg, a.codec, not a.no_geometry, progress=not a.quiet)
     n = sum(1 for _ in open(jsonl))
     print(f"wrote {a.scenes} scenes, {n} questions: {jsonl}")

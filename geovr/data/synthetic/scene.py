@@ -29,6 +29,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (140, 60, 170), "orange": (235, 130, 30), "white": (235, 235, 235),
     "black": (35, 35, 35), "brown": (120, 80, 40), "cyan": (40, 190, 200),
 }
+CATEGORY_COLOURS: dict[str, str] = dict(zip(CATEGORIES, COLOURS))  # WorldConfig.colour_by_category
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,10 @@ class Scene:
 
 def random_scene(rng: np.random.Generator, n_objects: tuple[int, int] = (5, 9),
                  room_range: tuple[tuple[float, float], ...] = ((4.0, 8.0), (4.0, 8.0), (2.6, 3.2)),
-                 ) -> Scene:
+                 colour_by_category: bool = False) -> Scene:
     """A room with a random number of non-overlapping objects in the band along its walls.
-    Some categories repeat (for counting questions)."""
+    Some categories repeat (for counting questions). colour_by_category: each object gets its
+    category's colour (the random draw is still made, so the layout is the same either way)."""
     room = tuple(round(float(rng.uniform(lo, hi)), 2) for lo, hi in room_range)
     w, d, _ = room
     names = list(CATEGORIES)
@@ -81,7 +83,7 @@ def random_scene(rng: np.random.Generator, n_objects: tuple[int, int] = (5, 9),
     objects: list[SceneObject] = []
     for category in wanted:
         for _ in range(100):  # placement tries; a category that does not fit is dropped
-            obj = _place(rng, category, w, d, objects)
+            obj = _place(rng, category, w, d, objects, colour_by_category)
             if obj is not None:
                 objects.append(obj)
                 break
@@ -89,7 +91,7 @@ def random_scene(rng: np.random.Generator, n_objects: tuple[int, int] = (5, 9),
 
 
 def _place(rng: np.random.Generator, category: str, w: float, d: float,
-           objects: list[SceneObject]) -> SceneObject | None:
+           objects: list[SceneObject], colour_by_category: bool = False) -> SceneObject | None:
     """A random pose for `category` in the wall band, or None if it overlaps an object."""
     shape, lo, hi = CATEGORIES[category]
     s = rng.uniform(lo, hi)
@@ -116,5 +118,7 @@ def _place(rng: np.random.Generator, category: str, w: float, d: float,
     if any(math.hypot(x - o.centre[0], y - o.centre[1]) < r + o.footprint_radius() + 0.1 for o in objects):
         return None
     colour = list(COLOURS)[int(rng.integers(len(COLOURS)))]
+    if colour_by_category:
+        colour = CATEGORY_COLOURS[category]
     return SceneObject(category, shape, colour, (round(float(x), 3), round(float(y), 3),
                                                  round(size[2] / 2, 4)), size, round(yaw, 4))

@@ -14,7 +14,10 @@ from .scene import Scene, random_scene
 @dataclass(frozen=True)
 class WorldConfig:
     """height/width: render size (pixels); fps and seconds: the video's rate and length;
-    hfov_deg: horizontal field of view; objects: (min, max) objects per room."""
+    hfov_deg: horizontal field of view; objects: (min, max) objects per room.
+    colour_by_category: every object of a category has that category's colour (`CATEGORY_COLOURS`),
+    so naming an object names a colour: questions a tiny vision tower can ground; otherwise colours
+    are drawn at random (the scenes are otherwise the same)."""
 
     height: int = 240
     width: int = 320
@@ -22,6 +25,7 @@ class WorldConfig:
     seconds: float = 8.0
     hfov_deg: float = 75.0
     objects: tuple[int, int] = (6, 10)
+    colour_by_category: bool = False
 
     @property
     def n_frames(self) -> int:
@@ -60,7 +64,7 @@ def metric_scale(depth: np.ndarray, extrinsics: np.ndarray, k: np.ndarray) -> fl
 def make_scene(seed: int, cfg: WorldConfig = WorldConfig()) -> RenderedScene:
     """Build and render scene number `seed` (deterministic)."""
     rng = np.random.default_rng(seed)
-    scene = random_scene(rng, n_objects=cfg.objects)
+    scene = random_scene(rng, n_objects=cfg.objects, colour_by_category=cfg.colour_by_category)
     ext = walkthrough(scene.room, cfg.n_frames, rng)
     k = intrinsics(cfg.height, cfg.width, cfg.hfov_deg)
     views = [render(scene, k, ext[i], cfg.height, cfg.width) for i in range(cfg.n_frames)]
