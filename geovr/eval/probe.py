@@ -113,7 +113,8 @@ def markdown(results: dict, title: str) -> str:
 
 def plot(runs: dict[str, dict], path: str | os.PathLike, title: str = "linear probes") -> Path:
     """One panel per probe, R^2 against layer, one line per run ({run name: fit_probes result});
-    R^2 below -1 (worse than predicting the mean) is drawn at -1."""
+    an entry's optional "lo"/"hi" (an interval over seeds) is drawn as a band. R^2 below -1
+    (worse than predicting the mean) is drawn at -1."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -126,7 +127,10 @@ def plot(runs: dict[str, dict], path: str | os.PathLike, title: str = "linear pr
     for ax, probe in zip(axes, PROBES):
         for name, res in runs.items():
             layers = [int(k) for k in res]
-            ax.plot(layers, [max(res[k][probe]["r2"], -1.0) for k in res], marker="o", label=name)
+            line, = ax.plot(layers, [max(res[k][probe]["r2"], -1.0) for k in res], marker="o", label=name)
+            if all("lo" in res[k][probe] for k in res):
+                ax.fill_between(layers, [max(res[k][probe]["lo"], -1.0) for k in res],
+                                [max(res[k][probe]["hi"], -1.0) for k in res], color=line.get_color(), alpha=0.2)
         ax.set_title(probe.replace("_", " "))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("hidden state (0 = embeddings)")

@@ -115,6 +115,26 @@ def footprint_targets(frames: torch.Tensor, h: int, w: int, rng: np.random.Gener
 
 
 @torch.no_grad()
+def visual_states(model, encoder: QuestionEncoder, video: ProbeVideo, layers: list[int]
+                  ) -> tuple[dict[int, np.ndarray], list[int]]:
+    """Run `model` on `<video>` + the pre-prompt: ({layer: float32 [T, h, w, D] hidden states at the
+    visual tokens, on the merged token grid}, the decoded frame indices). `encoder.frames` then
+    holds the frames."""
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    enc = encoder.encode(video.video, PRE_PROMPT, video.name)
+    ids, mm = enc.input_ids[None].to(device), enc.mm_token_type_ids[None].to(device)
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=mm,
+                pixel_values_videos=enc.pixel_values_videos.to(device, dtype),
+                video_grid_thw=enc.video_grid_thw.to(device), output_hidden_states=True, logits_to_keep=1)
+    t, gh, gw = (int(x) for x in enc.video_grid_thw[0])
+    m = encoder.vision.merge_size
+    pos = (mm[0] == 2).nonzero().squeeze(1)
+    return ({k: out.hidden_states[k][0, pos].float().reshape(t, gh // m, gw // m, -1).cpu().numpy() for k in layers},
+            list(enc.frame_indices))
+
+
+@torch.no_grad()
 def collect(model, tokenizer, videos: list[ProbeVideo], layers: list[int] | None = None,
             sampling: FrameSampling = FrameSampling(), vision: QwenVision = QwenVision(), backend: str = "auto",
             max_tokens_per_video: int = 256, seed: int = 0, progress: bool = True) -> ProbeData:
@@ -128,25 +148,15 @@ def collect(model, tokenizer, videos: list[ProbeVideo], layers: list[int] | None
         raise ValueError(f"layers {bad} are outside 0..{n_layers} (hidden state k is the input of layer k)")
     data = ProbeData(layers, token_feats={k: [] for k in layers}, frame_feats={k: [] for k in layers},
                      video_feats={k: [] for k in layers})
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    merge = vision.merge_size
     encoder = QuestionEncoder(tokenizer, sampling, vision, backend)
     it = videos
     if progress:
         from tqdm import tqdm
         it = tqdm(videos, desc="probe features", unit="video")
     for v_idx, v in enumerate(it):
-        enc = encoder.encode(v.video, PRE_PROMPT, v.name)
-        ids, mm = enc.input_ids[None].to(device), enc.mm_token_type_ids[None].to(device)
-        out = model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=mm,
-                    pixel_values_videos=enc.pixel_values_videos.to(device, dtype),
-                    video_grid_thw=enc.video_grid_thw.to(device), output_hidden_states=True, logits_to_keep=1)
-        t, gh, gw = (int(x) for x in enc.video_grid_thw[0])
-        h, w = gh // merge, gw // merge
-        pos = (mm[0] == 2).nonzero().squeeze(1)
+        all_states, idx = visual_states(model, encoder, v, layers)
+        t, h, w = next(iter(all_states.values())).shape[:3]
         geo = np.load(v.geometry)
-        idx = enc.frame_indices
         depth = torch.from_numpy(np.asarray(geo["depth"][idx], dtype=np.float32))[:, None]
         depth = F.adaptive_avg_pool2d(depth, (h, w)).reshape(-1).numpy()  # [T*h*w] in token order
         ok = np.isfinite(depth) & (depth > 0)
@@ -158,7 +168,7 @@ def collect(model, tokenizer, videos: list[ProbeVideo], layers: list[int] | None
         ext = relative_to_first(torch.from_numpy(np.asarray(geo["extrinsics"][idx], dtype=np.float64)))
         pose = torch.cat([ext[:, :, 3], rotation_vector(ext[:, :, :3])], -1).numpy()  # [T, 6]
         for k in layers:
-            states = out.hidden_states[k][0, pos].float().reshape(t, h * w, -1).cpu().numpy()
+            states = all_states[k].reshape(t, h * w, -1)
             data.token_feats[k].append(states.reshape(t * h * w, -1)[keep].astype(np.float32))
             per_frame = states.mean(1)  # [T, D]
             data.frame_feats[k].append(per_frame[1:] - per_frame[:1])

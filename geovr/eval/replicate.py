@@ -33,14 +33,16 @@ def config_path(variant: str) -> str:
     return str(resources.files("geovr.eval").joinpath("replication", f"{variant}.yaml"))
 
 
-def _train_args(variant: str, seed: int, steps: int, work: Path, progress: bool, extra: tuple[str, ...] = ()
+def _train_args(variant: str, seed: int, steps: int | None, work: Path, progress: bool, extra: tuple[str, ...] = ()
                 ) -> list[str]:
+    """steps: None keeps the config's."""
     return ["--config", config_path(variant), f"data.path={work / 'train_world' / 'train.jsonl'}", "data.synthetic=true",
-            f"train.output={work / 'runs' / f'{variant}_seed{seed}'}", f"train.seed={seed}", f"train.steps={steps}",
+            f"train.output={work / 'runs' / f'{variant}_seed{seed}'}", f"train.seed={seed}",
+            *([f"train.steps={steps}"] if steps is not None else []),
             f"metrics.progress={str(progress).lower()}", "metrics.tensorboard=false", *extra]
 
 
-def train(variant: str, seed: int, steps: int, work: Path, progress: bool, extra: tuple[str, ...] = ()) -> Path:
+def train(variant: str, seed: int, steps: int | None, work: Path, progress: bool, extra: tuple[str, ...] = ()) -> Path:
     """Train one run (skipped when its final model exists); returns the final GeoVR checkpoint."""
     from ..train.main import main as train_main
 
@@ -72,7 +74,7 @@ def init_model(seed: int, work: Path, extra: tuple[str, ...] = ()) -> Path:
     return out
 
 
-def test_world(work: Path, scenes: int, seed: int, extra: tuple[str, ...] = ()) -> Path:
+def test_world(work: Path, scenes: int, seed: int, extra: tuple[str, ...] = (), progress: bool = True) -> Path:
     """Held-out scenes rendered like the training world (its size and length), another seed."""
     from ..data.synthetic import generate
     from ..train.build import synthetic_world
@@ -85,7 +87,7 @@ def test_world(work: Path, scenes: int, seed: int, extra: tuple[str, ...] = ()) 
     d = cfg.data
     if seed == d.synthetic_seed:
         raise ValueError(f"the test world's seed ({seed}) must differ from the training world's ({d.synthetic_seed})")
-    generate(root, scenes=scenes, seed=seed, progress=True,
+    generate(root, scenes=scenes, seed=seed, progress=progress,
              cfg=synthetic_world(d))
     return root
 
@@ -111,9 +113,21 @@ def assess(model_dir: Path, name: str, world: Path, work: Path, progress: bool) 
     return {"qa": qa["results"]["synthetic_qa"], "probe": {str(k): v for k, v in probes.items()}}
 
 
-def _mean_std(values: list[float], digits: int = 3) -> str:
-    v = np.array(values, dtype=float)
-    return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)  # Student t 0.975, df 1..10
+
+
+def interval95(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95 % t-interval of the mean over seeds); half-width NaN for one value."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()), float("nan")
+    t = T975[len(v) - 2] if len(v) - 1 <= len(T975) else 1.96
+    return float(v.mean()), float(t * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+def _mean_ci(values: list[float], digits: int = 3) -> str:
+    m, half = interval95(values)
+    return f"{m:.{digits}f}" if np.isnan(half) else f"{m:.{digits}f} ± {half:.{digits}f}"
 
 
 def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = None) -> str:
@@ -126,7 +140,7 @@ def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = N
              f"Tiny Qwen3-VL ({meta['layers']} layers x {meta['hidden']} wide, random init), {meta['steps']} steps "
              f"on {meta['train_scenes']} synthetic training scenes, seeds {meta['seeds']}; scored on "
              f"{meta['test_scenes']} held-out scenes ({meta['questions']} questions). Values: mean over seeds"
-             + (" ± sample std." if len(meta["seeds"]) > 1 else "."), "",
+             + (" ± the half-width of its 95 % t-interval." if len(meta["seeds"]) > 1 else "."), "",
              "## Synthetic spatial QA (VSI-Bench scoring, %)", "",
              "| task | " + ("answer prior | " if prior else "") + " | ".join(names) + " |",
              "|---|" + "---:|" * (len(names) + bool(prior))]
@@ -135,7 +149,7 @@ def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = N
         cells = []
         for n in names:
             vals = [r["qa"]["overall"] if t == "overall" else r["qa"]["scores"][t] for r in results[n]]
-            cells.append(_mean_std(vals, digits=1))
+            cells.append(_mean_ci(vals, digits=1))
         if prior:
             cells.insert(0, f"{prior['overall'] if t == 'overall' else prior['scores'].get(t, 0.0):.1f}")
         lines.append(f"| {'**overall**' if t == 'overall' else t} | " + " | ".join(cells) + " |")
@@ -148,8 +162,14 @@ def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = N
             per = [np.mean([r["probe"][k][probe][key] for r in results[n]]) for k in layers]
             lines.append(f"| {n} | " + " | ".join(f"{v:.3f}" for v in per) + f" | {np.mean(per[1:]):.3f} |")
         lines.append("")
+    lines += ["**mean over LLM hidden states 1..L**", "", "| probe | " + " | ".join(names) + " |",
+              "|---|" + "---:|" * len(names)]
+    for probe, key in PROBE_COLUMNS:
+        cells = [_mean_ci([np.mean([r["probe"][k][probe][key] for k in layers[1:]]) for r in results[n]]) for n in names]
+        lines.append(f"| {probe.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    lines.append("")
     lines += instrument_lines(results)
-    lines += ["## Comparison (mean R^2 over LLM hidden states 1..L, GeoVR minus text-only, per seed)", ""]
+    lines += ["## Comparison (mean R^2 over LLM hidden states 1..L, GeoVR minus text-only, paired by seed)", ""]
     for probe, key in PROBE_COLUMNS:
         diffs = []
         for rg, rt in zip(results["geovr"], results["text_only"]):
@@ -157,8 +177,10 @@ def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = N
             t = np.mean([rt["probe"][k][probe][key] for k in layers[1:]])
             diffs.append(g - t)
         better = sum(d > 0 for d in diffs)
+        m, half = interval95(diffs)
+        ci = "" if np.isnan(half) else f"; mean {m:+.3f}, 95 % interval [{m - half:+.3f}, {m + half:+.3f}]"
         lines.append(f"- {probe.replace('_', ' ')}: {', '.join(f'{d:+.3f}' for d in diffs)} "
-                     f"(GeoVR higher in {better} of {len(diffs)} seed(s))")
+                     f"(GeoVR higher in {better} of {len(diffs)} seed(s){ci})")
     return "\n".join(lines) + "\n"
 
 
@@ -210,9 +232,15 @@ def plots(results: dict[str, list[dict]], out: Path) -> None:
     runs = {}
     for n, rs in results.items():
         layers = list(rs[0]["probe"])
-        runs[n] = {k: {p: {"r2": float(np.mean([r["probe"][k][p]["r2"] for r in rs]))} for p, _ in PROBE_COLUMNS}
-                   for k in layers}
-    plot(runs, out / "probe.png", "linear probes on held-out synthetic scenes (mean over seeds)")
+        runs[n] = {}
+        for k in layers:
+            runs[n][k] = {}
+            for p, _ in PROBE_COLUMNS:
+                m, half = interval95([r["probe"][k][p]["r2"] for r in rs])
+                runs[n][k][p] = {"r2": m} if np.isnan(half) else {"r2": m, "lo": m - half, "hi": m + half}
+    bands = len(next(iter(results.values()))) > 1
+    plot(runs, out / "probe.png", "linear probes on held-out synthetic scenes (mean over seeds"
+         + (", 95 % interval bands)" if bands else ")"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,12 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="results/replication", help="where the tables and plots go")
     p.add_argument("--work", default="geovr_runs/replication", help="runs, worlds and evaluation logs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the configs' 2000)")
     p.add_argument("--test-scenes", type=int, default=64,
                    help="held-out scenes (64: enough for the per-video scale probe's planted check)")
     p.add_argument("--test-seed", type=int, default=1)
-    p.add_argument("--train-scenes", type=int, default=None, help="training scenes (default: the configs' 24)")
-    p.add_argument("--frame-size", default=None, help="HxW of both worlds' frames (default: the tiny preset's 240x320)")
+    p.add_argument("--train-scenes", type=int, default=None, help="training scenes (default: the configs' 256)")
+    p.add_argument("--frame-size", default=None, help="HxW of both worlds' frames (default: the configs' 96x128)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     work, out = Path(a.work), Path(a.out)
@@ -242,18 +270,20 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--frame-size must be HxW, e.g. 96x128, got {a.frame_size!r}")
         extra += [f"data.synthetic_height={h}", f"data.synthetic_width={w}"]
     extra = tuple(extra)
-    world = test_world(work, a.test_scenes, a.test_seed, extra)
+    world = test_world(work, a.test_scenes, a.test_seed, extra, progress)
     results: dict[str, list[dict]] = {"init": [], "text_only": [], "geovr": []}
+    first: dict[str, Path] = {}
     for seed in a.seeds:
         models = {"init": init_model(seed, work, extra)}
         for variant in VARIANTS:
             models[variant] = train(variant, seed, a.steps, work, progress, extra)
         for name, path in models.items():
             results[name].append(assess(path, f"{name}_seed{seed}", world, work, progress))
+        first = first or models
     from ..train.main import parse_config
 
     cfg, _ = parse_config(_train_args("geovr", a.seeds[0], a.steps, work, False, extra))
-    meta = {"layers": cfg.model.tiny_layers, "hidden": cfg.model.tiny_hidden, "steps": a.steps,
+    meta = {"layers": cfg.model.tiny_layers, "hidden": cfg.model.tiny_hidden, "steps": cfg.train.steps,
             "train_scenes": cfg.data.synthetic_scenes, "test_scenes": a.test_scenes, "seeds": a.seeds,
             "questions": sum(1 for _ in open(world / "train.jsonl"))}
     out.mkdir(parents=True, exist_ok=True)
@@ -265,8 +295,14 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps({"meta": meta, "prior": prior, "results": results}, indent=1))
     (out / "results.md").write_text(summarise(results, meta, prior))
     plots(results, out)
+    from .pca_picture import pca_figure
+    from .probe_data import find_probe_videos
+
+    layer = max(1, cfg.model.tiny_layers // 2)
+    pca_figure(first, find_probe_videos(str(world))[0], layer, out / "pca.png")
     print((out / "results.md").read_text(), end="")
-    print(f"written: {out / 'results.md'}, {out / 'results.json'}, {out / 'probe.png'}")
+    print(f"written: {out / 'results.md'}, {out / 'results.json'}, {out / 'probe.png'}, {out / 'pca.png'} "
+          f"(PCA of hidden state {layer}, seed {a.seeds[0]})")
     return 0
 
 
