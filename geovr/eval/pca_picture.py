@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..figures import save_figure
+
 
 def pca_rgb(states: np.ndarray) -> np.ndarray:
     """states [..., D] -> [..., 3] in 0..1: the projections on the first three principal
@@ -71,10 +73,4 @@ def pca_figure(models: dict[str, str | os.PathLike], video, layer: int, path: st
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f"{video.name}: first three principal components of hidden state {layer} as RGB", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".part.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..figures import save_figure
 from .probe_data import ProbeData
 from .ridge import cross_validate
 
@@ -139,13 +140,7 @@ def plot(runs: dict[str, dict], path: str | os.PathLike, title: str = "linear pr
     axes[0].set_ylabel("out-of-fold R$^2$ (below -1 drawn at -1)")
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".part.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(results: dict, output: str | os.PathLike, title: str, config: dict) -> None:

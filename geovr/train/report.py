@@ -19,6 +19,8 @@ def plot_losses(records: list[dict], path: Path) -> Path | None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
         from matplotlib.ticker import MaxNLocator
+
+        from ..figures import save_figure
     except ImportError:
         logger.info("matplotlib is not installed (pip install matplotlib): no %s", path.name)
         return None
@@ -38,12 +40,7 @@ def plot_losses(records: list[dict], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(keys):]:
         ax.set_visible(False)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def write_summary(summary: dict, output: Path) -> Path:
