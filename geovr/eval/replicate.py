@@ -2,16 +2,20 @@
 
 Trains the tiny Qwen3-VL twice on the synthetic world with the same data, order, steps and seed:
 text loss only (`replication/text_only.yaml`) and text plus the four geometric losses
-(`replication/geovr.yaml`). Then, on held-out scenes, it scores both (and the untrained
-initialisation) on the synthetic spatial QA with the VSI-Bench harness and probes every LLM layer
-for depth, relative pose and metric scale. The question: do the geometric losses make the latents
-more 3D-aware?
+(`replication/geovr.yaml`): 256 scenes at 96x128 whose object categories each have their own
+colour, the vision tower trained with the LLM, 2000 steps. Then, on held-out scenes, it scores both
+(and the untrained initialisation) on the synthetic spatial QA with the VSI-Bench harness, beside
+the answer prior (`prior.py`), and probes every LLM layer for depth, relative pose and metric scale,
+with the planted targets that check the probes themselves. The question: do the geometric losses
+make the latents more 3D-aware?
 
-  python -m geovr.eval.replicate                          # 1 seed, 300 steps: ~15 min on 2 CPU cores
-  python -m geovr.eval.replicate --seeds 0 1 2 --steps 600
+  python -m geovr.eval.replicate                      # 1 seed: ~50 min of training + ~10 min on 2 CPU cores
+  python -m geovr.eval.replicate --seeds 0 1 2        # the comparison with 95 % intervals
 
-Writes <out>/results.md (tables), results.json, probe.png (R^2 against layer, every run) and
-qa.png; runs, worlds and logs go under --work. Finished runs are reused (delete them to retrain).
+Writes <out>/results.md (tables), results.json, probe.png (R^2 against layer, every run, interval
+bands over seeds) and pca.png (the first seed's visual-token states as RGB beside frame and depth);
+runs, worlds and logs go under --work. Finished runs and answered questions are reused (delete them
+to redo).
 """
 from __future__ import annotations
 
