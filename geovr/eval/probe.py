@@ -57,9 +57,9 @@ def fit_planted(s: dict, k: int, folds: int, seed: int) -> dict:
     return out
 
 
-def fit_probes(data: ProbeData, folds: int = 5, seed: int = 0, planted: bool = True) -> dict:
+def fit_probes(data: ProbeData, folds: int = 5, seed: int = 0) -> dict:
     """{layer: {probe: {"r2", "train_r2", "penalty", error metrics}, "planted": {target: {"r2",
-    "train_r2", "penalty"}}}} for every collected layer (`planted`: also the instrument check)."""
+    "train_r2", "penalty"}}}} for every collected layer ("planted": the instrument check)."""
     if len(data.names) < 3:
         raise ValueError(f"probing needs at least 3 videos, got {len(data.names)}")
     s = data.stacked()
@@ -80,9 +80,8 @@ def fit_probes(data: ProbeData, folds: int = 5, seed: int = 0, planted: bool = T
                               "n": int(len(pose))},
             "scale": {**_score(c), "abs_rel": float(np.mean(np.abs(np.exp(c.pred[:, 0]) - np.exp(scale)) / np.exp(scale))),
                       "n": int(len(scale))},
+            "planted": fit_planted(s, k, folds, seed),
         }
-        if planted:
-            out[k]["planted"] = fit_planted(s, k, folds, seed)
     return out
 
 

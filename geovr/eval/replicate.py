@@ -207,22 +207,11 @@ def instrument_lines(results: dict[str, list[dict]]) -> list[str]:
              "a random linear function of the pose and scale probes' own features). Cells: out-of-fold R^2 "
              "(training R^2).", "", "| target | " + " | ".join(f"{n} @0 | {n} @1..L" for n in names) + " |",
              "|---|" + "---:|" * (2 * len(names))]
-    for target in PLANTED:
-        cells = []
-        for n in names:
-            for ks in (layers[:1], layers[1:]):
-                oof = mean(n, ks, lambda p: p["planted"][target]["r2"])
-                train = mean(n, ks, lambda p: p["planted"][target]["train_r2"])
-                cells.append(f"{oof:.3f} ({train:.3f})")
-        lines.append(f"| planted {target} | " + " | ".join(cells) + " |")
-    for probe in PROBES:
-        cells = []
-        for n in names:
-            for ks in (layers[:1], layers[1:]):
-                oof = mean(n, ks, lambda p: p[probe]["r2"])
-                train = mean(n, ks, lambda p: p[probe]["train_r2"])
-                cells.append(f"{oof:.3f} ({train:.3f})")
-        lines.append(f"| {probe} | " + " | ".join(cells) + " |")
+    rows = [(f"planted {t}", lambda p, t=t: p["planted"][t]) for t in PLANTED] + [(q, lambda p, q=q: p[q]) for q in PROBES]
+    for label, entry in rows:
+        cells = [f"{mean(n, ks, lambda p: entry(p)['r2']):.3f} ({mean(n, ks, lambda p: entry(p)['train_r2']):.3f})"
+                 for n in names for ks in (layers[:1], layers[1:])]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     pen = {p: float(np.median([r["probe"][k][p]["penalty"] for n in names for r in results[n] for k in layers]))
            for p in PROBES}
     lines += ["", "Median chosen penalty (relative to the mean eigenvalue): "
