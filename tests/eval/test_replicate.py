@@ -24,7 +24,8 @@ def test_the_two_runs_differ_only_in_the_geometric_losses(tmp_path):
 def test_small_replication_end_to_end(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     assert main(["--out", str(out), "--work", str(work), "--steps", "2", "--train-scenes", "2",
-                 "--test-scenes", "3", "--frame-size", "96x128", "--quiet"]) == 0
+                 "--test-scenes", "3", "--frame-size", "96x128", "--quiet", "--jobs", "2"]) == 0
+    assert {p.name for p in (work / "runs").glob("*.log")} == {"text_only_seed0.log", "geovr_seed0.log"}
     res = json.loads((out / "results.json").read_text())
     assert set(res["results"]) == {"init", "text_only", "geovr"}
     for runs in res["results"].values():
@@ -35,6 +36,7 @@ def test_small_replication_end_to_end(tmp_path):
     assert "| **overall** |" in report and "GeoVR minus text-only" in report
     assert "| planted token_rgb_shuffled |" in report and "Median chosen penalty" in report
     assert "| task | answer prior | init | text_only | geovr |" in report
+    assert "| task | text_only - prior | geovr - prior | geovr - text_only |" in report
     assert 0 <= res["prior"]["overall"] <= 100 and res["prior"]["answers"]  # 2 training scenes: some types only
     assert (out / "probe.png").stat().st_size > 1000 and (out / "pca.png").stat().st_size > 1000
     # finished runs are reused: a second call trains nothing
@@ -50,3 +52,35 @@ def test_interval95_by_hand():
     assert m == 2.0 and half == pytest.approx(4.303 / 3 ** 0.5)
     assert interval95([0.5, 0.5])[1] == 0.0
     assert np.isnan(interval95([0.7])[1]) and interval95([0.7])[0] == 0.7
+
+
+def test_a_failed_training_run_names_its_log(tmp_path, monkeypatch):
+    import geovr.eval.replicate as rep
+
+    monkeypatch.setattr(rep.sys, "executable", "false")  # every training process exits 1
+    with pytest.raises(RuntimeError, match=r"training (geovr|text_only)_seed0 failed with exit code 1; its log: \S*/runs/(geovr|text_only)_seed0\.log"):
+        rep.train_all([("geovr", 0), ("text_only", 0)], 1, tmp_path, False, ("data.synthetic_scenes=1",), parallel=2)
+    assert (tmp_path / "train_world" / "train.jsonl").is_file()  # written once, before the runs
+
+
+def test_qa_differences_against_the_prior_by_hand():
+    from geovr.eval.replicate import qa_difference_lines
+
+    def run(size: float, count: float, room: float = 50.0) -> dict:
+        return {"qa": {"scores": {"object_counting": count, "object_size_estimation": size, "room_size_estimation": room},
+                       "overall": (size + count) / 2}}
+
+    results = {"text_only": [run(50, 80, 40), run(55, 80, 41), run(60, 80, 42)],  # size - prior: 20, 25, 30
+               "geovr": [run(70, 81), run(70, 79), run(70, 80)]}
+    prior = {"scores": {"object_counting": 80.0, "object_size_estimation": 30.0, "room_size_estimation": 50.0},
+             "overall": 55.0}
+    rows = {r.split(" | ")[0].strip("| *"): r for r in qa_difference_lines(results, prior) if r.startswith("| ")}
+    half = 4.303 * 5 / 3 ** 0.5  # sd 5, n 3: 12.4
+    assert rows["object_size_estimation"] == ("| object_size_estimation | **+25.0 [+12.6, +37.4]** "
+                                              "| **+40.0 [+40.0, +40.0]** | **+15.0 [+2.6, +27.4]** |")
+    assert f"{25 - half:.1f}" == "12.6"
+    # counting: text-only ties the prior exactly (interval [0, 0], not bold); GeoVR's interval straddles 0
+    assert "| +0.0 [+0.0, +0.0] | +0.0 [-2.5, +2.5] |" in rows["object_counting"]
+    assert rows["room_size_estimation"].startswith("| room_size_estimation | **-9.0 [-11.5, -6.5]** | +0.0 [+0.0, +0.0] |")
+    assert rows["overall"].count("**") == 8  # the label's bold and three significant differences
+    assert qa_difference_lines(results, None) == []
