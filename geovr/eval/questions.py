@@ -79,13 +79,14 @@ def _load_items(path: str) -> list[tuple[str, object]]:
 
 
 def find_questions_file(data: str) -> str:
-    """`data` itself when a file, else the questions file inside the folder (test.jsonl, *.jsonl,
-    *.json, or *.parquet, in that order of preference)."""
+    """`data` itself when a file, else the questions file inside the folder (test.jsonl, train.jsonl
+    (a synthetic world's questions, not its scenes.jsonl conversations), *.jsonl, *.json, or
+    *.parquet, in that order of preference)."""
     if os.path.isfile(data):
         return data
     if not os.path.isdir(data):
         raise FileNotFoundError(f"--data {data}: no such file or folder")
-    for pattern in ("test.jsonl", "*.jsonl", "test.json", "*.json", "test-*.parquet", "*.parquet",
+    for pattern in ("test.jsonl", "train.jsonl", "*.jsonl", "test.json", "*.json", "test-*.parquet", "*.parquet",
                     "data/test-*.parquet"):
         hits = sorted(glob.glob(os.path.join(data, pattern)))
         if hits:

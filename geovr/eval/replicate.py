@@ -3,7 +3,8 @@
 Trains the tiny Qwen3-VL twice on the synthetic world with the same data, order, steps and seed:
 text loss only (`replication/text_only.yaml`) and text plus the four geometric losses
 (`replication/geovr.yaml`): 256 scenes at 96x128 whose object categories each have their own
-colour, the vision tower trained with the LLM, 2000 steps. Then, on held-out scenes, it scores both
+colour, the vision tower trained with the LLM, 2000 steps, each sample one scene's video with all
+its questions as turns (`scenes.jsonl`; a scene is seen about 31 times). Then, on held-out scenes, it scores both
 (and the untrained initialisation) on the synthetic spatial QA with the VSI-Bench harness, beside
 the answer prior (`prior.py`), and probes every LLM layer for depth, relative pose and metric scale,
 with the planted targets that check the probes themselves. The question: do the geometric losses
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.synthetic.writer import SCENES_JSONL
+
 logger = logging.getLogger("geovr.eval")
 VARIANTS = ("text_only", "geovr")
 PROBE_COLUMNS = (("depth", "r2"), ("pose_translation", "r2"), ("pose_rotation", "r2"), ("scale", "r2"))
@@ -40,7 +43,7 @@ def config_path(variant: str) -> str:
 def _train_args(variant: str, seed: int, steps: int | None, work: Path, progress: bool, extra: tuple[str, ...] = ()
                 ) -> list[str]:
     """steps: None keeps the config's."""
-    return ["--config", config_path(variant), f"data.path={work / 'train_world' / 'train.jsonl'}", "data.synthetic=true",
+    return ["--config", config_path(variant), f"data.path={work / 'train_world' / SCENES_JSONL}", "data.synthetic=true",
             f"train.output={work / 'runs' / f'{variant}_seed{seed}'}", f"train.seed={seed}",
             *([f"train.steps={steps}"] if steps is not None else []),
             f"metrics.progress={str(progress).lower()}", "metrics.tensorboard=false", *extra]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from functools import lru_cache
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -27,10 +27,31 @@ from .base import Teacher, TeacherRequest, TeacherTargets
 from .pose_encoding import extrinsics_to_pose_enc, relative_to_first
 
 
-@lru_cache(maxsize=16)
-def _load(path: str) -> dict:
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+GEOMETRY_KEYS = ("depth", "extrinsics", "intrinsics", "metric_scale")  # what the targets read
+GEOMETRY_CACHE_BYTES = 1 << 30  # decoded geometry kept in memory per teacher (least recently used out)
+
+
+class GeometryCache:
+    """Decoded geometry files (`GEOMETRY_KEYS` only), least recently used first out once their
+    arrays pass `limit` bytes: each epoch over a world that fits reads each npz once."""
+
+    def __init__(self, limit: int = GEOMETRY_CACHE_BYTES):
+        self.limit, self.bytes, self.reads = limit, 0, 0
+        self._items: OrderedDict[str, dict] = OrderedDict()
+
+    def __call__(self, path: str) -> dict:
+        if path in self._items:
+            self._items.move_to_end(path)
+            return self._items[path]
+        with np.load(path) as z:
+            geo = {k: z[k] for k in GEOMETRY_KEYS}
+        self.reads += 1
+        self._items[path] = geo
+        self.bytes += sum(a.nbytes for a in geo.values())
+        while self.bytes > self.limit and len(self._items) > 1:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= sum(a.nbytes for a in old.values())
+        return geo
 
 
 class SyntheticTeacher(Teacher):
@@ -40,8 +61,10 @@ class SyntheticTeacher(Teacher):
     name = "synthetic"
 
     def __init__(self, root: str | os.PathLike, layers: tuple[int, ...] = VGGT_LAYERS, depth: int = VGGT_DEPTH,
-                 feature_dim: int = 1024, patch_size: int = 14, exact: bool = True, seed: int = 0):
+                 feature_dim: int = 1024, patch_size: int = 14, exact: bool = True, seed: int = 0,
+                 cache_bytes: int = GEOMETRY_CACHE_BYTES):
         self.root = os.fspath(root)
+        self.geometry = GeometryCache(cache_bytes)
         self.layers, self.depth, self.feature_dim = tuple(layers), depth, feature_dim
         self.patch_size, self.exact, self.seed = patch_size, exact, seed
         g = torch.Generator().manual_seed(seed)
@@ -65,7 +88,7 @@ class SyntheticTeacher(Teacher):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{request.sample_id}: geometry file {path} not found (is root={self.root} "
                                     "the synthetic dataset's folder?)")
-        return _load(path), path
+        return self.geometry(path), path
 
     def _depth(self, geo: dict, path: str, idx: list[int], size: tuple[int, int], k: np.ndarray) -> torch.Tensor:
         """Metric z-depth [T, H', W'] at the teacher's size (k: intrinsics at that size)."""

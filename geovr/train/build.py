@@ -15,7 +15,7 @@ from ..model.freeze import lower_frozen_vision
 from ..model.precision import uses_bf16_autocast
 from ..model.recompute import enable_recompute
 from ..teachers.base import Teacher
-from .config import SYNTHETIC_PATH, Config, ConfigError, DataConfig
+from .config import SYNTHETIC_PATH, Config, ConfigError, DataConfig, uses_teacher
 
 logger = logging.getLogger("geovr.train")
 
@@ -68,13 +68,14 @@ def ensure_data(cfg: Config, progress: bool = True) -> Path:
     if path.is_file():
         return path
     d = cfg.data
-    from ..data.synthetic import generate
+    from ..data.synthetic import SCENES_JSONL, generate
 
     logger.info("first run: writing the synthetic world (%d scenes) to %s", d.synthetic_scenes, path.parent)
     world = synthetic_world(d)
     written = generate(path.parent, scenes=d.synthetic_scenes, seed=d.synthetic_seed, cfg=world, progress=progress)
-    if written.resolve() != path.resolve():
-        raise ConfigError("data.path", f"the synthetic world writes {written.name}; set data.path={written}")
+    if path.resolve() not in (written.resolve(), (written.parent / SCENES_JSONL).resolve()):
+        raise ConfigError("data.path", f"the synthetic world writes {written.name} (one question per record) and "
+                          f"{SCENES_JSONL} (one conversation per scene); set data.path={written}")
     return path
 
 
@@ -151,9 +152,13 @@ def build_dataset(cfg: Config, tokenizer):
     return VideoQADataset(res.records, sampling=sampling, backend=d.backend, transform=transform), res.errors
 
 
-def build_teacher(cfg: Config, device: torch.device) -> Teacher:
+def build_teacher(cfg: Config, device: torch.device) -> Teacher | None:
+    """The run's teacher, or None when no geometric objective is on (`uses_teacher`): plain
+    fine-tuning loads no teacher weights and spends no step time on targets."""
     from ..teachers.factory import make_teacher
 
+    if not uses_teacher(cfg):
+        return None
     t = cfg.teacher
     root = t.root or os.fspath(data_root(cfg))
     teacher = make_teacher(t.name, root=root, vggt_weights=t.vggt_weights, metric_weights=t.metric_weights,

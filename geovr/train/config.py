@@ -220,6 +220,13 @@ class Config:
         return dataclasses.asdict(self)
 
 
+def uses_teacher(cfg: Config) -> bool:
+    """Whether any geometric objective is on (model.geovr=paper and a pose, depth, align or scale
+    weight > 0): only then does the trainer build and run the teacher."""
+    l = cfg.loss
+    return cfg.model.geovr == "paper" and any(w > 0 for w in (l.pose, l.depth, l.align, l.scale))
+
+
 def tiny() -> Config:
     """The embedded default: a tiny random Qwen3-VL, the synthetic world (made if absent), the
     synthetic teacher, the CPU; about 4 minutes on 2 cores, and the loss parts fall."""
@@ -304,8 +311,9 @@ def validate(cfg: Config, world_size: int = 1) -> int:
     _positive("data.group_by_length", d.group_by_length, allow_zero=True)
     _choice("teacher.name", t.name, ("synthetic", "vggt"))
     _positive("teacher.feature_dim", t.feature_dim)
-    if t.name == "vggt" and not t.vggt_weights:
-        raise ConfigError("teacher.vggt_weights", "teacher vggt needs the local VGGT-1B checkpoint path")
+    if t.name == "vggt" and not t.vggt_weights and uses_teacher(cfg):
+        raise ConfigError("teacher.vggt_weights", "teacher vggt needs the local VGGT-1B checkpoint path (or "
+                          "model.geovr=off for plain fine-tuning, which runs no teacher)")
     if t.name == "vggt" and m.geovr == "paper" and l.scale > 0 and not t.metric_weights:
         raise ConfigError("teacher.metric_weights", "the scale loss needs a metric-depth teacher: set "
                           "teacher.metric_weights=<DA3 metric folder>, or loss.scale=0")

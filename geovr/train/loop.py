@@ -197,7 +197,10 @@ class Trainer:
                 carried[k] += batch[k]
 
     def _targets(self, batch: dict) -> list:
+        """The teacher's targets for the batch's video samples (none without a teacher)."""
         out = []
+        if self.teacher is None:
+            return out
         for i, sid in enumerate(batch["ids"]):
             if not bool((batch["mm_token_type_ids"][i] == 2).any()):
                 continue

@@ -205,9 +205,43 @@ def test_cli_writes_a_readable_dataset(tmp_path):
     frames = decode_frames(info, [4], backend="pyav").data[0].permute(1, 2, 0).numpy()
     assert np.abs(frames.astype(int) - rgb.astype(int)).mean() < 4.0
     assert not list(out.rglob("*.part"))
+    _check_scene_conversations(out, lines)
     bad = subprocess.run([sys.executable, "-m", "geovr.data.synthetic", "--out", str(out), "--size", "7x9"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--size" in bad.stderr
+
+
+def _check_scene_conversations(out, singles: list[dict]) -> None:
+    """scenes.jsonl holds each scene's questions, and only those, as one conversation: the video
+    once (first turn), every answer supervised, the order shuffled but recorded."""
+    from geovr.data.chat import IGNORE_INDEX, tokenize_conversation
+    from geovr.data.datasets import read_vsi590k
+    from geovr.data.tiny_tokenizer import build_tiny_tokenizer
+
+    scenes = [json.loads(x) for x in (out / "scenes.jsonl").read_text().splitlines()]
+    assert [c["scene"] for c in scenes] == sorted({r["scene"] for r in singles})
+    tok = build_tiny_tokenizer()
+    records = {r.id: r for r in read_vsi590k(str(out / "scenes.jsonl"), strict=True).records}
+    for conv in scenes:
+        mine = [r for r in singles if r["scene"] == conv["scene"]]
+        turns = conv["conversations"]
+        asked = [(t["value"].replace("<video>\n", ""), a["value"]) for t, a in zip(turns[::2], turns[1::2])]
+        assert sorted(asked) == sorted((r["conversations"][0]["value"].replace("<video>\n", ""), r["answer"])
+                                       for r in mine)
+        assert [sum("<video>" in t["value"] for t in turns[::2])] == [1] and turns[0]["value"].startswith("<video>")
+        by_question = {r["conversations"][0]["value"].replace("<video>\n", ""): r["question_type"] for r in mine}
+        assert conv["question_types"] == [by_question[q] for q, _ in asked]
+        assert conv["video"] == mine[0]["video"] and conv["geometry"] == mine[0]["geometry"]
+        # every answer (and its end token) is a label: one conversation teaches all of them
+        text = tokenize_conversation(tok, records[conv["id"]].turns, [2, 4, 6], [0.0, 0.5])
+        answers = sum(len(tok(a)["input_ids"]) + 1 for _, a in asked)
+        assert int((text["labels"] != IGNORE_INDEX).sum()) == answers
+    def strip(text: str) -> str:
+        return text.replace("<video>\n", "")
+
+    orders = [[strip(t["value"]) for t in c["conversations"][::2]] for c in scenes]
+    generated = [[strip(r["conversations"][0]["value"]) for r in singles if r["scene"] == c["scene"]] for c in scenes]
+    assert orders != generated  # shuffled (the single records keep the generator's order)
 
 
 def test_colour_by_category_changes_only_the_colours():

@@ -24,6 +24,8 @@ def test_vsibench_layout(vsibench_dir):
 
 def test_llava_questions_from_the_synthetic_world(synthetic_root):
     qs = read_questions(str(synthetic_root / "train.jsonl"))
+    # the folder: its questions (train.jsonl), not the per-scene conversations (scenes.jsonl sorts first)
+    assert find_questions_file(str(synthetic_root)) == str(synthetic_root / "train.jsonl")
     rows = [json.loads(line) for line in (synthetic_root / "train.jsonl").read_text().splitlines()]
     assert [q.id for q in qs] == [r["id"] for r in rows]
     for q, r in zip(qs, rows):

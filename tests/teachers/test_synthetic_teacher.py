@@ -86,3 +86,32 @@ def test_errors(data):
         teacher(TeacherRequest("x", torch.rand(1, 3, 28, 28), [0], {"geometry": "geometry/nope.npz"}))
     with pytest.raises(ValueError, match="multiples of the patch 14"):
         teacher(request(rec, (100, 100)))
+
+
+def test_geometry_cache_reads_each_file_once_within_its_limit(data, tmp_path):
+    import shutil
+
+    from geovr.teachers.synthetic import GEOMETRY_KEYS, GeometryCache
+
+    root, rec = data
+    first = str(root / rec.extra["geometry"])
+    second = str(tmp_path / "copy.npz")
+    shutil.copy(first, second)
+    with np.load(first) as z:
+        size = sum(z[k].nbytes for k in GEOMETRY_KEYS)
+        np.testing.assert_array_equal(GeometryCache()(first)["depth"], z["depth"])
+    roomy = GeometryCache(limit=2 * size)
+    for path in (first, second, first, second):
+        roomy(path)
+    assert roomy.reads == 2 and roomy.bytes == 2 * size
+    tight = GeometryCache(limit=size)  # one fits: alternating files re-read each time
+    for path in (first, second, first):
+        tight(path)
+    assert tight.reads == 3 and tight.bytes == size
+    recent = GeometryCache(limit=size + 1)
+    recent(first), recent(second), recent(second)
+    assert recent.reads == 2
+    teacher = SyntheticTeacher(root, feature_dim=16, patch_size=16)
+    a, b = teacher(request(rec, (112, 160))), teacher(request(rec, (112, 160)))
+    assert teacher.geometry.reads == 1
+    torch.testing.assert_close(a.depth, b.depth, rtol=0, atol=0)

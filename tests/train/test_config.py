@@ -1,7 +1,7 @@
 """Config: presets, YAML and overrides typed per field, and errors that name the field."""
 import pytest
 
-from geovr.train.config import ConfigError, paper, preset, tiny, validate
+from geovr.train.config import ConfigError, paper, preset, tiny, uses_teacher, validate
 from geovr.train.config_io import apply_dict, apply_overrides, dump_yaml, load_yaml
 from geovr.train.main import main, parse_config
 
@@ -42,6 +42,15 @@ def test_validation_names_the_field(override, field):
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert err.value.field == field and field in str(err.value)
+
+
+def test_only_a_geometric_objective_needs_the_teacher():
+    cfg = apply_overrides(tiny(), ["teacher.name=vggt", "model.geovr=off"])
+    validate(cfg)  # plain fine-tuning: no VGGT weights needed, none loaded
+    assert not uses_teacher(cfg) and uses_teacher(tiny())
+    off = apply_overrides(tiny(), ["loss.pose=0", "loss.depth=0", "loss.align=0", "loss.scale=0"])
+    assert not uses_teacher(off)
+    assert uses_teacher(apply_overrides(tiny(), ["loss.pose=0", "loss.depth=0", "loss.align=0"]))
 
 
 def test_overrides_are_typed():

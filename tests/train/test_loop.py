@@ -241,3 +241,22 @@ def test_dataloader_workers_leave_ctrl_c_to_the_trainer():
     assert read_after_ctrl_c(_ignore_sigint) == 39
     with pytest.raises(RuntimeError, match="DataLoader worker"):
         read_after_ctrl_c(None)  # what a terminal's Ctrl-C did to the workers without it
+
+
+def test_plain_fine_tuning_builds_no_teacher_and_learns_every_turn(synthetic_root, tmp_path):
+    """model.geovr=off: no teacher is built (a VGGT teacher without weights is fine), the step runs
+    no targets; scenes.jsonl's conversations train on every answer of the scene."""
+    cfg = small_config(synthetic_root, tmp_path / "run", steps=2, global_batch=2)
+    cfg.model.geovr, cfg.teacher.name = "off", "vggt"
+    cfg.data.path = str(synthetic_root / "scenes.jsonl")
+    trainer = Trainer(cfg)
+    assert trainer.teacher is None
+    batch = next(iter(trainer.loader))
+    singles = [json.loads(x) for x in (synthetic_root / "train.jsonl").read_text().splitlines()]
+    per_scene = {s: sum(r["scene"] == s for r in singles) for s in batch["ids"]}
+    # every answer ends in one end-of-turn label: as many as the scene has questions
+    end = trainer.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert [int((row == end).sum()) for row in batch["labels"]] == [per_scene[s] for s in batch["ids"]]
+    summary = trainer.train()
+    assert summary["steps"] == 2 and summary["bad_steps"] == 0
+    assert set(k for k in losses(tmp_path / "run")[2] if k.startswith("loss/")) == {"loss/text"}

@@ -8,6 +8,9 @@ Layout of `out`:
   scenes/scene_00000.json     the scene (room, objects) and the render config
   train.jsonl                 one question per line: id, video, conversations, question_type,
                               scene, geometry, answer
+  scenes.jsonl                one conversation per scene: every question of the scene as a
+                              turn, in a seeded random order (id, video, conversations, scene,
+                              geometry, question_types): one video pass teaches all its answers
 Every file is written to a temporary name and renamed, so an interrupted run leaves no half file.
 """
 from __future__ import annotations
@@ -53,9 +56,23 @@ def records_for(name: str, rendered: RenderedScene) -> list[dict]:
     return out
 
 
+def conversation_for(name: str, singles: list[dict], seed: int) -> dict:
+    """The scene's question records (`records_for`) as one multi-turn record, the video in the
+    first turn, the questions shuffled by `seed`."""
+    order = np.random.default_rng(seed).permutation(len(singles))
+    turns: list[dict] = []
+    for k, j in enumerate(order):
+        human, gpt = singles[j]["conversations"]
+        text = human["value"] if k == 0 else human["value"].replace("<video>\n", "", 1)
+        turns += [{"from": "human", "value": text}, gpt]
+    return {"id": name, "video": f"videos/{name}.mp4", "conversations": turns, "scene": name,
+            "geometry": f"geometry/{name}.npz", "question_types": [singles[j]["question_type"] for j in order]}
+
+
 def write_scene(out: Path, index: int, seed: int, cfg: WorldConfig, codec: str = "h264",
-                save_geometry: bool = True) -> list[dict]:
-    """Render scene `index` (seeded by seed + index), write its files; return its jsonl records."""
+                save_geometry: bool = True) -> tuple[list[dict], dict | None]:
+    """Render scene `index` (seeded by seed + index), write its files; return its question records
+    and its conversation record (None for a scene without questions)."""
     name = f"scene_{index:05d}"
     rendered = make_scene(seed * 1_000_003 + index, cfg)
     write_video(out / "videos" / f"{name}.mp4", rendered.rgb, fps=cfg.fps, codec=codec)
@@ -67,12 +84,17 @@ def write_scene(out: Path, index: int, seed: int, cfg: WorldConfig, codec: str =
     meta = {"scene": rendered.scene.to_json(), "config": asdict(cfg), "metric_scale": rendered.metric_scale,
             "seed": seed, "index": index}
     _atomic_bytes(out / "scenes" / f"{name}.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
-    return records_for(name, rendered)
+    singles = records_for(name, rendered)
+    return singles, (conversation_for(name, singles, seed * 1_000_003 + index) if singles else None)
+
+
+SCENES_JSONL = "scenes.jsonl"
 
 
 def generate(out: str | os.PathLike, scenes: int, seed: int = 0, cfg: WorldConfig = WorldConfig(),
              codec: str = "h264", save_geometry: bool = True, progress: bool = True) -> Path:
-    """Write `scenes` scenes and their questions under `out`; returns the path of train.jsonl."""
+    """Write `scenes` scenes and their questions under `out`; returns the path of train.jsonl
+    (`SCENES_JSONL` beside it holds the same questions, one conversation per scene)."""
     if scenes < 1:
         raise ValueError(f"scenes must be >= 1, got {scenes}")
     out = Path(out)
@@ -83,9 +105,12 @@ def generate(out: str | os.PathLike, scenes: int, seed: int = 0, cfg: WorldConfi
         bar = tqdm(range(scenes), desc="synthetic scenes", unit="scene", disable=not progress)
     except ImportError:
         bar = range(scenes)
-    lines = []
+    lines, conversations = [], []
     for i in bar:
-        lines.extend(json.dumps(r) for r in write_scene(out, i, seed, cfg, codec, save_geometry))
+        singles, conversation = write_scene(out, i, seed, cfg, codec, save_geometry)
+        lines.extend(json.dumps(r) for r in singles)
+        conversations.extend([json.dumps(conversation)] if conversation else [])
+    _atomic_bytes(out / SCENES_JSONL, lambda f: f.write(("\n".join(conversations) + "\n").encode()))
     jsonl = out / "train.jsonl"
     _atomic_bytes(jsonl, lambda f: f.write(("\n".join(lines) + "\n").encode()))
     return jsonl
