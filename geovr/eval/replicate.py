@@ -10,7 +10,7 @@ the answer prior (`prior.py`), and probes every LLM layer for depth, relative po
 with the planted targets that check the probes themselves. The question: do the geometric losses
 make the latents more 3D-aware?
 
-  python -m geovr.eval.replicate                      # 1 seed: ~50 min of training + ~5 min on 2 CPU cores
+  python -m geovr.eval.replicate                      # 1 seed: ~80 min of training + ~5 min on 2 CPU cores
   python -m geovr.eval.replicate --seeds 0 1 2 --jobs 2   # the comparison with 95 % intervals
 
 Writes <out>/results.md (tables), results.json, probe.png (R^2 against layer, every run, interval
@@ -42,8 +42,9 @@ def config_path(variant: str) -> str:
 
 def _train_args(variant: str, seed: int, steps: int | None, work: Path, progress: bool, extra: tuple[str, ...] = ()
                 ) -> list[str]:
-    """steps: None keeps the config's."""
-    return ["--config", config_path(variant), f"data.path={work / 'train_world' / SCENES_JSONL}", "data.synthetic=true",
+    """steps: None keeps the config's. An interrupted run continues from its last checkpoint."""
+    return ["--config", config_path(variant), "--resume", "auto", f"data.path={work / 'train_world' / SCENES_JSONL}",
+            "data.synthetic=true",
             f"train.output={work / 'runs' / f'{variant}_seed{seed}'}", f"train.seed={seed}",
             *([f"train.steps={steps}"] if steps is not None else []),
             f"metrics.progress={str(progress).lower()}", "metrics.tensorboard=false", *extra]
@@ -181,9 +182,10 @@ def _mean_ci(values: list[float], digits: int = 3) -> str:
     return f"{m:.{digits}f}" if np.isnan(half) else f"{m:.{digits}f} ± {half:.{digits}f}"
 
 
-def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = None) -> str:
-    """The markdown report: QA per task (beside the answer prior, `prior.py`), probe R^2 per
-    layer, the instrument check and the layer-averaged comparison."""
+def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = None,
+              question_prior: dict | None = None) -> str:
+    """The markdown report: QA per task (beside the answer and question priors, `prior.py`), probe
+    R^2 per layer, the instrument check and the layer-averaged comparison."""
     from .scoring import TASKS
 
     names = list(results)
@@ -193,16 +195,17 @@ def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = N
              f"{meta['test_scenes']} held-out scenes ({meta['questions']} questions). Values: mean over seeds"
              + (" ± the half-width of its 95 % t-interval." if len(meta["seeds"]) > 1 else "."), "",
              "## Synthetic spatial QA (VSI-Bench scoring, %)", "",
-             "| task | " + ("answer prior | " if prior else "") + " | ".join(names) + " |",
-             "|---|" + "---:|" * (len(names) + bool(prior))]
+             "| task | " + ("answer prior | " if prior else "") + ("question prior | " if question_prior else "")
+             + " | ".join(names) + " |",
+             "|---|" + "---:|" * (len(names) + bool(prior) + bool(question_prior))]
+    blind = [b for b in (prior, question_prior) if b]
     tasks = [t for t in TASKS if t in results[names[0]][0]["qa"]["scores"]]
     for t in tasks + ["overall"]:
         cells = []
         for n in names:
             vals = [r["qa"]["overall"] if t == "overall" else r["qa"]["scores"][t] for r in results[n]]
             cells.append(_mean_ci(vals, digits=1))
-        if prior:
-            cells.insert(0, f"{prior['overall'] if t == 'overall' else prior['scores'].get(t, 0.0):.1f}")
+        cells[:0] = [f"{_blind_score(b, t):.1f}" for b in blind]
         lines.append(f"| {'**overall**' if t == 'overall' else t} | " + " | ".join(cells) + " |")
     layers = list(results[names[0]][0]["probe"])
     lines += ["", "## Linear probes: out-of-fold R^2 per hidden state (0 = embeddings)", ""]
@@ -219,7 +222,7 @@ def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = N
         cells = [_mean_ci([np.mean([r["probe"][k][probe][key] for k in layers[1:]]) for r in results[n]]) for n in names]
         lines.append(f"| {probe.replace('_', ' ')} | " + " | ".join(cells) + " |")
     lines.append("")
-    lines += qa_difference_lines(results, prior)
+    lines += qa_difference_lines(results, prior, question_prior)
     lines += instrument_lines(results)
     lines += ["## Comparison (mean R^2 over LLM hidden states 1..L, GeoVR minus text-only, paired by seed)", ""]
     for probe, key in PROBE_COLUMNS:
@@ -245,23 +248,30 @@ def _diff_cell(diffs: list[float]) -> str:
     return f"**{cell}**" if m - half > 0 or m + half < 0 else cell
 
 
-def qa_difference_lines(results: dict[str, list[dict]], prior: dict | None) -> list[str]:
-    """Per QA task: each trained run minus the answer prior, and GeoVR minus text-only paired by
-    seed, in points with 95 % t-intervals over seeds."""
+def _blind_score(blind: dict, task: str) -> float:
+    return blind["overall"] if task == "overall" else blind["scores"].get(task, 0.0)
+
+
+def qa_difference_lines(results: dict[str, list[dict]], prior: dict | None, question_prior: dict | None = None
+                        ) -> list[str]:
+    """Per QA task: each trained run minus the answer prior (and minus the question prior, which
+    knows what the question names), and GeoVR minus text-only paired by seed, in points with 95 %
+    t-intervals over seeds."""
     from .scoring import TASKS
 
     if not prior:
         return []
     tasks = [t for t in TASKS if t in results["text_only"][0]["qa"]["scores"]] + ["overall"]
+    blinds = [("prior", prior)] + ([("question prior", question_prior)] if question_prior else [])
 
     def score(r: dict, t: str) -> float:
         return r["qa"]["overall"] if t == "overall" else r["qa"]["scores"][t]
 
-    lines = ["## Synthetic QA against the answer prior (points; 95 % interval over seeds, bold when it excludes 0)",
-             "", "| task | text_only - prior | geovr - prior | geovr - text_only |", "|---|---:|---:|---:|"]
+    heads = [f"{n} - {b}" for b, _ in blinds for n in VARIANTS] + ["geovr - text_only"]
+    lines = ["## Synthetic QA against the blind priors (points; 95 % interval over seeds, bold when it excludes 0)",
+             "", "| task | " + " | ".join(heads) + " |", "|---|" + "---:|" * len(heads)]
     for t in tasks:
-        p = prior["overall"] if t == "overall" else prior["scores"].get(t, 0.0)
-        cells = [_diff_cell([score(r, t) - p for r in results[n]]) for n in VARIANTS]
+        cells = [_diff_cell([score(r, t) - _blind_score(b, t) for r in results[n]]) for _, b in blinds for n in VARIANTS]
         cells.append(_diff_cell([score(g, t) - score(x, t) for g, x in zip(results["geovr"], results["text_only"])]))
         lines.append(f"| {'**overall**' if t == 'overall' else t} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -362,13 +372,16 @@ def main(argv: list[str] | None = None) -> int:
             "train_scenes": cfg.data.synthetic_scenes, "test_scenes": a.test_scenes, "seeds": a.seeds,
             "questions": sum(1 for _ in open(world / "train.jsonl"))}
     out.mkdir(parents=True, exist_ok=True)
-    from .prior import prior_report
+    from .prior import prior_report, question_prior_report
     from .questions import read_questions
 
-    prior = prior_report(read_questions(str(work / "train_world" / "train.jsonl")),
-                         read_questions(str(world / "train.jsonl")), "lenient")
-    (out / "results.json").write_text(json.dumps({"meta": meta, "prior": prior, "results": results}, indent=1))
-    (out / "results.md").write_text(summarise(results, meta, prior))
+    train_qs = read_questions(str(work / "train_world" / "train.jsonl"))
+    test_qs = read_questions(str(world / "train.jsonl"))
+    prior = prior_report(train_qs, test_qs, "lenient")
+    question_prior = question_prior_report(train_qs, test_qs, "lenient")
+    (out / "results.json").write_text(json.dumps({"meta": meta, "prior": prior, "question_prior": question_prior,
+                                                  "results": results}, indent=1))
+    (out / "results.md").write_text(summarise(results, meta, prior, question_prior))
     plots(results, out)
     from .pca_picture import pca_figure
     from .probe_data import find_probe_videos

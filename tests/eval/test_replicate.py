@@ -35,8 +35,10 @@ def test_small_replication_end_to_end(tmp_path):
     report = (out / "results.md").read_text()
     assert "| **overall** |" in report and "GeoVR minus text-only" in report
     assert "| planted token_rgb_shuffled |" in report and "Median chosen penalty" in report
-    assert "| task | answer prior | init | text_only | geovr |" in report
-    assert "| task | text_only - prior | geovr - prior | geovr - text_only |" in report
+    assert "| task | answer prior | question prior | init | text_only | geovr |" in report
+    assert ("| task | text_only - prior | geovr - prior | text_only - question prior | geovr - question prior "
+            "| geovr - text_only |") in report
+    assert res["question_prior"]["texts"] >= 0 and "overall" in res["question_prior"]
     assert 0 <= res["prior"]["overall"] <= 100 and res["prior"]["answers"]  # 2 training scenes: some types only
     assert (out / "probe.png").stat().st_size > 1000 and (out / "pca.png").stat().st_size > 1000
     # finished runs are reused: a second call trains nothing
@@ -84,3 +86,25 @@ def test_qa_differences_against_the_prior_by_hand():
     assert rows["room_size_estimation"].startswith("| room_size_estimation | **-9.0 [-11.5, -6.5]** | +0.0 [+0.0, +0.0] |")
     assert rows["overall"].count("**") == 8  # the label's bold and three significant differences
     assert qa_difference_lines(results, None) == []
+    # the question prior's columns sit between: text-only and GeoVR minus it
+    question = {"scores": {"object_counting": 80.0, "object_size_estimation": 60.0, "room_size_estimation": 50.0},
+                "overall": 70.0}
+    rows = {r.split(" | ")[0].strip("| *"): r for r in qa_difference_lines(results, prior, question) if r.startswith("| ")}
+    assert rows["object_size_estimation"] == ("| object_size_estimation | **+25.0 [+12.6, +37.4]** "
+                                              "| **+40.0 [+40.0, +40.0]** | -5.0 [-17.4, +7.4] "
+                                              "| **+10.0 [+10.0, +10.0]** | **+15.0 [+2.6, +27.4]** |")
+
+
+def test_an_interrupted_run_continues_from_its_last_checkpoint(tmp_path):
+    import shutil
+
+    import geovr.eval.replicate as rep
+
+    extra = ("data.synthetic_scenes=2",)  # two conversations: one micro-batch
+    rep.train_all([("text_only", 0)], 2, tmp_path, False, extra)
+    run = tmp_path / "runs" / "text_only_seed0"
+    shutil.rmtree(run / "final")  # killed after its last checkpoint, before the export
+    rep.train_all([("text_only", 0)], 3, tmp_path, False, extra)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["resumed_at"] == 2 and summary["steps"] == 3
+    assert (run / "final" / "geovr_config.json").is_file()
