@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .world import WorldConfig
-from .writer import generate
+from .writer import SCENES_JSONL, generate
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
                       colour_by_category=a.colour_by_category)
     jsonl = generate(a.out, a.scenes, a.seed, cfg, a.codec, not a.no_geometry, progress=not a.quiet)
     n = sum(1 for _ in open(jsonl))
-    print(f"wrote {a.scenes} scenes, {n} questions: {jsonl}")
+    print(f"wrote {a.scenes} scenes, {n} questions: {jsonl} (one per record) and "
+          f"{jsonl.parent / SCENES_JSONL} (one conversation per scene)")
     return 0
 
 

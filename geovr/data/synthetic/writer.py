@@ -25,6 +25,7 @@ import numpy as np
 from ..video_writer import write_video
 from .world import RenderedScene, WorldConfig, make_scene
 
+SCENES_JSONL = "scenes.jsonl"  # beside train.jsonl: the same questions, one conversation per scene
 NUMERIC_POST = "Please answer the question using a single word or phrase."
 CHOICE_POST = "Answer with the option's letter from the given choices directly."
 NUMERIC_TYPES = {"object_counting", "object_abs_distance", "object_size_estimation", "room_size_estimation"}
@@ -86,9 +87,6 @@ def write_scene(out: Path, index: int, seed: int, cfg: WorldConfig, codec: str =
     _atomic_bytes(out / "scenes" / f"{name}.json", lambda f: f.write(json.dumps(meta, indent=1).encode()))
     singles = records_for(name, rendered)
     return singles, (conversation_for(name, singles, seed * 1_000_003 + index) if singles else None)
-
-
-SCENES_JSONL = "scenes.jsonl"
 
 
 def generate(out: str | os.PathLike, scenes: int, seed: int = 0, cfg: WorldConfig = WorldConfig(),
