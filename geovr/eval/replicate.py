@@ -10,7 +10,7 @@ the answer prior (`prior.py`), and probes every LLM layer for depth, relative po
 with the planted targets that check the probes themselves. The question: do the geometric losses
 make the latents more 3D-aware?
 
-  python -m geovr.eval.replicate                      # 1 seed: ~80 min of training + ~5 min on 2 CPU cores
+  python -m geovr.eval.replicate                      # 1 seed: ~75-105 min of training + ~5 min on 2 CPU cores
   python -m geovr.eval.replicate --seeds 0 1 2 --jobs 2   # the comparison with 95 % intervals
 
 Writes <out>/results.md (tables), results.json, probe.png (R^2 against layer, every run, interval
