@@ -111,10 +111,12 @@ def markdown(results: dict, title: str) -> str:
     return "\n".join(rows) + "\n"
 
 
-def plot(runs: dict[str, dict], path: str | os.PathLike, title: str = "linear probes") -> Path:
+def plot(runs: dict[str, dict], path: str | os.PathLike, title: str = "linear probes",
+         colours: dict[str, str] | None = None) -> Path:
     """One panel per probe, R^2 against layer, one line per run ({run name: fit_probes result});
     an entry's optional "lo"/"hi" (an interval over seeds) is drawn as a band. R^2 below -1
-    (worse than predicting the mean) is drawn at -1."""
+    (worse than predicting the mean) is drawn at -1. colours: {run name: matplotlib colour} to keep
+    a run's colour across figures (default: the colour cycle)."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -127,7 +129,8 @@ def plot(runs: dict[str, dict], path: str | os.PathLike, title: str = "linear pr
     for ax, probe in zip(axes, PROBES):
         for name, res in runs.items():
             layers = [int(k) for k in res]
-            line, = ax.plot(layers, [max(res[k][probe]["r2"], -1.0) for k in res], marker="o", label=name)
+            line, = ax.plot(layers, [max(res[k][probe]["r2"], -1.0) for k in res], marker="o", label=name,
+                            color=(colours or {}).get(name))
             if all("lo" in res[k][probe] for k in res):
                 ax.fill_between(layers, [max(res[k][probe]["lo"], -1.0) for k in res],
                                 [max(res[k][probe]["hi"], -1.0) for k in res], color=line.get_color(), alpha=0.2)

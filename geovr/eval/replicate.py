@@ -12,10 +12,12 @@ make the latents more 3D-aware?
 
   python -m geovr.eval.replicate                      # 1 seed: ~75-105 min of training + ~5 min on 2 CPU cores
   python -m geovr.eval.replicate --seeds 0 1 2 --jobs 2   # the comparison with 95 % intervals
+  python -m geovr.eval.replicate --seeds 0 1 2 --ablation 0 --jobs 2   # + each loss alone, seed 0 (~1 h 45 min more)
 
-Writes <out>/results.md (tables), results.json, probe.png (R^2 against layer, every run, interval
-bands over seeds) and pca.png (the first seed's visual-token states as RGB beside frame and depth);
-runs, worlds and logs go under --work. Finished runs and answered questions are reused (delete them
+Writes <out>/results.md (tables), results.json, probe.png (R^2 against layer for init, text-only
+and GeoVR, interval bands over seeds), with --ablation ablation.png (the same for each loss alone,
+over the ablation seeds) and pca.png (the first seed's visual-token states as RGB beside frame and
+depth); runs, worlds and logs go under --work. Finished runs and answered questions are reused (delete them
 to redo).
 """
 from __future__ import annotations
@@ -33,11 +35,23 @@ from ..data.synthetic.writer import SCENES_JSONL
 
 logger = logging.getLogger("geovr.eval")
 VARIANTS = ("text_only", "geovr")
+GEOMETRIC_LOSSES = ("pose", "depth", "align", "scale")  # the `loss.*` weights the GeoVR run turns on
+ABLATIONS = {f"{loss}_only": loss for loss in GEOMETRIC_LOSSES}  # the GeoVR run with one of them left on
+RUN_COLOURS = {n: f"C{i}" for i, n in enumerate(("init", *VARIANTS, *ABLATIONS))}  # one colour per run in every plot
 PROBE_COLUMNS = (("depth", "r2"), ("pose_translation", "r2"), ("pose_rotation", "r2"), ("scale", "r2"))
 
 
 def config_path(variant: str) -> str:
-    return str(resources.files("geovr.eval").joinpath("replication", f"{variant}.yaml"))
+    """A variant's yaml: an ablation (`ABLATIONS`) is the GeoVR run's."""
+    name = "geovr" if variant in ABLATIONS else variant
+    return str(resources.files("geovr.eval").joinpath("replication", f"{name}.yaml"))
+
+
+def _loss_overrides(variant: str) -> list[str]:
+    """An ablation's other geometric weights set to 0 (which also removes their heads)."""
+    if variant not in ABLATIONS:
+        return []
+    return [f"loss.{loss}=0" for loss in GEOMETRIC_LOSSES if loss != ABLATIONS[variant]]
 
 
 def _train_args(variant: str, seed: int, steps: int | None, work: Path, progress: bool, extra: tuple[str, ...] = ()
@@ -47,7 +61,7 @@ def _train_args(variant: str, seed: int, steps: int | None, work: Path, progress
             "data.synthetic=true",
             f"train.output={work / 'runs' / f'{variant}_seed{seed}'}", f"train.seed={seed}",
             *([f"train.steps={steps}"] if steps is not None else []),
-            f"metrics.progress={str(progress).lower()}", "metrics.tensorboard=false", *extra]
+            f"metrics.progress={str(progress).lower()}", "metrics.tensorboard=false", *_loss_overrides(variant), *extra]
 
 
 def _run_dir(work: Path, variant: str, seed: int) -> Path:
@@ -223,7 +237,8 @@ def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = N
         lines.append(f"| {probe.replace('_', ' ')} | " + " | ".join(cells) + " |")
     lines.append("")
     lines += qa_difference_lines(results, prior, question_prior)
-    lines += instrument_lines(results)
+    lines += ablation_lines(results)
+    lines += instrument_lines({n: results[n] for n in ("init", *VARIANTS) if n in results})
     lines += ["## Comparison (mean R^2 over LLM hidden states 1..L, GeoVR minus text-only, paired by seed)", ""]
     for probe, key in PROBE_COLUMNS:
         diffs = []
@@ -239,13 +254,47 @@ def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = N
     return "\n".join(lines) + "\n"
 
 
-def _diff_cell(diffs: list[float]) -> str:
-    """Mean difference in points, its 95 % interval, bold when the interval excludes 0."""
+def _diff_cell(diffs: list[float], digits: int = 1) -> str:
+    """Mean difference (QA points, or R^2 with digits=2), its 95 % interval, bold when the interval
+    excludes 0; the bare value for one seed."""
     m, half = interval95(diffs)
     if np.isnan(half):
-        return f"{m:+.1f}"
-    cell = f"{m:+.1f} [{m - half:+.1f}, {m + half:+.1f}]"
+        return f"{m:+.{digits}f}"
+    cell = f"{m:+.{digits}f} [{m - half:+.{digits}f}, {m + half:+.{digits}f}]"
     return f"**{cell}**" if m - half > 0 or m + half < 0 else cell
+
+
+def _by_seed(runs: list[dict]) -> dict[int, dict]:
+    """{seed: assessed run}; results from before runs carried their seed pair by position."""
+    return {r.get("seed", i): r for i, r in enumerate(runs)}
+
+
+def ablation_lines(results: dict[str, list[dict]]) -> list[str]:
+    """Each single-loss run (`ABLATIONS`) and the GeoVR run minus text-only, paired by seed: mean
+    R^2 over LLM hidden states 1..L per probe, and the QA overall in points."""
+    from .scoring import TASKS
+
+    alone = [n for n in ABLATIONS if n in results]
+    if not alone:
+        return []
+    layers = list(results["text_only"][0]["probe"])[1:]
+    tasks = [t for t in TASKS if t in results["text_only"][0]["qa"]["scores"]]
+    base = _by_seed(results["text_only"])
+
+    def probe_mean(r: dict, probe: str) -> float:
+        return float(np.mean([r["probe"][k][probe]["r2"] for k in layers]))
+
+    heads = [p.replace("_", " ") + " R^2" for p, _ in PROBE_COLUMNS] + [t for t in tasks] + ["QA overall"]
+    lines = ["## Each geometric loss alone, minus text-only (paired by seed; R^2 over hidden states 1..L, QA in points)",
+             "", "| run | seeds | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(heads)]
+    for n in ["geovr", *alone]:
+        runs = _by_seed(results[n])
+        seeds = [s for s in runs if s in base]
+        cells = [_diff_cell([probe_mean(runs[s], p) - probe_mean(base[s], p) for s in seeds], 2) for p, _ in PROBE_COLUMNS]
+        cells += [_diff_cell([runs[s]["qa"]["scores"][t] - base[s]["qa"]["scores"][t] for s in seeds]) for t in tasks]
+        cells.append(_diff_cell([runs[s]["qa"]["overall"] - base[s]["qa"]["overall"] for s in seeds]))
+        lines.append(f"| {n} | {len(seeds)} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def _blind_score(blind: dict, task: str) -> float:
@@ -308,21 +357,35 @@ def instrument_lines(results: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
-def plots(results: dict[str, list[dict]], out: Path) -> None:
-    from .probe import plot
-
+def _probe_curves(results: dict[str, list[dict]]) -> dict[str, dict]:
+    """{run: {layer: {probe: {"r2": mean over seeds, "lo"/"hi": its 95 % interval when 2+ seeds}}}}."""
     runs = {}
     for n, rs in results.items():
-        layers = list(rs[0]["probe"])
         runs[n] = {}
-        for k in layers:
+        for k in rs[0]["probe"]:
             runs[n][k] = {}
             for p, _ in PROBE_COLUMNS:
                 m, half = interval95([r["probe"][k][p]["r2"] for r in rs])
                 runs[n][k][p] = {"r2": m} if np.isnan(half) else {"r2": m, "lo": m - half, "hi": m + half}
-    bands = len(next(iter(results.values()))) > 1
-    plot(runs, out / "probe.png", "linear probes on held-out synthetic scenes (mean over seeds"
-         + (", 95 % interval bands)" if bands else ")"))
+    return runs
+
+
+def plots(results: dict[str, list[dict]], out: Path, ablation_seeds: list[int] = ()) -> list[Path]:
+    """probe.png: init, text-only and GeoVR over every seed. With ablation runs, ablation.png:
+    text-only, GeoVR and each loss alone over the ablation seeds only, so every line has the same seeds."""
+    from .probe import plot
+
+    main_runs = {n: results[n] for n in ("init", *VARIANTS) if n in results}
+    bands = len(next(iter(main_runs.values()))) > 1
+    written = [plot(_probe_curves(main_runs), out / "probe.png", "linear probes on held-out synthetic scenes "
+                    "(mean over seeds" + (", 95 % interval bands)" if bands else ")"), RUN_COLOURS)]
+    alone = [n for n in ABLATIONS if results.get(n)]
+    if alone:
+        same = {n: [r for r in results[n] if r.get("seed") in ablation_seeds] for n in (*VARIANTS, *alone)}
+        seeds = ", ".join(str(s) for s in ablation_seeds)
+        written.append(plot(_probe_curves(same), out / "ablation.png",
+                            f"each geometric loss alone (seed(s) {seeds}; held-out synthetic scenes)", RUN_COLOURS))
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,10 +403,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frame-size", default=None, help="HxW of both worlds' frames (default: the configs' 96x128)")
     p.add_argument("--jobs", type=int, default=1,
                    help="training runs at once, each with cores/jobs threads (2 on 2 cores: ~25 %% less time)")
+    p.add_argument("--ablation", type=int, nargs="+", default=[], metavar="SEED",
+                   help="also train each geometric loss alone (" + ", ".join(ABLATIONS) + ") for these seeds, "
+                        "a subset of --seeds: the paper's ablation, four GeoVR-priced runs a seed")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     if a.jobs < 1:
         p.error(f"--jobs must be 1 or more, got {a.jobs}")
+    if not set(a.ablation) <= set(a.seeds):
+        p.error(f"--ablation seeds {sorted(set(a.ablation) - set(a.seeds))} are not in --seeds {a.seeds}: "
+                "each single-loss run is compared with the text-only run of its seed")
     work, out = Path(a.work), Path(a.out)
     progress = not a.quiet
     extra: list[str] = []
@@ -357,19 +426,23 @@ def main(argv: list[str] | None = None) -> int:
         extra += [f"data.synthetic_height={h}", f"data.synthetic_width={w}"]
     extra = tuple(extra)
     world = test_world(work, a.test_scenes, a.test_seed, extra, progress)
-    results: dict[str, list[dict]] = {"init": [], "text_only": [], "geovr": []}
+    results: dict[str, list[dict]] = {"init": [], "text_only": [], "geovr": [],
+                                      **{v: [] for v in ABLATIONS if a.ablation}}
     first: dict[str, Path] = {}
-    trained = train_all([(v, s) for s in a.seeds for v in VARIANTS], a.steps, work, progress, extra, a.jobs)
+    jobs = [(v, s) for s in a.seeds for v in VARIANTS] + [(v, s) for s in a.ablation for v in ABLATIONS]
+    trained = train_all(jobs, a.steps, work, progress, extra, a.jobs)
     for seed in a.seeds:
-        models = {"init": init_model(seed, work, extra), **{v: trained[v, seed] for v in VARIANTS}}
+        models = {"init": init_model(seed, work, extra),
+                  **{v: trained[v, s] for v, s in jobs if s == seed}}
         for name, path in models.items():
-            results[name].append(assess(path, f"{name}_seed{seed}", world, work, progress))
-        first = first or models
+            results[name].append({**assess(path, f"{name}_seed{seed}", world, work, progress), "seed": seed})
+        first = first or {n: models[n] for n in ("init", *VARIANTS)}
     from ..train.main import parse_config
 
     cfg, _ = parse_config(_train_args("geovr", a.seeds[0], a.steps, work, False, extra))
     meta = {"layers": cfg.model.tiny_layers, "hidden": cfg.model.tiny_hidden, "steps": cfg.train.steps,
             "train_scenes": cfg.data.synthetic_scenes, "test_scenes": a.test_scenes, "seeds": a.seeds,
+            "ablation_seeds": a.ablation,
             "questions": sum(1 for _ in open(world / "train.jsonl"))}
     out.mkdir(parents=True, exist_ok=True)
     from .prior import prior_report, question_prior_report
@@ -382,15 +455,15 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps({"meta": meta, "prior": prior, "question_prior": question_prior,
                                                   "results": results}, indent=1))
     (out / "results.md").write_text(summarise(results, meta, prior, question_prior))
-    plots(results, out)
+    pictures = plots(results, out, a.ablation)
     from .pca_picture import pca_figure
     from .probe_data import find_probe_videos
 
     layer = max(1, cfg.model.tiny_layers // 2)
     pca_figure(first, find_probe_videos(str(world))[0], layer, out / "pca.png")
     print((out / "results.md").read_text(), end="")
-    print(f"written: {out / 'results.md'}, {out / 'results.json'}, {out / 'probe.png'}, {out / 'pca.png'} "
-          f"(PCA of hidden state {layer}, seed {a.seeds[0]})")
+    print(f"written: {out / 'results.md'}, {out / 'results.json'}, {', '.join(str(p) for p in pictures)}, "
+          f"{out / 'pca.png'} (PCA of hidden state {layer}, seed {a.seeds[0]})")
     return 0
 
 

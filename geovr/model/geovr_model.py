@@ -111,6 +111,8 @@ class GeoVRModel(nn.Module):
             result.pose = concat_batched(self.camera_head, [store["final"][s.sample, s.camera_pos] for s in slots])
         if self.cfg.scale:
             result.scale = self.scale_head(torch.stack([store["final"][s.sample, s.scale_pos[0]] for s in slots]))
+        if not (self.cfg.depth or self.cfg.align):  # camera and/or scale only: no grid taps, no dense heads
+            return result
         depth, features = dense_heads(grids, keys, self.depth_head if self.cfg.depth else None,
                                       [self.layer_map[g] for g in self.cfg.teacher_layers], self.projectors,
                                       list(self.cfg.teacher_layers) if self.cfg.align else [], self.layer_map,

@@ -1,5 +1,6 @@
 """The replication script: its two configs differ only in the geometric losses, and a small run
 trains, scores and probes end to end."""
+import copy
 import json
 
 import numpy as np
@@ -108,3 +109,61 @@ def test_an_interrupted_run_continues_from_its_last_checkpoint(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["resumed_at"] == 2 and summary["steps"] == 3
     assert (run / "final" / "geovr_config.json").is_file()
+
+
+def test_each_ablation_is_the_geovr_run_with_one_geometric_loss(tmp_path):
+    from geovr.eval.replicate import ABLATIONS, GEOMETRIC_LOSSES
+
+    geo = parse_config(_train_args("geovr", 1, 50, tmp_path, False))[0].to_dict()
+    assert set(ABLATIONS) == {"pose_only", "depth_only", "align_only", "scale_only"}
+    for variant, kept in ABLATIONS.items():
+        cfg = parse_config(_train_args(variant, 1, 50, tmp_path, False))[0]
+        assert cfg.train.output == str(tmp_path / "runs" / f"{variant}_seed1")
+        d = cfg.to_dict()
+        assert {k: d["loss"][k] for k in GEOMETRIC_LOSSES} == {k: (geo["loss"][k] if k == kept else 0.0)
+                                                                for k in GEOMETRIC_LOSSES}
+        assert geo["loss"][kept] > 0
+        g = copy.deepcopy(geo)
+        for part in (d, g):
+            part["train"].pop("output")
+            for k in GEOMETRIC_LOSSES:
+                part["loss"].pop(k)
+        assert d == g  # nothing else differs
+
+
+def test_ablation_rows_pair_each_run_with_its_seeds_text_only_by_hand(tmp_path, monkeypatch):
+    from geovr.eval.replicate import ablation_lines
+
+    def run(seed: int, depth: float, size: float) -> dict:
+        probe = {str(k): {p: {"r2": depth if p == "depth" else 0.1} for p in
+                          ("depth", "pose_translation", "pose_rotation", "scale")} for k in range(3)}
+        probe["0"]["depth"]["r2"] = 9.0  # the embeddings are not in the 1..L mean
+        return {"seed": seed, "probe": probe, "qa": {"scores": {"object_size_estimation": size}, "overall": size}}
+
+    results = {"text_only": [run(0, 0.1, 50), run(1, 0.2, 60), run(2, 0.3, 70)],
+               "geovr": [run(0, 0.5, 50), run(1, 0.6, 61), run(2, 0.7, 72)],
+               "depth_only": [run(1, 0.45, 66)]}  # one seed, the second: paired with text-only's seed 1
+    assert ablation_lines({k: v for k, v in results.items() if k != "depth_only"}) == []
+    rows = {r.split(" | ")[0].strip("| "): r for r in ablation_lines(results) if r.startswith("| ")}
+    assert rows["geovr"].startswith("| geovr | 3 | **+0.40 [+0.40, +0.40]** | +0.00 [+0.00, +0.00] |")
+    assert rows["depth_only"] == "| depth_only | 1 | +0.25 | +0.00 | +0.00 | +0.00 | +6.0 | +6.0 |"
+    # the pictures: probe.png has the main runs over every seed, ablation.png the ablation's seed only
+    import geovr.eval.probe as probe
+
+    from geovr.eval.replicate import plots
+
+    drawn, real_plot = [], probe.plot
+    monkeypatch.setattr(probe, "plot", lambda runs, path, title, colours:
+                        (drawn.append((path.name, runs)), real_plot(runs, path, title, colours))[1])
+    paths = plots(results, tmp_path, [1])
+    assert [p.name for p in paths] == ["probe.png", "ablation.png"] and all(p.stat().st_size > 1000 for p in paths)
+    (_, main_runs), (_, alone) = drawn
+    assert set(main_runs) == {"text_only", "geovr"} and "lo" in main_runs["geovr"]["1"]["depth"]
+    assert set(alone) == {"text_only", "geovr", "depth_only"}
+    assert alone["geovr"]["1"]["depth"] == {"r2": 0.6}  # seed 1 alone, no band
+
+
+def test_ablation_seeds_must_be_among_the_seeds(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--work", str(tmp_path), "--seeds", "0", "--ablation", "1"])
+    assert "--ablation seeds [1] are not in --seeds [0]" in capsys.readouterr().err

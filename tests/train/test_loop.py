@@ -260,3 +260,18 @@ def test_plain_fine_tuning_builds_no_teacher_and_learns_every_turn(synthetic_roo
     summary = trainer.train()
     assert summary["steps"] == 2 and summary["bad_steps"] == 0
     assert set(k for k in losses(tmp_path / "run")[2] if k.startswith("loss/")) == {"loss/text"}
+
+
+@pytest.mark.parametrize("alone", ["pose", "depth", "align", "scale"])
+def test_each_geometric_loss_alone_trains(synthetic_root, tmp_path, alone):
+    """The ablation's runs (geovr.eval.replicate --ablation): one geometric weight on, the others 0
+    (their heads not built). A camera-only or scale-only model has no grid taps and no dense heads."""
+    cfg = small_config(synthetic_root, tmp_path / "run", steps=1, global_batch=2)
+    for loss in ("pose", "depth", "align", "scale"):
+        if loss != alone:
+            setattr(cfg.loss, loss, 0.0)
+    summary = Trainer(cfg).train()
+    assert summary["steps"] == 1 and summary["bad_steps"] == 0
+    logged = losses(tmp_path / "run")[1]
+    assert set(k for k in logged if k.startswith("loss/")) == {"loss/text", f"loss/{alone}"}
+    assert logged[f"loss/{alone}"] > 0
