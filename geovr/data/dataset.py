@@ -40,6 +40,16 @@ class Sample:
     position: tuple[int, int] = (0, 0)
 
 
+@dataclass
+class GroupSample:
+    """records: QA records about the same media (one video group of `VideoGroupSampler`);
+    frames: decoded once, at the sampled indices; position: as for `Sample`."""
+
+    records: list[VideoQA]
+    frames: Frames
+    position: tuple[int, int] = (0, 0)
+
+
 @dataclass(frozen=True)
 class Dropped:
     """What a bad record's key yields: why it was dropped, and the key's (epoch, position), so the
@@ -100,12 +110,32 @@ class VideoQADataset(Dataset):
         return out
 
     def __getitem__(self, key) -> object:
-        """key: an index, or `ResumableSampler`'s (index, epoch, position). Returns the sample (or
-        the transform's output), or `Dropped` when the record's media cannot be used."""
+        """key: an index, or `ResumableSampler`'s (index, epoch, position), or
+        `VideoGroupSampler`'s (indices tuple, epoch, position). Returns the sample (or the
+        transform's output), or `Dropped` when the record's media cannot be used; for a group,
+        a list: the transform's packed sequences (`QwenTransform.pack`) and a `Dropped` per record
+        that could not be used (every record of the group when its video cannot be read)."""
         index, epoch, position = key if isinstance(key, tuple) else (key, 0, key)
+        if isinstance(index, (tuple, list)):
+            return self._group(list(index), (epoch, position))
         rec = self.records[index]
         try:
             sample = Sample(rec, self.load(index), (epoch, position))
             return self.transform(sample) if self.transform is not None else sample
         except (VideoDecodeError, SampleRejected) as err:
             return Dropped(Skip(rec.id, rec.media, err.kind, err.reason), (epoch, position))
+
+    def _group(self, indices: list[int], position: tuple[int, int]) -> list:
+        records = [self.records[i] for i in indices]
+        if len({(r.media, r.kind) for r in records}) != 1:
+            raise ValueError(f"a video group must share one media file, got {sorted({r.media for r in records})}")
+        try:
+            group = GroupSample(records, self.load(indices[0]), position)
+            if self.transform is None:
+                return [group]
+            packed, stats = self.transform.pack(group)
+        except (VideoDecodeError, SampleRejected) as err:
+            return [Dropped(Skip(r.id, r.media, err.kind, err.reason), position) for r in records]
+        if packed:
+            packed[0] = {**packed[0], "unshared": stats.unshared}
+        return packed + [Dropped(Skip(r.id, r.media, e.kind, e.reason), position) for r, e in stats.rejected]

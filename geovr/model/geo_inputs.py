@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ..data.packing import PADDING, restart_positions
 from .tokens import CAMERA_FIRST, CAMERA_LATER, IGNORE_INDEX, SCALE, Inserted, frame_runs, insert_geometry_tokens
 
 
@@ -23,7 +24,9 @@ class GeoInputs:
     (sample, position) of the N positions whose next token is supervised, text_targets [N] those
     tokens (None without labels): where the LM head has to run in training. videos: per video
     sample (batch index, its (t, gh, gw) patch grid as ints, the positions in L' of its visual
-    tokens), so that `video_slots` needs nothing from the device."""
+    tokens), so that `video_slots` needs nothing from the device. segments [B, L'] (packed
+    batches only, `geovr.data.packing`): 0 on the shared prefix and its camera/scale slots, k on
+    suffix k, -1 on padding; None for a batch of plain samples."""
 
     input_ids: Tensor
     attention_mask: Tensor
@@ -34,13 +37,14 @@ class GeoInputs:
     text_positions: Tensor | None = None
     text_targets: Tensor | None = None
     videos: list[tuple[int, tuple[int, int, int], Tensor]] = field(default_factory=list)
+    segments: Tensor | None = None
 
     def to(self, device: torch.device | str) -> "GeoInputs":
         """The tensors on `device` (non-blocking; the plans and grids stay on the host)."""
         move = lambda x: x.to(device, non_blocking=True) if x is not None else None  # noqa: E731
         return GeoInputs(move(self.input_ids), move(self.attention_mask), move(self.labels), move(self.position_ids),
                          self.plans, self.frames, move(self.text_positions), move(self.text_targets),
-                         [(i, grid, move(pos)) for i, grid, pos in self.videos])
+                         [(i, grid, move(pos)) for i, grid, pos in self.videos], move(self.segments))
 
 
 def next_tokens(labels: Tensor, ignore_index: int = IGNORE_INDEX) -> Tensor:
@@ -85,9 +89,10 @@ def videos_per_sample(batch: dict) -> list[list[int]]:
 
 
 def plan_geo_inputs(batch: dict, rope: Tensor, camera: bool, scale: bool) -> GeoInputs:
-    """batch: collated; rope: the original tokens' M-RoPE positions [3, B, L] (HF's get_rope_index)."""
+    """batch: collated; rope: the original tokens' M-RoPE positions [3, B, L] (HF's get_rope_index;
+    a packed batch's suffixes are renumbered here as in their own samples)."""
     ids, mask, mm = batch["input_ids"], batch["attention_mask"], batch["mm_token_type_ids"]
-    labels = batch.get("labels")
+    labels, segments = batch.get("labels"), batch.get("segments")
     frames = videos_per_sample(batch)
     plans = []
     for i in range(ids.shape[0]):
@@ -100,6 +105,7 @@ def plan_geo_inputs(batch: dict, rope: Tensor, camera: bool, scale: bool) -> Geo
     new_mask = torch.zeros(b, length, dtype=mask.dtype, device=ids.device)
     new_labels = torch.full((b, length), IGNORE_INDEX, dtype=torch.long, device=ids.device)
     pos = torch.zeros(3, b, length, dtype=rope.dtype, device=ids.device)
+    new_segments = torch.full((b, length), PADDING, dtype=torch.long, device=ids.device) if segments is not None else None
     for i, p in enumerate(plans):
         m, src = len(p.src), p.src.to(ids.device)
         orig = p.original.to(ids.device)
@@ -107,7 +113,11 @@ def plan_geo_inputs(batch: dict, rope: Tensor, camera: bool, scale: bool) -> Geo
         new_mask[i, :m] = 1
         if labels is not None:
             new_labels[i, :m] = torch.where(orig, labels[i, src], torch.full_like(src, IGNORE_INDEX))
-        pos[:, i, :m] = rope[:, i, src]
+        rope_i = rope[:, i]
+        if segments is not None:  # inserted slots sit in the prefix: they take its segment, 0
+            rope_i = restart_positions(rope_i, segments[i])
+            new_segments[i, :m] = segments[i, src]
+        pos[:, i, :m] = rope_i[:, src]
     grids = batch.get("video_grid_thw")
     videos = []
     for i, p in enumerate(plans):
@@ -116,8 +126,9 @@ def plan_geo_inputs(batch: dict, rope: Tensor, camera: bool, scale: bool) -> Geo
             video_pos = torch.nonzero(p.original & (mm[i, p.src.to(mm.device)].cpu() == 2)).flatten()
             videos.append((i, grid, video_pos))
     if labels is None:
-        return GeoInputs(new_ids, new_mask, None, pos, plans, frames, videos=videos)
-    return GeoInputs(new_ids, new_mask, new_labels, pos, plans, frames, *supervised_positions(new_labels), videos)
+        return GeoInputs(new_ids, new_mask, None, pos, plans, frames, videos=videos, segments=new_segments)
+    return GeoInputs(new_ids, new_mask, new_labels, pos, plans, frames, *supervised_positions(new_labels), videos,
+                     new_segments)
 
 
 def pad_geo_inputs(geo: GeoInputs, multiple: int) -> GeoInputs:
@@ -133,7 +144,8 @@ def pad_geo_inputs(geo: GeoInputs, multiple: int) -> GeoInputs:
 
     return GeoInputs(pad(geo.input_ids, 0), pad(geo.attention_mask, 0),
                      pad(geo.labels, IGNORE_INDEX) if geo.labels is not None else None, pad(geo.position_ids, 0),
-                     geo.plans, geo.frames, geo.text_positions, geo.text_targets, geo.videos)
+                     geo.plans, geo.frames, geo.text_positions, geo.text_targets, geo.videos,
+                     pad(geo.segments, PADDING) if geo.segments is not None else None)
 
 
 def write_geometry_embeds(embeds: Tensor, plans: list[Inserted], camera_embed: nn.Embedding | None,

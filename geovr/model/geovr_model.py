@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention import packed_mask, set_attention
 from .config import GeoVRConfig
 from .heads import AlignProjector, CameraHead, DPTDepthHead, ScaleHead
 from .heads.batching import concat_batched, dense_heads, slot_keys
@@ -49,6 +50,7 @@ class GeoVRModel(nn.Module):
         self.base, self.cfg = base, cfg
         text = base.config.text_config
         self.dim, self.n_layers = text.hidden_size, text.num_hidden_layers
+        self.attention = "sdpa"  # how a packed batch's mask reaches the LLM (`use_attention`)
         self.layer_map = layer_map(cfg.teacher_layers, cfg.teacher_depth, self.n_layers) if (cfg.depth or cfg.align) else {}
         d = self.dim
         self.camera_embed = nn.Embedding(2, d) if cfg.camera else None
@@ -62,6 +64,12 @@ class GeoVRModel(nn.Module):
             if module is not None:
                 nn.init.normal_(module.weight, std=0.02)
 
+    def use_attention(self, kind: str) -> None:
+        """Run the LLM's attention with "sdpa" or "flex" (`geovr.model.attention`): the kernel,
+        and the form of a packed batch's mask."""
+        set_attention(self.base, kind)
+        self.attention = kind
+
     # ------------------------------------------------------------------ inputs
     def plan(self, batch: dict) -> GeoInputs:
         """The GeoVR sequence of a collated batch (M-RoPE positions, inserted slots, labels, the
@@ -73,12 +81,14 @@ class GeoVRModel(nn.Module):
 
     def build_inputs(self, batch: dict, geo: GeoInputs | None = None) -> tuple[dict, GeoInputs]:
         """HF's inputs (inputs_embeds, attention_mask, position_ids [3, B, L'], labels) and the plan
-        (`plan(batch)` unless given, on the device of the embeddings)."""
+        (`plan(batch)` unless given, on the device of the embeddings). The mask is the padding mask
+        [B, L'], or for a packed batch the segment rule of `geovr.model.attention`."""
         device = self.base.get_input_embeddings().weight.device
         geo = (geo if geo is not None else self.plan(batch)).to(device)
         embeds = write_geometry_embeds(self.base.get_input_embeddings()(geo.input_ids), geo.plans,
                                        self.camera_embed, self.scale_embed)
-        inputs = {"inputs_embeds": embeds, "attention_mask": geo.attention_mask, "position_ids": geo.position_ids,
+        mask = geo.attention_mask if geo.segments is None else packed_mask(geo.segments, self.attention)
+        inputs = {"inputs_embeds": embeds, "attention_mask": mask, "position_ids": geo.position_ids,
                   "labels": geo.labels}
         return inputs, geo
 

@@ -1,8 +1,10 @@
 """`python -m geovr.plan`: will a run fit, and what will it cost?
 
     python -m geovr.plan --model 8b --gpus 8 --frames 32 --micro-batch 1 [--teacher cache]
-        [--gpu-memory 80] [--samples 590000 --mfu 0.35 --peak-tflops 989]
+        [--gpu-memory 80] [--mfu 0.35 --peak-tflops 989]
         [--checkpoint-keep attention|nothing] [--checkpoint-layers K] [--no-recompute-search]
+        [--data FILE [--format F] [--media-root R] | --qa-per-video N --videos V | --mix geovr]
+        [--group-by-video 4 8 16 32 --global-batch 32]
 
 Counts one micro-batch's step on fake tensors (about a minute at 8B on 2 CPU cores, no GPU
 needed) and prints the FLOPs per sample by part (causal attention as the kernels run it, and the
@@ -11,7 +13,12 @@ the trainer runs (DDP, FSDP, megatron TP x PP with and without the distributed o
 release's ZeRO-2, whether each fits `--gpu-memory` GB, the simplest one that fits within
 `--headroom`, with its command; how many decoder layers that layout can leave un-checkpointed
 (fewer recompute FLOPs) and still fit (from a second count with none checkpointed: memory and
-FLOPs are linear in the layers checkpointed); and the GPU-hours for `--samples` at an assumed MFU.
+FLOPs are linear in the layers checkpointed). With an epoch (`--data`: its questions per video read
+from the annotations, no decoding; `--qa-per-video N --videos V`; `--mix geovr`: the GeoVR mix as
+modelled in `geovr.plan.epoch`) it then prints what the epoch costs (`geovr.plan.epoch`): FLOPs and
+GPU-hours at `--mfu` for the release, geovr one question a sample and geovr grouped at each
+`--group-by-video` K, teachers online and cached (the cache filled once per video, its FLOPs and disk
+counted), sequences and steps per epoch, and the peak per GPU of the longest packed sequence.
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ import logging
 
 from ..model.config import CHECKPOINT_KEEP
 from .cost import MODELS, PARTS, RECIPES, TEACHER_MODES, StepCost, StepSpec, measure_step
+from .epoch import EpochData, count_steps, epoch_rows, epoch_table, from_annotations, from_counts, geovr_mix
 from .layouts import KINDS, Layout, layouts, per_gpu
 
 GB = 1e9
@@ -36,7 +44,15 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--gpu-memory", type=float, default=80.0, help="GB per GPU")
     p.add_argument("--headroom", type=float, default=0.9,
                    help="the share of --gpu-memory a recommended layout may use (allocator, CUDA context, NCCL)")
-    p.add_argument("--samples", type=int, default=590_000, help="training samples (VSI-590K: one epoch)")
+    p.add_argument("--data", default=None, help="annotation file(s), comma-separated: the epoch's questions per video")
+    p.add_argument("--format", default="vsi590k", help="--data's format(s): vsi590k, vlm3r, llava (comma-separated)")
+    p.add_argument("--media-root", default=None, help="folder --data's video paths are relative to")
+    p.add_argument("--qa-per-video", type=int, default=None, help="an epoch of --videos videos with N questions each")
+    p.add_argument("--videos", type=int, default=5963, help="videos of a --qa-per-video epoch (VSI-590K: 5,963)")
+    p.add_argument("--mix", choices=["geovr"], default=None, help="the GeoVR mix (VSI-590K videos + VLM-3R), modelled")
+    p.add_argument("--group-by-video", type=int, nargs="+", default=[4, 8, 16, 32], metavar="K",
+                   help="questions per packed sequence to cost (data.group_by_video)")
+    p.add_argument("--global-batch", type=int, default=32, help="questions per optimizer step (train.global_batch)")
     p.add_argument("--mfu", type=float, default=0.35, help="assumed model FLOPs utilisation")
     p.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100: 989)")
     p.add_argument("--checkpoint-keep", choices=CHECKPOINT_KEEP, default=None,
@@ -116,10 +132,34 @@ def report(a: argparse.Namespace) -> str:
     else:
         lines += ["", f"No layout the trainer runs fits {a.headroom:.0%} of {a.gpu_memory:g} GB per GPU: use more GPUs, "
                   "the target cache, or fewer frames"]
-    hours = a.samples * total / (a.mfu * a.peak_tflops * 1e12) / 3600
-    lines += ["", f"GPU-hours for {a.samples} samples at MFU {a.mfu:g} of {a.peak_tflops:g} TFLOP/s: {hours:,.0f} "
-              f"({hours / a.gpus:,.1f} h on {a.gpus} GPUs)"]
+    epoch = epoch_data(a)
+    if epoch is None:
+        lines += ["", "What an epoch costs: add --data FILE (its questions per video), --qa-per-video N --videos V, "
+                      "or --mix geovr"]
+    else:
+        lines += ["", epoch_report(a, epoch)]
     return "\n".join(lines)
+
+
+def epoch_data(a: argparse.Namespace) -> EpochData | None:
+    if sum(x is not None for x in (a.data, a.qa_per_video, a.mix)) > 1:
+        raise SystemExit("python -m geovr.plan: give one of --data, --qa-per-video, --mix")
+    if a.data is not None:
+        return from_annotations(a.data, a.format, a.media_root)
+    if a.qa_per_video is not None:
+        if a.qa_per_video < 1 or a.videos < 1:
+            raise SystemExit("python -m geovr.plan: --qa-per-video and --videos must be >= 1")
+        return from_counts(a.qa_per_video, a.videos)
+    return geovr_mix() if a.mix == "geovr" else None
+
+
+def epoch_report(a: argparse.Namespace, epoch: EpochData) -> str:
+    if any(k < 1 for k in a.group_by_video) or a.global_batch < a.gpus or a.global_batch % a.gpus:
+        raise SystemExit("python -m geovr.plan: --group-by-video K >= 1, and --global-batch a multiple of --gpus")
+    ks = sorted(set(a.group_by_video))
+    counts = count_steps(a.model, a.frames, max(ks))
+    rows = epoch_rows(epoch, counts, ks, a.global_batch, a.micro_batch, a.gpus)
+    return epoch_table(epoch, rows, counts, a.mfu, a.peak_tflops, a.gpus, a.model)
 
 
 def main(argv=None) -> None:

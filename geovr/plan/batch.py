@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.dataset import Sample
+from ..data.dataset import GroupSample, Sample
 from ..data.datasets.records import Turn, VideoQA
 from ..data.decode.info import Frames, VideoInfo
 from ..data.qwen_inputs import QwenTransform, collate
@@ -22,17 +22,20 @@ ANSWER = "2.4"
 @dataclass(frozen=True)
 class BatchShape:
     """frames per sample, samples per micro-batch, merged tokens per frame (Qwen's cap), the source
-    video's (height, width), the teacher frames' longest edge (px, a multiple of 28)."""
+    video's (height, width), the teacher frames' longest edge (px, a multiple of 28), questions
+    per sample (> 1: each sample is one packed sequence of them on the video's prefix)."""
 
     frames: int = 32
     micro_batch: int = 1
     tokens_per_frame: int = 300
     source: tuple[int, int] = (480, 640)
     teacher_longest: int = 504
+    qa_per_sequence: int = 1
 
 
 def synthetic_batch(tokenizer, shape: BatchShape) -> dict:
-    """A collated batch of `shape.micro_batch` video samples (blank frames, the QA above)."""
+    """A collated batch of `shape.micro_batch` video samples (blank frames, the QA above; with
+    qa_per_sequence K > 1, each the video's prefix and K such questions)."""
     h, w = shape.source
     t = shape.frames
     times = tuple(i / 2.0 for i in range(t))  # 2 fps, the release's sampling
@@ -42,8 +45,11 @@ def synthetic_batch(tokenizer, shape: BatchShape) -> dict:
                               teacher_longest=shape.teacher_longest, max_length=None)
     samples = []
     for i in range(shape.micro_batch):
-        rec = VideoQA(f"plan-{i}", "synthetic.mp4", "video", (Turn("user", QUESTION), Turn("assistant", ANSWER)),
-                      "vsi590k")
-        samples.append(transform(Sample(rec, frames, position=(0, i))))
+        recs = [VideoQA(f"plan-{i}-{k}", "synthetic.mp4", "video", (Turn("user", QUESTION), Turn("assistant", ANSWER)),
+                        "vsi590k") for k in range(shape.qa_per_sequence)]
+        if len(recs) == 1:
+            samples.append(transform(Sample(recs[0], frames, position=(0, i))))
+        else:
+            samples += transform.pack(GroupSample(recs, frames, position=(0, i)))[0]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return collate(samples, pad)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..model.attention import allowed_pairs
 from .build import param_counts
 from .memory import LiveBytes, Timeline
 from .parts import PARTS, AttentionFormulas, PartStack, flops_by_part, module_flops, under
@@ -109,7 +110,11 @@ def measure_step(spec: StepSpec, fake: bool = True) -> StepCost:
         activations = live.rest_by_label(groups)
         timeline = live.timeline(groups)
         optimizer.zero_grad(set_to_none=True)
-        both_attention, fwd_attention = AttentionFormulas(), AttentionFormulas()
+        packed = None
+        if built.plan.segments is not None:  # the segment rule's share of the packed score matrix
+            segments = built.plan.segments
+            packed = (segments.shape[1], allowed_pairs(segments) / (segments.numel() * segments.shape[1]))
+        both_attention, fwd_attention = AttentionFormulas(packed), AttentionFormulas(packed)
         both = FlopCounterMode(display=False, custom_mapping=both_attention.mapping())
         fwd = FlopCounterMode(display=False, custom_mapping=fwd_attention.mapping())
         with both:

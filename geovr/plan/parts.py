@@ -22,26 +22,36 @@ class AttentionFormulas:
     """FLOP formulas for torch's CPU flash attention (what SDPA picks on fake CPU tensors), counted
     as the GPU kernels run it: a causal call counts the share of the score matrix a causal kernel
     computes (`causal_fraction`), and `skipped` sums the FLOPs a full-matrix count would add (the
-    convention of `torch.utils.flop_counter`, which ignores is_causal). One instance per counter."""
+    convention of `torch.utils.flop_counter`, which ignores is_causal). One instance per counter.
+    packed: (the packed sequence's length L, the share of its [L, L] score matrix the segment rule
+    allows, `geovr.model.attention.allowed_pairs`): a masked call of that length counts that share,
+    as a block-sparse kernel (flex_attention) would run it at best."""
 
-    def __init__(self):
+    def __init__(self, packed: tuple[int, float] | None = None):
         self.skipped = 0.0
+        self.packed = packed
 
-    def _count(self, full: int, q_len: int, k_len: int, causal: bool) -> int:
-        if not causal:
+    def _count(self, full: int, q_len: int, k_len: int, causal: bool, masked: bool = False) -> int:
+        if masked and self.packed is not None and q_len == k_len == self.packed[0]:
+            share = self.packed[1]
+        elif causal:
+            share = causal_fraction(q_len, k_len)
+        else:
             return full
-        kept = int(round(full * causal_fraction(q_len, k_len)))
+        kept = int(round(full * share))
         self.skipped += full - kept
         return kept
 
     def forward(self, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
         causal = bool(kwargs.get("is_causal", args[1] if len(args) > 1 else False))
-        return self._count(sdpa_flop_count(query_shape, key_shape, value_shape), query_shape[-2], key_shape[-2], causal)
+        return self._count(sdpa_flop_count(query_shape, key_shape, value_shape), query_shape[-2], key_shape[-2], causal,
+                           kwargs.get("attn_mask") is not None)
 
     def backward(self, grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
         causal = bool(kwargs.get("is_causal", args[3] if len(args) > 3 else False))
         full = sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
-        return self._count(full, query_shape[-2], key_shape[-2], causal)
+        masked = kwargs.get("attn_mask", args[4] if len(args) > 4 else None) is not None
+        return self._count(full, query_shape[-2], key_shape[-2], causal, masked)
 
     def mapping(self) -> dict:
         """The `custom_mapping` for `FlopCounterMode`."""

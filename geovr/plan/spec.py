@@ -15,7 +15,8 @@ class StepSpec:
     as on a GPU; gradient_checkpointing: as the paper preset; checkpoint_keep / checkpoint_layers:
     what a checkpointed decoder layer keeps and how many are checkpointed (`geovr.model.recompute`;
     keep None: the recipe's, "nothing" for the release, which recomputes whole layers, all of them,
-    "attention" for geovr)."""
+    "attention" for geovr); qa_per_sequence: questions packed on one video prefix
+    (`data.group_by_video`; geovr only), each micro-batch sample one packed sequence of them."""
 
     model: str = "2b"
     frames: int = 32
@@ -29,6 +30,7 @@ class StepSpec:
     gradient_checkpointing: bool = True
     checkpoint_keep: str | None = None
     checkpoint_layers: int | None = None
+    qa_per_sequence: int = 1
 
     def __post_init__(self):
         for name, value, options in (("model", self.model, MODELS), ("recipe", self.recipe, RECIPES),
@@ -42,5 +44,8 @@ class StepSpec:
         if self.recipe == "release" and (self.checkpoint_keep != "nothing" or self.checkpoint_layers is not None):
             raise ValueError("the release recipe checkpoints every decoder layer whole: checkpoint_keep='nothing', "
                              "checkpoint_layers=None")
+        if self.qa_per_sequence < 1 or (self.recipe == "release" and self.qa_per_sequence != 1):
+            raise ValueError(f"qa_per_sequence {self.qa_per_sequence}: >= 1, and 1 for the release recipe (one question "
+                             "a sample)")
         if self.frames < 1 or self.micro_batch < 1:
             raise ValueError(f"frames and micro_batch must be >= 1, got {self.frames}, {self.micro_batch}")

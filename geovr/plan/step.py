@@ -103,7 +103,8 @@ class BuiltStep:
                 if spec.recipe == "release":
                     loss = release_loss(out, targets)
                 else:
-                    loss = micro_loss(out, targets, LossConfig(), 1.0, enabled).total
+                    loss = micro_loss(out, targets, LossConfig(), 1.0, enabled,
+                                      sample_weights=batch["qa_counts"]).total
         if labels is not None:
             labels.outside = "backward"
         loss.backward()
@@ -124,7 +125,8 @@ def build_step(spec: StepSpec, fake: bool = True, device: str | torch.device = "
     tok = plan_tokenizer()
     batch = synthetic_batch(tok, BatchShape(frames=spec.frames, micro_batch=spec.micro_batch,
                                             tokens_per_frame=spec.tokens_per_frame,
-                                            teacher_longest=spec.teacher_longest))
+                                            teacher_longest=spec.teacher_longest,
+                                            qa_per_sequence=spec.qa_per_sequence))
     mode = ShapeMode() if fake else _Real()
     amp = (lambda: bf16_autocast(device.type)) if spec.autocast else nullcontext
     lower = spec.autocast and spec.recipe == "geovr"  # the frozen networks' matmul weights in bf16

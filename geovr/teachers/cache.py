@@ -231,23 +231,44 @@ def build_teacher(name: str, args: argparse.Namespace) -> Teacher:
 
 
 def build_cache(args: argparse.Namespace) -> dict:
-    """Fill the cache for every (video, frames) of the dataset. Returns counts."""
+    """Fill the cache for every (video, frames) of the dataset. Returns counts.
+
+    Each entry's key is computed before anything is decoded: a video is probed once (a demux) and
+    its frame indices and teacher frame size follow from the sampling rule, so the many records
+    about one video cost one probe, and a video is decoded only when its entry is missing
+    (`decoded` counts those)."""
     from ..data.dataset import VideoQADataset
     from ..data.datasets import read_dataset
+    from ..data.decode import decode_frames, probe_video
     from ..data.errors import VideoDecodeError
     from ..data.qwen_pixels import to_teacher_frames
+    from ..data.sampling import FrameSampling, sample_indices, teacher_frame_size
 
     teacher = build_teacher(args.teacher, args)
     res = read_dataset(args.format, args.data, args.media_root)
-    from ..data.sampling import FrameSampling
-
     sampling = FrameSampling(fps=args.fps, min_frames=args.min_frames, max_frames=args.max_frames)
     ds = VideoQADataset(res.records, sampling=sampling, backend=args.backend) if res.records else None
     cache = TeacherCache(args.out, teacher.cache_id, args.feature_dtype, args.shard_size, features=args.features)
     dropped = cache.verify()
     counts = {"records": len(res.records), "invalid": len(res.errors), "computed": 0, "cached": 0,
-              "skipped": 0, "recomputed_shards": len(dropped)}
+              "skipped": 0, "decoded": 0, "recomputed_shards": len(dropped)}
     seen: set[str] = set()
+    probes: dict[str, object] = {}  # media path -> VideoInfo, or the VideoDecodeError of its probe
+
+    def planned(rec) -> tuple[str, object, list[int]]:
+        """(the entry's key, the probe, the frame indices) without decoding; raises VideoDecodeError."""
+        if rec.media not in probes:
+            try:
+                probes[rec.media] = probe_video(rec.media)
+            except VideoDecodeError as err:
+                probes[rec.media] = err
+        info = probes[rec.media]
+        if isinstance(info, VideoDecodeError):
+            raise info
+        indices = [0] if rec.kind == "image" else sample_indices(info.num_frames, info.fps, sampling)
+        size = teacher_frame_size(info.height, info.width, args.teacher_longest)
+        return cache_key(teacher.cache_id, rec.media_rel, indices, size), info, indices
+
     try:
         from tqdm import tqdm
         bar = tqdm(range(len(res.records)), desc=f"teacher {teacher.cache_id}", unit="rec", disable=args.quiet)
@@ -256,17 +277,23 @@ def build_cache(args: argparse.Namespace) -> dict:
     for i in bar:
         rec = res.records[i]
         try:
-            frames = ds.load(i)
+            key, info, indices = planned(rec)
+            if key in seen or key in cache:
+                counts["cached"] += key not in seen
+                seen.add(key)
+                continue
+            frames = ds.load(i) if rec.kind == "image" else decode_frames(info, indices, backend=args.backend)
         except VideoDecodeError as err:
             counts["skipped"] += 1
             logger.warning("skipping %s: %s", rec.id, err)
             continue
+        counts["decoded"] += 1
         teacher_frames = to_teacher_frames(frames.data, longest=args.teacher_longest)
-        key = cache_key(teacher.cache_id, rec.media_rel, frames.indices, tuple(teacher_frames.shape[-2:]))
-        if key in seen or key in cache:
-            counts["cached"] += key not in seen
-            seen.add(key)
-            continue
+        actual = cache_key(teacher.cache_id, rec.media_rel, frames.indices, tuple(teacher_frames.shape[-2:]))
+        if actual != key:  # the decoded frames differ from the probe (a rotated stream): key what was decoded
+            logger.warning("%s: the decoded frames (%s) differ from the probe's size or indices; keyed as decoded",
+                           rec.media, tuple(teacher_frames.shape[-2:]))
+            key = actual
         seen.add(key)
         req = TeacherRequest(rec.id, teacher_frames, list(frames.indices), rec.extra, rec.media_rel)
         cache.add(key, teacher(req))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..model.attention import resolve_attention
 from ..model.config import GeoVRConfig
 from ..model.geovr_model import GeoVRModel
 from ..model.freeze import lower_frozen_vision
@@ -28,8 +29,14 @@ def synthetic_world(d: DataConfig):
                        colour_by_category=d.synthetic_colour_by_category)
 
 
+def data_paths(cfg: Config) -> list[str]:
+    """The annotation files of data.path (comma-separated for several)."""
+    return [p for p in cfg.data.path.split(",") if p]
+
+
 def data_root(cfg: Config) -> Path:
-    return Path(cfg.data.path).resolve().parent
+    """The first annotation file's folder (the synthetic world's, the default teacher root)."""
+    return Path(data_paths(cfg)[0]).resolve().parent
 
 
 def check_paths(cfg: Config) -> None:
@@ -40,7 +47,12 @@ def check_paths(cfg: Config) -> None:
                           "checkpoint folder, or leave it unset for the tiny random model")
     if m.tokenizer is not None and not Path(m.tokenizer).is_dir():
         raise ConfigError("model.tokenizer", f"folder {m.tokenizer} not found")
-    if not Path(d.path).is_file() and not writes_synthetic(cfg):
+    paths = data_paths(cfg)
+    if len(paths) > 1:
+        for path in paths:
+            if not Path(path).is_file():
+                raise ConfigError("data.path", f"{path} not found (one of the comma-separated annotation files)")
+    elif not Path(d.path).is_file() and not writes_synthetic(cfg):
         hint = ("the synthetic world is written unasked only to " + SYNTHETIC_PATH + "; data.synthetic=true writes "
                 "it here" if d.synthetic is None else "or set data.synthetic=true to make the synthetic world there")
         raise ConfigError("data.path", f"{d.path} not found ({hint})")
@@ -65,7 +77,7 @@ def writes_synthetic(cfg: Config) -> bool:
 def ensure_data(cfg: Config, progress: bool = True) -> Path:
     """The annotation file, writing the synthetic world first when it is absent and allowed."""
     path = Path(cfg.data.path)
-    if path.is_file():
+    if len(data_paths(cfg)) > 1 or path.is_file():
         return path
     d = cfg.data
     from ..data.synthetic import SCENES_JSONL, generate
@@ -125,6 +137,9 @@ def build_model(cfg: Config, tokenizer, device: torch.device, base_weights: bool
     if cfg.model.path is not None:  # the GeoVR parts' init must not depend on how the base was built
         torch.manual_seed(cfg.train.seed)
     model = GeoVRModel(base, geovr_config(cfg))
+    kind = resolve_attention(cfg.model.attention, device, packed=bool(cfg.data.group_by_video))
+    if kind is not None:
+        model.use_attention(kind)
     if cfg.model.freeze_vision:
         freeze_vision(model)
         if not lazy and uses_bf16_autocast(cfg.model.dtype, device):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..model.attention import ATTENTION
 from ..model.config import CHECKPOINT_KEEP, TEXT_LOGITS
 
 PRESETS = ("tiny", "paper")
@@ -30,7 +31,11 @@ class ModelConfig:
     megatron backend has parallel.recompute); checkpoint_keep: what a checkpointed layer keeps,
     "attention" (its attention outputs: the recompute skips the S^2 attention, same gradients) or
     "nothing" (the whole layer recomputed); checkpoint_layers: how many decoder layers are
-    checkpointed, the first ones (None: all; fewer trade memory for FLOPs, see `python -m geovr.plan`)."""
+    checkpointed, the first ones (None: all; fewer trade memory for FLOPs, see `python -m geovr.plan`).
+    attention: the LLM's attention kernel, auto | sdpa | flex (`geovr.model.attention`): packed
+    sequences (data.group_by_video) need a mask per segment, given to SDPA as a dense boolean
+    [B, 1, L, L] or to flex_attention as a BlockMask; auto: flex on CUDA, sdpa on a CPU, and the
+    model's own setting when nothing is packed."""
 
     path: str | None = None
     tokenizer: str | None = None
@@ -44,6 +49,7 @@ class ModelConfig:
     checkpoint_layers: int | None = None
     dtype: str = "auto"
     text_logits: str = "supervised"
+    attention: str = "auto"
 
 
 SYNTHETIC_PATH = "geovr_runs/synthetic/train.jsonl"  # where the tiny job writes its world unasked
@@ -51,7 +57,10 @@ SYNTHETIC_PATH = "geovr_runs/synthetic/train.jsonl"  # where the tiny job writes
 
 @dataclass
 class DataConfig:
-    """path: the annotation file; format: vsi590k | vlm3r | llava. synthetic: write the synthetic
+    """path: the annotation file, or several comma-separated (read in order into one dataset; a
+    repeated record id becomes `id@file`); format: vsi590k | vlm3r | llava, one for every file
+    or one per file (comma-separated). A VLM-3R record's video is read from the VSI-590K tree,
+    `<media_root>/<data_source>/<scene_name>.mp4`, as the release does. synthetic: write the synthetic
     world at path's folder when the file is absent (`synthetic_*` set its size): none (the
     default) only at the default path `SYNTHETIC_PATH`, so a mistyped path is an error; true at any
     path; false never. Frames: `fps`,
@@ -59,7 +68,10 @@ class DataConfig:
     longest edge `teacher_longest` (a multiple of 28). max_length: longer samples are skipped.
     group_by_length: 0 (off) or G: sort each window of G micro-batches of the shuffled order by
     frame count, so micro-batches pad less (the videos are probed once at start; `data/padding`
-    in the metrics is the share of padded token slots). synthetic_colour_by_category: every
+    in the metrics is the share of padded token slots). group_by_video: 0 (off) or K: the
+    questions about one video (and prompt) share one sequence, up to K of them, the video's
+    prefix computed once (`geovr.data.video_groups`, `geovr.data.packing`); train.global_batch
+    still counts questions, train.micro_batch counts sequences. synthetic_colour_by_category: every
     object of a category has that category's colour (questions a tiny vision tower can ground)."""
 
     path: str = SYNTHETIC_PATH
@@ -82,6 +94,7 @@ class DataConfig:
     workers: int = 0
     shuffle: bool = True
     group_by_length: int = 0
+    group_by_video: int = 0
 
 
 @dataclass
@@ -279,7 +292,8 @@ def _gpu_visible() -> bool:
 
 
 def validate(cfg: Config, world_size: int = 1) -> int:
-    """Check every setting (not the paths: `check_paths`). Returns the gradient-accumulation steps."""
+    """Check every setting (not the paths: `check_paths`). Returns the gradient-accumulation steps
+    (0 with data.group_by_video: the sampler plans each step's micro-batches)."""
     m, d, t, o, l, r, c, x = cfg.model, cfg.data, cfg.teacher, cfg.optim, cfg.loss, cfg.train, cfg.checkpoint, cfg.metrics
     _choice("model.geovr", m.geovr, ("paper", "off"))
     _choice("model.heads", m.heads, ("paper", "small"))
@@ -292,7 +306,11 @@ def validate(cfg: Config, world_size: int = 1) -> int:
     _positive("model.tiny_hidden", m.tiny_hidden)
     if m.tiny_hidden % 16:
         raise ConfigError("model.tiny_hidden", f"must be a multiple of 16 (the head size), got {m.tiny_hidden}")
-    _choice("data.format", d.format, ("vsi590k", "vlm3r", "llava"))
+    for fmt in d.format.split(","):
+        _choice("data.format", fmt, ("vsi590k", "vlm3r", "llava"))
+    if "," in d.format and len(d.format.split(",")) != len(d.path.split(",")):
+        raise ConfigError("data.format", f"{len(d.format.split(','))} formats for {len(d.path.split(','))} files in "
+                          "data.path: give one format, or one per file")
     _choice("data.backend", d.backend, ("auto", "pyav", "dali-gpu", "dali-cpu"))
     if not d.path:
         raise ConfigError("data.path", "no annotation file given; set data.path=<train.jsonl>")
@@ -309,6 +327,14 @@ def validate(cfg: Config, world_size: int = 1) -> int:
                           f"{d.synthetic_height}x{d.synthetic_width}")
     _positive("data.workers", d.workers, allow_zero=True)
     _positive("data.group_by_length", d.group_by_length, allow_zero=True)
+    _positive("data.group_by_video", d.group_by_video, allow_zero=True)
+    _choice("model.attention", m.attention, ATTENTION)
+    if d.group_by_video and d.group_by_length:
+        raise ConfigError("data.group_by_length", "sorts single samples by length; with data.group_by_video the "
+                          "sequences are whole videos' question groups already: set one of them to 0")
+    if d.group_by_video and cfg.parallel.megatron:
+        raise ConfigError("data.group_by_video", "packed sequences run on the ddp and fsdp backends; the megatron "
+                          "backend trains one question per sequence (set data.group_by_video=0)")
     _choice("teacher.name", t.name, ("synthetic", "vggt"))
     _positive("teacher.feature_dim", t.feature_dim)
     if t.name == "vggt" and not t.vggt_weights and uses_teacher(cfg):
@@ -363,12 +389,17 @@ def validate(cfg: Config, world_size: int = 1) -> int:
     if cfg.model.checkpoint_layers is not None and p.megatron:
         raise ConfigError("model.checkpoint_layers", "is the ddp backend's; the megatron backend recomputes every "
                           "layer or none (parallel.recompute=full|selective|none)")
+    _positive("checkpoint.every", c.every, allow_zero=True)
+    _positive("checkpoint.keep", c.keep)
+    _positive("metrics.log_every", x.log_every)
     dp = world_size // (p.tp * p.pp)
+    if d.group_by_video:  # global_batch counts questions; the sampler plans each step's micro-batches
+        if r.global_batch % dp:
+            raise ConfigError("train.global_batch", f"{r.global_batch} questions do not split over {dp} "
+                              "data-parallel ranks: use a multiple of the ranks")
+        return 0
     per_step = r.micro_batch * dp
     if r.global_batch % per_step:
         raise ConfigError("train.global_batch", f"{r.global_batch} is not a multiple of train.micro_batch "
                           f"({r.micro_batch}) x {dp} data-parallel ranks")
-    _positive("checkpoint.every", c.every, allow_zero=True)
-    _positive("checkpoint.keep", c.keep)
-    _positive("metrics.log_every", x.log_every)
     return r.global_batch // per_step

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from ..data.health import SkipLog
 from ..data.qwen_inputs import IGNORE_INDEX, batch_to, collate
 from ..data.sampler import ResumableSampler, padding_fraction, position_after
+from ..data.video_groups import VideoGroupSampler, video_groups
 from ..model.precision import bf16_autocast, uses_bf16_autocast
 from ..parallel.data_parallel import all_gather_object, all_reduce_sum, barrier, init_world, shutdown, wrap_data_parallel
 from ..parallel.fsdp import local_state_bytes
@@ -38,6 +39,12 @@ SAME_CTRL_C_S = 1.0  # seconds: a SIGINT this soon after the first is the launch
 
 class TooManyBadSteps(RuntimeError):
     pass
+
+
+def video_qa_counts(batch: dict) -> list[int]:
+    """Per video sample of a collated batch, in batch order: the questions it carries (1, or K
+    for a packed sequence)."""
+    return [k for i, k in enumerate(batch["qa_counts"]) if bool((batch["mm_token_type_ids"][i] == 2).any())]
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -62,20 +69,29 @@ class Trainer:
         self.records = {r.id: r for r in self.dataset.records}
         self.skips = SkipLog(report=self.world.main)  # every rank checks runs of bad items; the main one logs
         self.skips.add_invalid_records(invalid)
-        lengths = (self.dataset.frame_counts(progress=self.world.main and cfg.metrics.progress)
-                   if cfg.data.group_by_length else None)
-        self.sampler = ResumableSampler(len(self.dataset), seed=cfg.train.seed, shuffle=cfg.data.shuffle,
-                                        rank=self.dp_rank, world_size=self.dp_size, lengths=lengths,
-                                        micro_batch=cfg.train.micro_batch, group=cfg.data.group_by_length)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.loader = DataLoader(self.dataset, batch_size=cfg.train.micro_batch, sampler=self.sampler,
-                                 collate_fn=partial(collate, pad_token_id=pad), num_workers=cfg.data.workers, drop_last=True,
-                                 persistent_workers=False, worker_init_fn=_ignore_sigint)
-        micro_per_epoch = len(self.sampler.order(0)) // cfg.train.micro_batch
-        if micro_per_epoch < self.accum and cfg.train.steps is None:
-            raise ValueError(f"one epoch holds {micro_per_epoch} micro-batches per rank, fewer than the {self.accum} "
-                             "of one step: lower train.global_batch or set train.steps")
-        self.total_steps = cfg.train.steps or cfg.train.epochs * (micro_per_epoch // self.accum)
+        loader = dict(collate_fn=partial(collate, pad_token_id=pad), num_workers=cfg.data.workers,
+                      persistent_workers=False, worker_init_fn=_ignore_sigint)
+        if cfg.data.group_by_video:
+            self.sampler = VideoGroupSampler(video_groups(self.dataset.records), cfg.data.group_by_video,
+                                             cfg.train.global_batch, cfg.train.micro_batch, seed=cfg.train.seed,
+                                             shuffle=cfg.data.shuffle, rank=self.dp_rank, world_size=self.dp_size)
+            self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, **loader)
+            steps_per_epoch = self.sampler.steps_per_epoch
+        else:
+            lengths = (self.dataset.frame_counts(progress=self.world.main and cfg.metrics.progress)
+                       if cfg.data.group_by_length else None)
+            self.sampler = ResumableSampler(len(self.dataset), seed=cfg.train.seed, shuffle=cfg.data.shuffle,
+                                            rank=self.dp_rank, world_size=self.dp_size, lengths=lengths,
+                                            micro_batch=cfg.train.micro_batch, group=cfg.data.group_by_length)
+            self.loader = DataLoader(self.dataset, batch_size=cfg.train.micro_batch, sampler=self.sampler,
+                                     drop_last=True, **loader)
+            micro_per_epoch = len(self.sampler.order(0)) // cfg.train.micro_batch
+            if micro_per_epoch < self.accum and cfg.train.steps is None:
+                raise ValueError(f"one epoch holds {micro_per_epoch} micro-batches per rank, fewer than the {self.accum} "
+                                 "of one step: lower train.global_batch or set train.steps")
+            steps_per_epoch = micro_per_epoch // self.accum
+        self.total_steps = cfg.train.steps or cfg.train.epochs * steps_per_epoch
         self.teacher = build.build_teacher(cfg, self.world.device)
         self._build_model()
         geo_cfg = build.geovr_config(cfg)
@@ -84,6 +100,7 @@ class Trainer:
         self.step, self.bad_steps, self.bad_in_a_row, self.resumed_at = 0, 0, 0, 0
         self.state_bytes: dict[str, int] | None = None
         self.samples_seen, self.tokens_seen, self.skipped_total = 0, 0, len(invalid)
+        self.step_sequences, self.unshared_total = 0.0, 0
         resume = self.checkpointer.resolve(cfg.checkpoint.resume)
         if resume is not None:
             self._restore(resume)
@@ -141,7 +158,7 @@ class Trainer:
         return {"sampler": self.sampler.state_dict(position, ranks), "scheduler": self.scheduler.state_dict(),
                 "bad_steps": self.bad_steps, "bad_in_a_row": self.bad_in_a_row, "samples_seen": self.samples_seen,
                 "tokens_seen": self.tokens_seen, "skips": dict(self.skips.total_counts),
-                "skipped_total": self.skipped_total,
+                "skipped_total": self.skipped_total, "unshared_total": self.unshared_total,
                 "config": self.cfg.to_dict()}
 
     def _restore(self, path: Path) -> None:
@@ -153,6 +170,7 @@ class Trainer:
         self.samples_seen, self.tokens_seen = state["samples_seen"], state["tokens_seen"]
         self.skips.total_counts.update(state.get("skips", {}))
         self.skipped_total = int(state.get("skipped_total", 0))
+        self.unshared_total = int(state.get("unshared_total", 0))
         if self.world.main:
             logger.info("resumed from %s at step %d (epoch %d, sample %d)", path, self.step,
                         self.sampler.epoch, self.sampler.start)
@@ -196,17 +214,31 @@ class Trainer:
             for k in carried:
                 carried[k] += batch[k]
 
-    def _targets(self, batch: dict) -> list:
-        """The teacher's targets for the batch's video samples (none without a teacher)."""
+    def _micro_per_step(self) -> int:
+        """Micro-batches of the next step on every rank: the accumulation, or with
+        data.group_by_video the step's count in the sampler's plan."""
+        if not isinstance(self.sampler, VideoGroupSampler):
+            return self.accum
+        per_epoch = self.sampler.steps_per_epoch
+        return self.sampler.micro_batches(self.step // per_epoch, self.step % per_epoch)
+
+    def _targets(self, batch: dict, memo: dict | None = None) -> list:
+        """The teacher's targets for the batch's video samples (none without a teacher). The
+        teacher runs once per distinct (video, frames): samples about the same clip (in `memo`,
+        shared over a step's micro-batches) get the same targets."""
         out = []
         if self.teacher is None:
             return out
+        memo = {} if memo is None else memo
         for i, sid in enumerate(batch["ids"]):
             if not bool((batch["mm_token_type_ids"][i] == 2).any()):
                 continue
             rec = self.records[sid]
-            out.append(self.teacher(TeacherRequest(sid, batch["teacher_frames"][i], batch["frame_indices"][i],
-                                                   rec.extra, rec.media_rel)))
+            key = (rec.media, tuple(batch["frame_indices"][i]))
+            if key not in memo:
+                memo[key] = self.teacher(TeacherRequest(sid, batch["teacher_frames"][i], batch["frame_indices"][i],
+                                                        rec.extra, rec.media_rel))
+            out.append(memo[key])
         return out
 
     # ------------------------------------------------------------------ one step
@@ -214,7 +246,8 @@ class Trainer:
         dev, world = self.world.device, self.world
         t0 = time.perf_counter()
         teacher_s = time.perf_counter()
-        targets = [self._targets(b) for b in micro]
+        memo: dict = {}
+        targets = [self._targets(b, memo) for b in micro]
         teacher_s = time.perf_counter() - teacher_s
         n_tokens, n_video, n_all, n_samples = self._step_counts(micro, targets)
         parts = {k: torch.zeros((), device=dev) for k in PARTS}
@@ -225,8 +258,9 @@ class Trainer:
                 geo = self.geo.plan(batch)  # on the CPU batch: its integer loops cost no host syncs
                 with self.amp():
                     out = self.model(batch_to(batch, dev), num_items_in_batch=step_tokens, geo=geo)
-                share = len(tgt) / n_video if n_video else 0.0
-                loss = micro_loss(out, tgt, self.cfg.loss, share, self.enabled)
+                weights = video_qa_counts(batch) if tgt else []
+                share = sum(weights) / n_video if n_video else 0.0
+                loss = micro_loss(out, tgt, self.cfg.loss, share, self.enabled, sample_weights=weights)
                 (loss.total * world.world_size).backward()
             finite = finite & loss.finite.to(dev)
             for k, v in loss.parts.items():
@@ -247,18 +281,22 @@ class Trainer:
         return self._finish_step(values, bad, norm, lrs, t0, teacher_s, n_all, n_samples)
 
     def _step_counts(self, micro: list[dict], targets: list[list]) -> tuple[float, float, float, float]:
-        """The step's answer tokens, video samples, tokens and samples over the data-parallel ranks
-        (the loss normalisers count what the micro-batches hold, dropped items excluded); adds the
-        step's skipped items to the run's count."""
+        """The step's answer tokens, video questions, tokens and questions over the data-parallel
+        ranks (the loss normalisers count what the micro-batches hold, dropped items excluded; a
+        packed sequence counts the questions it carries); adds the step's skipped items to the
+        run's count and keeps its sequences for the metrics."""
         local = torch.tensor([sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in micro),
-                              sum(len(t) for t in targets),
+                              sum(sum(video_qa_counts(b)) if t else 0 for b, t in zip(micro, targets)),
                               sum(int(b["attention_mask"].sum()) for b in micro),
+                              sum(sum(b["qa_counts"]) for b in micro),
+                              sum(len(b["skipped"]) for b in micro),
                               sum(len(b["ids"]) for b in micro),
-                              sum(len(b["skipped"]) for b in micro)], dtype=torch.float64)
+                              sum(int(b.get("unshared", 0)) for b in micro)], dtype=torch.float64)
         if self.world.distributed:
             local = self._dp_sum(local.to(self.world.device))
-        n_tokens, n_video, n_all, n_samples, n_skipped = local.tolist()  # on one process: CPU numbers, no sync
+        n_tokens, n_video, n_all, n_samples, n_skipped, n_sequences, n_unshared = local.tolist()  # one process: no sync
         self.skipped_total += int(n_skipped)
+        self.step_sequences, self.unshared_total = n_sequences, self.unshared_total + int(n_unshared)
         return n_tokens, n_video, n_all, n_samples
 
     def _finish_step(self, parts: list[float], bad: bool, grad_norm: float, lrs: dict, t0: float, teacher_s: float,
@@ -282,6 +320,9 @@ class Trainer:
         record = {"step": self.step, "loss": sum(getattr(weights, k) * v for k, v in active.items()),
                   **{f"loss/{k}": v for k, v in active.items()}, **lrs, "grad_norm": grad_norm,
                   "samples_per_s": samples / dt, "tokens_per_s": n_all / dt, "step_s": dt,
+                  "sequences_per_s": self.step_sequences / dt,
+                  "data/qa_per_sequence": samples / max(self.step_sequences, 1.0),
+                  "data/unshared": float(self.unshared_total),
                   "teacher_s": teacher_s, "peak_memory_gb": peak_memory_gb(self.world.device),
                   **{f"memory/{k}_gb": v / 2**30 for k, v in (self.state_bytes or {}).items()},
                   "bad_steps": self.bad_steps, "skipped_step": int(bad), **self.skips.metrics(),
@@ -327,7 +368,7 @@ class Trainer:
         try:
             batches = self._micro_batches()
             while self.step < self.total_steps:
-                micro = [self._next_micro_batch(batches) for _ in range(self.accum)]
+                micro = [self._next_micro_batch(batches) for _ in range(self._micro_per_step())]
                 position = position_after([p for b in micro for p in b["positions"]])
                 record = self.train_step(micro)
                 record["data/padding"] = sum(padding_fraction(b["attention_mask"]) for b in micro) / len(micro)

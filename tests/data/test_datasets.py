@@ -89,3 +89,28 @@ def test_llava_generic_json_and_jsonl(tmp_path):
         read_dataset("coco", str(tmp_path / "l.jsonl"))
     with pytest.raises(FileNotFoundError, match="annotation file not found"):
         read_llava(str(tmp_path / "nope.json"))
+
+
+def test_vlm3r_videos_come_from_the_vsi590k_tree_and_both_files_share_them(tmp_path):
+    """As the release: `<root>/<data_source>/<scene_name>.mp4`, ScanNet++ under scannetppv2, so a
+    VLM-3R question and a VSI-590K question about one scene name the same video (and group)."""
+    from geovr.data.video_groups import video_groups
+
+    vlm = [{"id": 0, "data_source": "scannetpp", "scene_name": "abc", "video": "elsewhere/abc.mp4",
+            "conversations": conv()},
+           {"id": 1, "data_source": "scannet", "scene_name": "scene0001_00", "conversations": conv()},
+           {"id": 2, "video": "arkitscenes/42.mp4", "conversations": conv()}]
+    (tmp_path / "vlm3r.json").write_text(json.dumps(vlm))
+    vsi = [{"id": 0, "video": "scannetppv2/abc.mp4", "conversations": conv()},
+           {"id": 7, "video": "scannet/scene0001_00.mp4", "conversations": conv()}]
+    (tmp_path / "vsi.jsonl").write_text("\n".join(json.dumps(x) for x in vsi))
+    root = tmp_path / "videos"
+    res = read_vlm3r(str(tmp_path / "vlm3r.json"), media_root=str(root))
+    assert [r.media_rel for r in res.records] == ["scannetppv2/abc.mp4", "scannet/scene0001_00.mp4",
+                                                  "arkitscenes/42.mp4"]
+    both = read_dataset("vsi590k,vlm3r", f"{tmp_path / 'vsi.jsonl'},{tmp_path / 'vlm3r.json'}", str(root))
+    assert [r.id for r in both.records] == ["0", "7", "0@vlm3r.json", "1", "2"]  # a repeated id is made unique
+    assert [r.source for r in both.records] == ["vsi590k"] * 2 + ["vlm3r"] * 3
+    assert video_groups(both.records) == [[0, 2], [1, 3], [4]]
+    with pytest.raises(ValueError, match="2 formats for 3 files"):
+        read_dataset("vsi590k,vlm3r", "a,b,c")

@@ -181,12 +181,14 @@ def test_bad_specs_name_the_field():
         StepSpec(recipe="release", teacher="cache")
 
 
-def test_planner_prints_parts_layouts_and_gpu_hours():
+def test_planner_prints_parts_and_layouts_and_asks_for_the_epoch():
     from geovr.plan.__main__ import _args, report
 
     text = report(_args(["--model", "tiny", "--frames", "4", "--gpus", "2", "--gpu-memory", "0.01"]))
-    for word in ("FLOPs per sample", *PARTS, "ddp", "zero2", "fsdp x2", "fsdp x2 +whole-grad accum", "GPU-hours"):
+    for word in ("FLOPs per sample", *PARTS, "ddp", "zero2", "fsdp x2", "fsdp x2 +whole-grad accum",
+                 "What an epoch costs: add --data FILE"):
         assert word in text
+    assert "GPU-hours" not in text  # no epoch without its videos
     assert "  no" in text and "yes" not in text  # nothing fits 10 MB
     text = report(_args(["--model", "tiny", "--frames", "4", "--gpus", "2", "--gpu-memory", "1"]))
     assert "every one of the 6 decoder layers checkpointed, keeping attention" in text

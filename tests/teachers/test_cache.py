@@ -146,3 +146,24 @@ def test_full_features_on_request_and_one_kind_per_folder(data, tmp_path):
     (full / "index.json").write_text(json.dumps(legacy))
     assert not TeacherCache(full).pooled
 
+
+
+def test_each_video_is_decoded_once_and_a_full_cache_decodes_nothing(data, tmp_path, monkeypatch, capsys):
+    """The key of an entry comes from the video's probe and the sampling rule: the many records
+    about a video cost one decode, and a re-run over a full cache decodes nothing."""
+    import geovr.data.decode as decode
+
+    calls = []
+    real = decode.decode_frames
+    monkeypatch.setattr(decode, "decode_frames", lambda info, *a, **k: calls.append(info.path) or real(info, *a, **k))
+    out = tmp_path / "cache"
+    assert main(args(data, out)) == 0
+    printed = capsys.readouterr().out
+    records = len(read_vsi590k(str(data / "train.jsonl")).records)
+    assert records > 3 and f"records {records}," in printed
+    assert "computed 3," in printed and "decoded 3," in printed and sorted(set(calls)) == sorted(calls)
+    assert len(calls) == 3
+    calls.clear()
+    assert main(args(data, out)) == 0
+    printed = capsys.readouterr().out
+    assert calls == [] and "decoded 0," in printed and "cached 3," in printed
