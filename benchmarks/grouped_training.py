@@ -5,7 +5,7 @@
 Writes the tiny job's synthetic world (8 scenes of 6 s at 240x320, as `python -m geovr.train`) and a
 questions file with exactly `--qa-per-video` questions per video (each scene's questions repeated in
 turn, new ids: the timing does not depend on the words), then trains the `tiny` preset on it twice
-in this process: one question a sample (micro-batch 2) and `data.group_by_video=K` (K questions a
+in this process: one question a sample (micro-batch 2, or 1 for an odd batch) and `data.group_by_video=K` (K questions a
 sequence, micro-batch 1), each `--steps` steps of `--global-batch` questions (a multiple of K). It
 prints a table: wall-clock seconds per question of the whole loop (decoding, teacher, step) and of the
 steps alone, the first step left out of both (warm-up), and the ratio grouped / ungrouped.
@@ -43,7 +43,8 @@ def timed_run(data: Path, output: Path, steps: int, global_batch: int, group: in
 
     cfg = tiny()
     cfg.data.path, cfg.data.synthetic, cfg.data.group_by_video = str(data), False, group
-    cfg.train.steps, cfg.train.global_batch, cfg.train.micro_batch = steps, global_batch, 1 if group else 2
+    ungrouped_micro = 2 if global_batch % 2 == 0 else 1  # the tiny preset's 2 where the batch allows
+    cfg.train.steps, cfg.train.global_batch, cfg.train.micro_batch = steps, global_batch, 1 if group else ungrouped_micro
     cfg.train.output = str(output)
     cfg.checkpoint.every, cfg.checkpoint.export = 0, False
     cfg.metrics.progress, cfg.metrics.tensorboard = False, False

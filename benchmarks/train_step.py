@@ -2,6 +2,7 @@
 
     python benchmarks/train_step.py [--models 2b 4b 8b] [--frames 32] [--gpus 8]
     python benchmarks/train_step.py --time [--device cuda] [--models 2b] [--layers N] [--steps 5]
+    python benchmarks/train_step.py --epoch [--models 2b 4b 8b] [--mfu 0.35]
 
 For each model size: FLOPs per sample by part (forward + backward, counted by FlopCounterMode while
 the real step runs on fake tensors, `geovr.plan`; causal attention as the kernels run it, and the
@@ -11,7 +12,10 @@ hidden state kept, full-vocabulary logits, the per-sample eager losses, whole-la
 VGGT-1B and DA3 metric online) and geovr's with the teachers online and from the target cache;
 then the ratios to the release. With --time (on a GPU, benchmarks/gpu/README.md): real steps of
 the three runs instead, samples/s and the ratios (`geovr.plan.timing`; --layers N for a model that
-does not fit one GPU whole).
+does not fit one GPU whole). With --epoch: what an epoch of the GeoVR mix costs (`geovr.plan.epoch`:
+VSI-590K's video subset by source plus VLM-3R's 205K on the same videos) for the release, geovr one
+question a sample and geovr grouped by video (K = 4, 8, 16, 32), teachers online and cached, and
+the goals of shared-prefix training checked against it.
 """
 from __future__ import annotations
 
@@ -123,6 +127,27 @@ def cache_table(frames: int, size: tuple[int, int] = (392, 504), layers: int = 4
     return "\n".join(lines)
 
 
+def epoch_tables(model: str, frames: int, gpus: int, mfu: float, ks=(4, 8, 16, 32), global_batch: int = 32) -> str:
+    """The epoch table of the GeoVR mix at `model`, and the goals (K <= 32 against the release)."""
+    from geovr.plan.epoch import count_steps, epoch_rows, epoch_table, geovr_mix
+
+    t0 = time.perf_counter()
+    counts = count_steps(model, frames, max(ks))
+    print(f"  counted {model}'s five steps in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    data = geovr_mix()
+    rows = epoch_rows(data, counts, list(ks), global_batch, 1, gpus)
+    release = rows[0].flops
+    best = {t: min(r.flops for r in rows if "grouped" in r.label and f"teachers {t}" in r.label) for t in ("online", "cache")}
+    zero2 = per_gpu(counts.release, Layout("zero2", gpus)).total
+    top = max(per_gpu(counts.geovr[(t, max(ks))], Layout("zero2", gpus)).total for t in ("online", "cache"))
+    goals = [f"Goals at {model}: grouped, teachers online {best['online'] / release:.3f}x the release's epoch "
+             f"(<= 0.05: {'met' if best['online'] <= 0.05 * release else 'NOT met'}); cached, its fill included "
+             f"{best['cache'] / release:.3f}x (<= 0.03: {'met' if best['cache'] <= 0.03 * release else 'NOT met'}); "
+             f"the K={max(ks)} sequence's peak under ZeRO-2 {top / zero2:.2f}x the release's one-question peak "
+             f"(<= 0.6: {'met' if top <= 0.6 * zero2 else 'NOT met'})"]
+    return epoch_table(data, rows, counts, mfu, 989.0, gpus, model) + "\n\n" + "\n".join(goals)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["2b", "4b", "8b"])
@@ -130,6 +155,8 @@ def main(argv=None) -> None:
     p.add_argument("--micro-batch", type=int, default=1)
     p.add_argument("--gpus", type=int, default=8)
     p.add_argument("--time", action="store_true", help="time real steps on --device instead of counting")
+    p.add_argument("--epoch", action="store_true", help="the epoch of the GeoVR mix, grouped and not (geovr.plan.epoch)")
+    p.add_argument("--mfu", type=float, default=0.35, help="assumed MFU for --epoch's GPU-hours")
     p.add_argument("--device", default="cuda")
     p.add_argument("--layers", type=int, default=None, help="LLM layers for --time (default: all)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per run for --time (after 2 warm-up steps)")
@@ -137,6 +164,11 @@ def main(argv=None) -> None:
     p.add_argument("--teacher-longest", type=int, default=504, help="teacher frames' longest edge (--time)")
     a = p.parse_args(argv)
     logging.getLogger("transformers").setLevel(logging.ERROR)
+    if a.epoch:
+        for model in a.models:
+            print(epoch_tables(model, a.frames, a.gpus, a.mfu), flush=True)
+            print(flush=True)
+        return
     if a.time:
         for model in a.models:
             print(time_table(model, a.frames, a.device, a.layers, a.steps, tokens_per_frame=a.tokens_per_frame,

@@ -6,14 +6,21 @@ same tokens, so up to K of them can share one sequence (`geovr.data.packing`). T
 depends only on (seed, epoch, the groups, K, the global batch, the micro-batch, the ranks), so
 every rank computes the same one:
 
-1. the groups are shuffled, and each group's records; the records are then one stream, a
-   video's questions contiguous, padded by wrapping to a multiple of the global batch G (the
-   last step is completed with the epoch's first questions, as torch's DistributedSampler pads);
-2. step j takes the stream's questions [jG, (j+1)G); rank r the r-th of W equal slices of them
-   (G / W questions);
-3. a rank packs consecutive questions of one group into sequences of at most K;
+1. the groups are shuffled, and each group's records; each group is cut into chunks of
+   c = min(K, G) questions (G: the global batch) and one shorter remainder;
+2. steps of exactly G questions: G // c whole chunks each, the room left over and then further
+   steps filled with the remainders in turn (a remainder split only where a step is full); the
+   last step is completed with the epoch's first questions (as torch's DistributedSampler pads);
+   the steps are shuffled. What a step holds depends on neither the ranks nor the micro-batch;
+3. each step's sequences go to the W ranks, exactly G / W questions each: longest first, each to
+   the rank with the fewest sequences that holds it whole (a sequence no rank holds whole fills
+   the roomiest rank, and the rest goes on), so the ranks' sequence counts stay level;
 4. every rank runs the step's largest micro-batch count M (sequences / micro_batch, rounded
    up): a rank with fewer splits its longest sequences until it has M micro-batches.
+
+Cutting the epoch's question stream into steps and ranks as it comes would split a sequence at
+nearly every rank's share (a video's questions rarely end where a share does); whole chunks fill
+the shares exactly, and only the remainders are split.
 
 A video's questions may thus be split across sequences, ranks and steps; every question of the
 epoch is trained once (the padding aside). The sampler is a batch sampler: it yields this rank's
@@ -60,17 +67,50 @@ class StepPlan:
         return len(self.ranks[0])
 
 
-def _pack(stream: list[tuple[int, int]], k: int) -> list[list[int]]:
-    """(record, group) pairs -> sequences of at most k consecutive records of one group."""
-    out: list[list[int]] = []
-    last = None
-    for rec, group in stream:
-        if out and group == last and len(out[-1]) < k:
-            out[-1].append(rec)
-        else:
-            out.append([rec])
-        last = group
-    return out
+def _chunks(groups: list[list[int]], c: int) -> tuple[list[list[int]], list[list[int]]]:
+    """(whole chunks of c records, the remainders shorter than c), each group's in its order."""
+    whole, rest = [], []
+    for recs in groups:
+        n = len(recs) // c * c
+        whole += [recs[i:i + c] for i in range(0, n, c)]
+        if n < len(recs):
+            rest.append(recs[n:])
+    return whole, rest
+
+
+def _next_fit(seqs: list[list[int]], size: int, bins: list[list[list[int]]], room: list[int]) -> None:
+    """Put `seqs` in turn into the first bin with room (then new bins of `size`), splitting a
+    sequence only where a bin is full. bins and room (each bin's free questions) are updated."""
+    i = next((j for j, r in enumerate(room) if r), len(room))
+    for seq in seqs:
+        while seq:
+            if i == len(bins):
+                bins.append([])
+                room.append(size)
+            take = min(len(seq), room[i])
+            bins[i].append(seq[:take])
+            room[i] -= take
+            seq = seq[take:]
+            while i < len(bins) and not room[i]:
+                i += 1
+
+
+def _to_ranks(step: list[list[int]], world: int, per_rank: int) -> list[list[list[int]]]:
+    """A step's sequences -> per rank, exactly per_rank questions. Longest first, each into the
+    rank with the fewest sequences that holds it whole (then the tightest fit), so that the ranks'
+    sequence counts, and with them the micro-batches every rank must run, stay level; a sequence
+    no rank can hold whole fills the roomiest rank and goes on (ties: the lowest rank)."""
+    ranks: list[list[list[int]]] = [[] for _ in range(world)]
+    room = [per_rank] * world
+    for seq in sorted(step, key=len, reverse=True):  # stable: equal lengths keep the step's order
+        while seq:
+            fits = [r for r in range(world) if room[r] >= len(seq)]
+            r = min(fits, key=lambda i: (len(ranks[i]), room[i], i)) if fits else \
+                max(range(world), key=lambda i: (room[i], -i))
+            part, seq = seq[:room[r]], seq[room[r]:]
+            ranks[r].append(part)
+            room[r] -= len(part)
+    return ranks
 
 
 def _split_to(seqs: list[list[int]], count: int) -> list[list[int]]:
@@ -113,20 +153,35 @@ class VideoGroupSampler:
     def steps_per_epoch(self) -> int:
         return -(-self.n // self.global_batch)
 
-    def stream(self, epoch: int) -> list[tuple[int, int]]:
-        """The epoch's (record, group) stream, padded by wrapping to a multiple of the global batch."""
-        order = list(range(len(self.groups)))
+    def steps(self, epoch: int) -> list[list[list[int]]]:
+        """The epoch's steps, each a list of sequences (record indices) of exactly G questions in
+        all (see the module); the same for any number of ranks."""
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        if self.shuffle:
-            order = torch.randperm(len(order), generator=g).tolist()
-        out = []
+        order = torch.randperm(len(self.groups), generator=g).tolist() if self.shuffle else range(len(self.groups))
+        groups = []
         for gi in order:
             recs = self.groups[gi]
             if self.shuffle:
                 recs = [recs[i] for i in torch.randperm(len(recs), generator=g).tolist()]
-            out += [(r, gi) for r in recs]
-        pad = self.steps_per_epoch * self.global_batch - len(out)
-        return out + (out * (pad // len(out) + 1))[:pad]
+            groups.append(recs)
+        c = min(self.k, self.global_batch)
+        whole, rest = _chunks(groups, c)
+        per = self.global_batch // c
+        full = len(whole) // per
+        steps = [whole[i * per:(i + 1) * per] for i in range(full)]
+        room = [self.global_batch - per * c] * full
+        _next_fit(whole[full * per:] + rest, self.global_batch, steps, room)
+        while room and room[-1]:  # the last step completed with the epoch's first questions
+            need, first = room[-1], []
+            for recs in groups:
+                first.append(recs[:need])
+                need -= len(first[-1])
+                if not need:
+                    break
+            _next_fit(sum(_chunks(first, c), []), self.global_batch, steps, room)
+        if self.shuffle:
+            steps = [steps[i] for i in torch.randperm(len(steps), generator=g).tolist()]
+        return steps
 
     def plan(self, epoch: int, world_size: int | None = None) -> list[StepPlan]:
         """Every step of `epoch` for `world_size` ranks (default this run's), cached."""
@@ -139,11 +194,10 @@ class VideoGroupSampler:
         return self._plans[key]
 
     def _make_plan(self, epoch: int, world: int) -> list[StepPlan]:
-        stream, g, mb = self.stream(epoch), self.global_batch, self.micro_batch
-        q = g // world
+        mb, q = self.micro_batch, self.global_batch // world
         steps = []
-        for j in range(self.steps_per_epoch):
-            share = [_pack(stream[j * g + r * q: j * g + (r + 1) * q], self.k) for r in range(world)]
+        for step in self.steps(epoch):
+            share = _to_ranks(step, world, q)
             m = max(-(-len(s) // mb) for s in share)
             share = [_split_to(s, (m - 1) * mb + 1) if -(-len(s) // mb) < m else s for s in share]
             steps.append(StepPlan([[[tuple(x) for x in s[i * mb:(i + 1) * mb]] for i in range(m)] for s in share]))

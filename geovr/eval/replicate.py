@@ -13,6 +13,12 @@ make the latents more 3D-aware?
   python -m geovr.eval.replicate                      # 1 seed: ~75-105 min of training + ~5 min on 2 CPU cores
   python -m geovr.eval.replicate --seeds 0 1 2 --jobs 2   # the comparison with 95 % intervals
   python -m geovr.eval.replicate --seeds 0 1 2 --ablation 0 --jobs 2   # + each loss alone, seed 0 (~1 h 45 min more)
+  python -m geovr.eval.replicate --seeds 0 --grouped 0 --jobs 2   # + grouping by video: does it change what is learnt?
+
+--grouped SEED... trains both variants on the per-question file (`train.jsonl`: the configs' steps
+of 4 questions) twice more: one question a sample, and with `data.group_by_video=4` (the same
+questions, up to 4 about one video a sequence), and reports grouped minus one-a-sample, paired by
+seed.
 
 Writes <out>/results.md (tables), results.json, probe.png (R^2 against layer for init, text-only
 and GeoVR, interval bands over seeds), with --ablation ablation.png (the same for each loss alone,
@@ -37,18 +43,25 @@ logger = logging.getLogger("geovr.eval")
 VARIANTS = ("text_only", "geovr")
 GEOMETRIC_LOSSES = ("pose", "depth", "align", "scale")  # the `loss.*` weights the GeoVR run turns on
 ABLATIONS = {f"{loss}_only": loss for loss in GEOMETRIC_LOSSES}  # the GeoVR run with one of them left on
-RUN_COLOURS = {n: f"C{i}" for i, n in enumerate(("init", *VARIANTS, *ABLATIONS))}  # one colour per run in every plot
+# the grouping arm: each variant on the per-question file, one question a sample and grouped by video
+GROUPING = {f"{v}_{arm}": (v, arm) for v in VARIANTS for arm in ("questions", "grouped")}
+GROUP_K = 4  # questions a sequence in the grouped arm (= the tiny preset's global batch: one rank)
+RUN_COLOURS = {n: f"C{i}" for i, n in enumerate(("init", *VARIANTS, *ABLATIONS, *GROUPING))}  # one colour per run
 PROBE_COLUMNS = (("depth", "r2"), ("pose_translation", "r2"), ("pose_rotation", "r2"), ("scale", "r2"))
 
 
 def config_path(variant: str) -> str:
-    """A variant's yaml: an ablation (`ABLATIONS`) is the GeoVR run's."""
-    name = "geovr" if variant in ABLATIONS else variant
+    """A variant's yaml: an ablation (`ABLATIONS`) is the GeoVR run's, a grouping run (`GROUPING`) its variant's."""
+    name = "geovr" if variant in ABLATIONS else GROUPING[variant][0] if variant in GROUPING else variant
     return str(resources.files("geovr.eval").joinpath("replication", f"{name}.yaml"))
 
 
 def _loss_overrides(variant: str) -> list[str]:
-    """An ablation's other geometric weights set to 0 (which also removes their heads)."""
+    """An ablation's other geometric weights set to 0 (which also removes their heads); a grouping
+    run's data: the per-question file, grouped by video or not."""
+    if variant in GROUPING:
+        grouped = GROUPING[variant][1] == "grouped"
+        return [f"data.group_by_video={GROUP_K if grouped else 0}", f"train.micro_batch={1 if grouped else 2}"]
     if variant not in ABLATIONS:
         return []
     return [f"loss.{loss}=0" for loss in GEOMETRIC_LOSSES if loss != ABLATIONS[variant]]
@@ -57,7 +70,8 @@ def _loss_overrides(variant: str) -> list[str]:
 def _train_args(variant: str, seed: int, steps: int | None, work: Path, progress: bool, extra: tuple[str, ...] = ()
                 ) -> list[str]:
     """steps: None keeps the config's. An interrupted run continues from its last checkpoint."""
-    return ["--config", config_path(variant), "--resume", "auto", f"data.path={work / 'train_world' / SCENES_JSONL}",
+    data = "train.jsonl" if variant in GROUPING else SCENES_JSONL
+    return ["--config", config_path(variant), "--resume", "auto", f"data.path={work / 'train_world' / data}",
             "data.synthetic=true",
             f"train.output={work / 'runs' / f'{variant}_seed{seed}'}", f"train.seed={seed}",
             *([f"train.steps={steps}"] if steps is not None else []),
@@ -238,6 +252,7 @@ def summarise(results: dict[str, list[dict]], meta: dict, prior: dict | None = N
     lines.append("")
     lines += qa_difference_lines(results, prior, question_prior)
     lines += ablation_lines(results)
+    lines += grouping_lines(results)
     lines += instrument_lines({n: results[n] for n in ("init", *VARIANTS) if n in results})
     lines += ["## Comparison (mean R^2 over LLM hidden states 1..L, GeoVR minus text-only, paired by seed)", ""]
     for probe, key in PROBE_COLUMNS:
@@ -294,6 +309,36 @@ def ablation_lines(results: dict[str, list[dict]]) -> list[str]:
         cells += [_diff_cell([runs[s]["qa"]["scores"][t] - base[s]["qa"]["scores"][t] for s in seeds]) for t in tasks]
         cells.append(_diff_cell([runs[s]["qa"]["overall"] - base[s]["qa"]["overall"] for s in seeds]))
         lines.append(f"| {n} | {len(seeds)} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def grouping_lines(results: dict[str, list[dict]]) -> list[str]:
+    """The grouping arm (`GROUPING`), paired by seed: each variant grouped minus one question a
+    sample, and GeoVR minus text-only in each arm; mean R^2 over LLM hidden states 1..L per probe and
+    the QA in points."""
+    from .scoring import TASKS
+
+    if not all(results.get(n) for n in GROUPING):
+        return []
+    layers = list(results["text_only_questions"][0]["probe"])[1:]
+    tasks = [t for t in TASKS if t in results["text_only_questions"][0]["qa"]["scores"]]
+
+    def probe_mean(r: dict, probe: str) -> float:
+        return float(np.mean([r["probe"][k][probe]["r2"] for k in layers]))
+
+    heads = [p.replace("_", " ") + " R^2" for p, _ in PROBE_COLUMNS] + list(tasks) + ["QA overall"]
+    pairs = [(f"{v} grouped - one a sample", f"{v}_grouped", f"{v}_questions") for v in VARIANTS]
+    pairs += [(f"geovr - text_only, {arm}", f"geovr_{arm}", f"text_only_{arm}") for arm in ("questions", "grouped")]
+    lines = [f"## Grouping by video (K = {GROUP_K}) on the per-question file (paired by seed; R^2 over hidden "
+             "states 1..L, QA in points)", "", "| difference | seeds | " + " | ".join(heads) + " |",
+             "|---|---:|" + "---:|" * len(heads)]
+    for label, a, b in pairs:
+        ra, rb = _by_seed(results[a]), _by_seed(results[b])
+        seeds = [s for s in ra if s in rb]
+        cells = [_diff_cell([probe_mean(ra[s], p) - probe_mean(rb[s], p) for s in seeds], 2) for p, _ in PROBE_COLUMNS]
+        cells += [_diff_cell([ra[s]["qa"]["scores"][t] - rb[s]["qa"]["scores"][t] for s in seeds]) for t in tasks]
+        cells.append(_diff_cell([ra[s]["qa"]["overall"] - rb[s]["qa"]["overall"] for s in seeds]))
+        lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -406,6 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablation", type=int, nargs="+", default=[], metavar="SEED",
                    help="also train each geometric loss alone (" + ", ".join(ABLATIONS) + ") for these seeds, "
                         "a subset of --seeds: the paper's ablation, four GeoVR-priced runs a seed")
+    p.add_argument("--grouped", type=int, nargs="+", default=[], metavar="SEED",
+                   help="also train both variants on the per-question file, one question a sample and grouped by "
+                        f"video (K = {GROUP_K}), for these seeds (a subset of --seeds): four runs a seed")
+    p.add_argument("--grouping-only", action="store_true",
+                   help="train and report the --grouped runs alone (no conversation runs; its own results.md)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     if a.jobs < 1:
@@ -413,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     if not set(a.ablation) <= set(a.seeds):
         p.error(f"--ablation seeds {sorted(set(a.ablation) - set(a.seeds))} are not in --seeds {a.seeds}: "
                 "each single-loss run is compared with the text-only run of its seed")
+    if not set(a.grouped) <= set(a.seeds):
+        p.error(f"--grouped seeds {sorted(set(a.grouped) - set(a.seeds))} are not in --seeds {a.seeds}")
+    if a.grouping_only and (not a.grouped or a.ablation):
+        p.error("--grouping-only reports the --grouped runs alone: give --grouped SEED..., and no --ablation")
     work, out = Path(a.work), Path(a.out)
     progress = not a.quiet
     extra: list[str] = []
@@ -427,9 +481,13 @@ def main(argv: list[str] | None = None) -> int:
     extra = tuple(extra)
     world = test_world(work, a.test_scenes, a.test_seed, extra, progress)
     results: dict[str, list[dict]] = {"init": [], "text_only": [], "geovr": [],
-                                      **{v: [] for v in ABLATIONS if a.ablation}}
+                                      **{v: [] for v in ABLATIONS if a.ablation},
+                                      **{v: [] for v in GROUPING if a.grouped}}
     first: dict[str, Path] = {}
     jobs = [(v, s) for s in a.seeds for v in VARIANTS] + [(v, s) for s in a.ablation for v in ABLATIONS]
+    jobs += [(v, s) for s in a.grouped for v in GROUPING]
+    if a.grouping_only:
+        return grouping_only(a, [j for j in jobs if j[0] in GROUPING], world, work, out, progress, extra)
     trained = train_all(jobs, a.steps, work, progress, extra, a.jobs)
     for seed in a.seeds:
         models = {"init": init_model(seed, work, extra),
@@ -442,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg, _ = parse_config(_train_args("geovr", a.seeds[0], a.steps, work, False, extra))
     meta = {"layers": cfg.model.tiny_layers, "hidden": cfg.model.tiny_hidden, "steps": cfg.train.steps,
             "train_scenes": cfg.data.synthetic_scenes, "test_scenes": a.test_scenes, "seeds": a.seeds,
-            "ablation_seeds": a.ablation,
+            "ablation_seeds": a.ablation, "grouped_seeds": a.grouped,
             "questions": sum(1 for _ in open(world / "train.jsonl"))}
     out.mkdir(parents=True, exist_ok=True)
     from .prior import prior_report, question_prior_report
@@ -464,6 +522,48 @@ def main(argv: list[str] | None = None) -> int:
     print((out / "results.md").read_text(), end="")
     print(f"written: {out / 'results.md'}, {out / 'results.json'}, {', '.join(str(p) for p in pictures)}, "
           f"{out / 'pca.png'} (PCA of hidden state {layer}, seed {a.seeds[0]})")
+    return 0
+
+
+def grouping_only(a: argparse.Namespace, jobs: list[tuple[str, int]], world: Path, work: Path, out: Path,
+                  progress: bool, extra: tuple[str, ...]) -> int:
+    """The grouping arm alone: train its runs, assess them and the initialisation, write the QA and
+    probe tables of these runs and the grouping differences to <out>/results.md (and .json)."""
+    trained = train_all(jobs, a.steps, work, progress, extra, a.jobs)
+    results: dict[str, list[dict]] = {"init": [], **{v: [] for v in GROUPING}}
+    for seed in a.grouped:
+        models = {"init": init_model(seed, work, extra), **{v: trained[v, s] for v, s in jobs if s == seed}}
+        for name, path in models.items():
+            results[name].append({**assess(path, f"{name}_seed{seed}", world, work, progress), "seed": seed})
+    from ..train.main import parse_config
+    from .scoring import TASKS
+
+    cfg, _ = parse_config(_train_args("geovr_grouped", a.grouped[0], a.steps, work, False, extra))
+    names = list(results)
+    tasks = [t for t in TASKS if t in results["init"][0]["qa"]["scores"]]
+    lines = [f"# Replication at laptop scale: does grouping by video change what is learnt?", "",
+             f"Tiny Qwen3-VL ({cfg.model.tiny_layers} layers x {cfg.model.tiny_hidden}), {cfg.train.steps} steps of "
+             f"{cfg.train.global_batch} questions from the per-question file of {cfg.data.synthetic_scenes} training "
+             f"scenes, seeds {a.grouped}; scored on {a.test_scenes} held-out scenes. `*_questions`: one question a "
+             f"sample; `*_grouped`: data.group_by_video={GROUP_K}.", "", "## Synthetic spatial QA (%)", "",
+             "| task | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for t in tasks + ["overall"]:
+        vals = [_mean_ci([r["qa"]["overall"] if t == "overall" else r["qa"]["scores"][t] for r in results[n]], 1)
+                for n in names]
+        lines.append(f"| {'**overall**' if t == 'overall' else t} | " + " | ".join(vals) + " |")
+    layers = list(results["init"][0]["probe"])[1:]
+    lines += ["", "## Linear probes: mean out-of-fold R^2 over hidden states 1..L", "",
+              "| probe | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for probe, key in PROBE_COLUMNS:
+        lines.append(f"| {probe.replace('_', ' ')} | " + " | ".join(
+            _mean_ci([float(np.mean([r["probe"][k][probe][key] for k in layers])) for r in results[n]]) for n in names)
+            + " |")
+    lines += [""] + grouping_lines(results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps({"meta": {"seeds": a.grouped, "steps": cfg.train.steps,
+                                                           "group_k": GROUP_K}, "results": results}, indent=1))
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print((out / "results.md").read_text(), end="")
     return 0
 
 

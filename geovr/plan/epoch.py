@@ -9,6 +9,10 @@ in its questions K (the vision tower, the teachers and the heads run once; the L
 the allowed attention pairs grow by a fixed amount per question), so two counted steps, K = 1 and
 K = K_max, give every K exactly: cost(K) = c_1 + (K - 1) (c_max - c_1) / (K_max - 1). The cache
 is filled once per video (the teachers' FLOPs per video and its disk are counted with it).
+
+A sequence holds one rank's questions of one step (the prefix's activations belong to that step's
+weights), so a rank packs at most global_batch / GPUs questions: 4 at the release's 32 on 8 GPUs.
+Each K is therefore costed at the global batch that lets a rank fill it (`grouped_batch`).
 """
 from __future__ import annotations
 
@@ -93,11 +97,12 @@ def sequences_per_epoch(data: EpochData, k: int, global_batch: int, micro_batch:
 
 @dataclass
 class EpochRow:
-    """One way of training the epoch: FLOPs (the cache fill included), sequences, steps, the cache
-    fill's FLOPs and bytes."""
+    """One way of training the epoch: FLOPs (the cache fill included), the global batch (questions
+    a step), sequences, steps, the cache fill's FLOPs and bytes."""
 
     label: str
     flops: float
+    global_batch: int
     sequences: int
     steps: int
     fill_flops: float = 0.0
@@ -146,29 +151,40 @@ def count_steps(model: str, frames: int, k_max: int, progress=None, **spec) -> E
     return EpochCounts(release, geovr, k_max)
 
 
+def grouped_batch(k: int, global_batch: int, gpus: int) -> int:
+    """The global batch at which every rank's share of a step (global_batch / gpus questions) can
+    fill a sequence of k: `global_batch`, or k x gpus when that is larger (a sequence never spans
+    steps or ranks: the prefix's activations belong to one step's weights)."""
+    return max(global_batch, k * gpus)
+
+
 def epoch_rows(data: EpochData, counts: EpochCounts, ks: list[int], global_batch: int, micro_batch: int,
                gpus: int) -> list[EpochRow]:
-    """Every row of the epoch table (see the module)."""
+    """Every row of the epoch table (see the module): grouped runs at each K at `grouped_batch`."""
     n, v = data.questions, data.videos
-    steps = math.ceil(n / global_batch)
     teacher_per_video = counts.geovr[("online", 1)].per_sample_flops()["teacher"]
     spec = counts.release.spec
     paper = GeoVRConfig.paper()
     size = teacher_frame_size(*BatchShape().source, spec.teacher_longest)  # the counted batch's frames
     entry = cache_entry_bytes(spec.frames, size, len(paper.teacher_layers), paper.teacher_dim, paper.teacher_patch)
     fill = (v * teacher_per_video, v * entry)
+    steps = math.ceil(n / global_batch)
     rows = [EpochRow("release (1 question a sample, teachers online)",
-                     n * counts.release.total_flops_per_sample(), n, steps)]
+                     n * counts.release.total_flops_per_sample(), global_batch, n, steps)]
+    grouped = {}
+    for k in ks:
+        batch = grouped_batch(k, global_batch, gpus)
+        grouped[k] = (batch, sequences_per_epoch(data, k, batch, micro_batch, gpus)[0], math.ceil(n / batch))
     for teacher in ("online", "cache"):
         extra = fill if teacher == "cache" else (0.0, 0.0)
         rows.append(EpochRow(f"geovr, 1 question a sample, teachers {teacher}",
-                             n * counts.per_sequence(teacher, 1) + extra[0], n, steps, *extra))
+                             n * counts.per_sequence(teacher, 1) + extra[0], global_batch, n, steps, *extra))
+        slope = counts.per_sequence(teacher, 2) - counts.per_sequence(teacher, 1)
         for k in ks:
-            seqs, _ = sequences_per_epoch(data, k, global_batch, micro_batch, gpus)
-            # sum over sequences of cost(K_s) = S c_1 + (N - S) slope: affine in K
-            slope = counts.per_sequence(teacher, 2) - counts.per_sequence(teacher, 1)
+            batch, seqs, k_steps = grouped[k]
+            # the sum over sequences of cost(K_s) = S c_1 + (N - S) slope: affine in K
             flops = seqs * counts.per_sequence(teacher, 1) + (n - seqs) * slope + extra[0]
-            rows.append(EpochRow(f"geovr, grouped K={k}, teachers {teacher}", flops, seqs, steps, *extra))
+            rows.append(EpochRow(f"geovr, grouped K={k}, teachers {teacher}", flops, batch, seqs, k_steps, *extra))
     return rows
 
 
@@ -179,19 +195,25 @@ def epoch_table(data: EpochData, rows: list[EpochRow], counts: EpochCounts, mfu:
     lines = [f"Epoch of {data.label}: {data.questions:,} questions over {data.videos:,} videos "
              f"({data.questions / data.videos:.1f} a video), {model}, {counts.release.spec.frames} frames, "
              f"{gpus} GPUs, MFU {mfu:g} of {peak_tflops:g} TFLOP/s", "",
-             "| run | PFLOP / epoch | x release | GPU-hours | sequences | steps | cache fill (PFLOP, TB) |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+             "| run | global batch | PFLOP / epoch | x release | GPU-hours | sequences (questions each) | steps "
+             "| cache fill (PFLOP, TB) |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         fill = f"{r.fill_flops / 1e15:,.0f}, {r.fill_bytes / 1e12:.2f}" if r.fill_bytes else ""
-        lines.append(f"| {r.label} | {r.flops / 1e15:,.0f} | {r.flops / release.flops:.3f} | "
-                     f"{r.gpu_hours(mfu, peak_tflops):,.0f} | {r.sequences:,} | {r.steps:,} | {fill} |")
+        lines.append(f"| {r.label} | {r.global_batch} | {r.flops / 1e15:,.0f} | {r.flops / release.flops:.3f} | "
+                     f"{r.gpu_hours(mfu, peak_tflops):,.0f} | {r.sequences:,} ({data.questions / r.sequences:.1f}) "
+                     f"| {r.steps:,} | {fill} |")
+    lines += ["", f"A sequence holds one rank's questions of one step: at a global batch of B questions on {gpus} "
+                  f"GPUs at most B / {gpus} ({release.global_batch // gpus} at {release.global_batch}), so K > "
+                  f"{release.global_batch // gpus} needs a global batch of K x {gpus} (fewer optimizer steps; "
+                  "scale the learning rate as for any batch change)."]
     ref = per_gpu(counts.release, Layout("zero2", gpus)).total
-    lines += ["", f"Peak per GPU (GB), {gpus} GPUs: the release's one-question sample under ZeRO-2 "
-                  f"{ref / 1e9:.1f}"]
+    lines += ["", f"Peak per GPU (GB), {gpus} GPUs: the release's one-question sample under ZeRO-2 {ref / 1e9:.1f}"]
     for (teacher, k), cost in sorted(counts.geovr.items(), key=lambda x: (x[0][1], x[0][0])):
-        ddp, zero2 = per_gpu(cost, Layout("ddp", gpus)).total, per_gpu(cost, Layout("zero2", gpus)).total
-        lines.append(f"  geovr K={k}, teachers {teacher}: {cost.sequence:,} tokens, DDP {ddp / 1e9:.1f} "
-                     f"({ddp / ref:.2f}x), ZeRO-2 {zero2 / 1e9:.1f} ({zero2 / ref:.2f}x)")
+        peaks = {name: per_gpu(cost, Layout(name, gpus)).total for name in ("ddp", "fsdp", "zero2")}
+        lines.append(f"  geovr K={k}, teachers {teacher}: {cost.sequence:,} tokens, "
+                     + ", ".join(f"{name.upper() if name != 'zero2' else 'ZeRO-2'} {b / 1e9:.1f} ({b / ref:.2f}x)"
+                                 for name, b in peaks.items()))
     lines.append("  (a packed sequence's peak is counted with the SDPA path's dense [L, L] mask; flex_attention "
                  "needs none)")
     return "\n".join(lines)

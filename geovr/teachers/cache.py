@@ -225,7 +225,7 @@ class CachedTeacher(Teacher):
 def build_teacher(name: str, args: argparse.Namespace) -> Teacher:
     from .factory import make_teacher
 
-    root = args.teacher_root or os.path.dirname(os.path.abspath(args.data))
+    root = args.teacher_root or os.path.dirname(os.path.abspath(args.data.split(",")[0]))
     return make_teacher(name, root=root, vggt_weights=args.vggt_weights, metric_weights=args.metric_weights,
                         feature_dim=args.feature_dim, exact=not args.resampled)
 
@@ -305,8 +305,9 @@ def build_cache(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m geovr.teachers.cache", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="annotation file (jsonl or json)")
-    p.add_argument("--format", default="vsi590k", choices=["vsi590k", "vlm3r", "llava"])
+    p.add_argument("--data", required=True, help="annotation file (jsonl or json), or several comma-separated")
+    p.add_argument("--format", default="vsi590k",
+                   help="vsi590k, vlm3r or llava: one for every --data file, or one per file (comma-separated)")
     p.add_argument("--media-root", default=None, help="folder the records' video paths are relative to")
     p.add_argument("--teacher", default="synthetic", choices=["synthetic", "vggt"])
     p.add_argument("--vggt-weights", default=None, help="vggt: local VGGT-1B checkpoint (file or folder)")
@@ -329,6 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto", help="video decoder (auto, pyav, dali-gpu, dali-cpu)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    from ..data.datasets import READERS
+
+    bad = [f for f in args.format.split(",") if f not in READERS]
+    if bad or len(args.format.split(",")) not in (1, len(args.data.split(","))):
+        p.error(f"--format {args.format!r}: one of {sorted(READERS)} for every --data file, or one per file")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     counts = build_cache(args)
     print("teacher cache " + args.out + ": " + ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -94,8 +94,9 @@ def test_resume_with_other_ranks_starts_at_the_step_boundary():
     for s in new:
         s.load_state_dict(state)
     resumed = sorted(x for s in new for mb in s for key in mb for x in key[0])
-    stream = [r for r, _ in new[0].stream(0)]
-    assert resumed == sorted(stream[done * 16:])  # the questions of steps 3.. exactly
+    steps = old[0].steps(0)
+    assert steps == new[0].steps(0)  # what a step holds does not depend on the ranks
+    assert resumed == sorted(x for step in steps[done:] for seq in step for x in seq)  # steps 3.. exactly
 
 
 def test_resume_refuses_another_plan():
@@ -124,3 +125,30 @@ def test_video_groups_split_by_media_and_by_the_text_before_the_video():
             _rec(3, "a.mp4", system="Be brief."), _rec(4, "a.mp4", "Look: <video>\nQ?"), _rec(5, "b.mp4")]
     assert video_groups(recs) == [[0, 2], [1, 5], [3], [4]]
     assert prefix_signature(recs[0]) == prefix_signature(dataclasses.replace(recs[0], turns=recs[2].turns))
+
+
+def test_a_step_splits_a_video_only_where_the_ranks_force_it():
+    """2 + 4 + 2 questions on 2 ranks of 4: the 4 go whole to one rank, the two pairs to the other
+    (three sequences; two contiguous slices would cut the middle video in two)."""
+    groups = [[0, 1], [2, 3, 4, 5], [6, 7]]
+    plan = VideoGroupSampler(groups, 4, 8, 4, shuffle=False, world_size=2).plan(0)
+    ranks = [[s for mb in plan[0].ranks[r] for s in mb] for r in range(2)]
+    assert sorted(ranks, key=len) == [[(2, 3, 4, 5)], [(0, 1), (6, 7)]]
+
+
+def test_whole_chunks_fill_steps_and_only_remainders_are_split():
+    """Videos of 9, 9 and 6 questions, K = 4, 8 a step on 2 ranks: the four whole chunks of 4 fill
+    a step and split nothing; the remainders (1, 1, 2) and the padding share the last step."""
+    groups = [list(range(0, 9)), list(range(9, 18)), list(range(18, 24))]
+    s = VideoGroupSampler(groups, 4, 8, 1, shuffle=False, world_size=2)
+    steps = s.steps(0)
+    assert len(steps) == 3 and all(sum(map(len, step)) == 8 for step in steps)
+    assert steps[0] == [[0, 1, 2, 3], [4, 5, 6, 7]] and steps[1] == [[9, 10, 11, 12], [13, 14, 15, 16]]
+    assert steps[2][:3] == [[18, 19, 20, 21], [8], [17]] and sum(map(len, steps[2][3:])) == 2  # padding
+    # the GeoVR mix at K = 32, 256 a step on 8 GPUs: near the bound sum_v ceil(n_v / 32)
+    from geovr.plan.epoch import geovr_mix, sequences_per_epoch
+
+    mix = geovr_mix()
+    lower = sum(-(-n // 32) for n in mix.per_video)
+    seqs, _ = sequences_per_epoch(mix, 32, 256, 1, 8)
+    assert lower <= seqs <= 1.3 * lower

@@ -167,3 +167,54 @@ def test_ablation_seeds_must_be_among_the_seeds(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--work", str(tmp_path), "--seeds", "0", "--ablation", "1"])
     assert "--ablation seeds [1] are not in --seeds [0]" in capsys.readouterr().err
+
+
+def test_the_grouping_arm_trains_the_same_questions_grouped_or_not(tmp_path):
+    """Each variant on the per-question file: one question a sample (micro-batch 2) and grouped by
+    video (4 a sequence, micro-batch 1); nothing else differs from the variant's own config."""
+    from geovr.eval.replicate import GROUP_K, GROUPING
+
+    assert set(GROUPING) == {"text_only_questions", "text_only_grouped", "geovr_questions", "geovr_grouped"}
+    for name, (variant, arm) in GROUPING.items():
+        cfg = parse_config(_train_args(name, 2, 50, tmp_path, False))[0]
+        base = parse_config(_train_args(variant, 2, 50, tmp_path, False))[0]
+        assert cfg.data.path == str(tmp_path / "train_world" / "train.jsonl")
+        assert cfg.data.group_by_video == (GROUP_K if arm == "grouped" else 0)
+        assert cfg.train.global_batch == GROUP_K  # a sequence can hold every question of a step
+        d, b = cfg.to_dict(), base.to_dict()
+        for part in (d, b):
+            part["train"].pop("output"), part["data"].pop("path"), part["data"].pop("group_by_video")
+            part["train"].pop("micro_batch")
+        assert d == b
+
+
+def test_grouping_rows_by_hand():
+    from geovr.eval.replicate import grouping_lines
+
+    def run(seed: int, depth: float, qa: float) -> dict:
+        probe = {str(k): {p: {"r2": depth if p == "depth" else 0.2} for p in
+                          ("depth", "pose_translation", "pose_rotation", "scale")} for k in range(3)}
+        return {"seed": seed, "probe": probe, "qa": {"scores": {"object_counting": qa}, "overall": qa}}
+
+    results = {"text_only_questions": [run(0, 0.1, 40)], "text_only_grouped": [run(0, 0.15, 38)],
+               "geovr_questions": [run(0, 0.5, 41)], "geovr_grouped": [run(0, 0.4, 45)]}
+    rows = {r.split(" | ")[0].strip("| "): r for r in grouping_lines(results) if r.startswith("| ")}
+    assert rows["text_only grouped - one a sample"] == ("| text_only grouped - one a sample | 1 | +0.05 | +0.00 | "
+                                                        "+0.00 | +0.00 | -2.0 | -2.0 |")
+    assert rows["geovr - text_only, grouped"].startswith("| geovr - text_only, grouped | 1 | +0.25 |")
+    assert grouping_lines({k: v for k, v in results.items() if k != "geovr_grouped"}) == []
+
+
+def test_grouping_only_end_to_end(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    assert main(["--out", str(out), "--work", str(work), "--steps", "2", "--train-scenes", "2", "--test-scenes", "3",
+                 "--frame-size", "96x128", "--quiet", "--grouped", "0", "--grouping-only"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["results"]) == {"init", "text_only_questions", "text_only_grouped", "geovr_questions",
+                                   "geovr_grouped"}
+    report = (out / "results.md").read_text()
+    assert "| geovr grouped - one a sample | 1 |" in report and "| **overall** |" in report
+    summary = json.loads((work / "runs" / "geovr_grouped_seed0" / "summary.json").read_text())
+    assert summary["samples_seen"] == 8  # 2 steps of 4 questions, grouped
+    with pytest.raises(SystemExit):
+        main(["--work", str(work), "--grouping-only"])

@@ -8,8 +8,8 @@ import torch
 from geovr.data.packing import PADDING
 from geovr.model.attention import allowed_pairs, segment_mask
 from geovr.plan import PARTS, StepSpec, measure_step
-from geovr.plan.epoch import (EpochData, cache_entry_bytes, epoch_rows, from_annotations, geovr_mix,
-                              sequences_per_epoch, count_steps)
+from geovr.plan.epoch import (EpochData, cache_entry_bytes, count_steps, epoch_rows, from_annotations, geovr_mix,
+                              grouped_batch, sequences_per_epoch)
 
 SMALL = dict(model="tiny", frames=4, teacher_longest=168, tokens_per_frame=64, autocast=False, teacher="cache")
 
@@ -43,7 +43,9 @@ def test_sequences_come_from_the_trainers_plan():
         lower = sum(-(-n // k) for n in data.per_video)
         assert steps == -(-68 // 8) and lower <= seqs <= 72  # 68 questions, padded to 72
     assert sequences_per_epoch(data, 1, 8, 1, 2)[0] == 72
-
+    # a rank packs at most its share of a step: K=32 on 8 GPUs needs 256 questions a step
+    assert grouped_batch(4, 32, 8) == 32 and grouped_batch(32, 32, 8) == 256
+    assert sequences_per_epoch(data, 64, 8, 1, 2)[0] >= 68 / 4
 
 def test_the_modelled_mix_and_annotations(synthetic_root):
     mix = geovr_mix()
@@ -65,6 +67,7 @@ def test_epoch_rows_and_the_planners_table(synthetic_root, monkeypatch):
     assert one.flops == pytest.approx(70 * counts.per_sequence("online", 1))
     assert k4.sequences < rows["geovr, grouped K=2, teachers online"].sequences < one.sequences == 70
     assert k4.flops < 0.6 * one.flops  # the prefix once per sequence
+    assert k4.global_batch == 8 and rows["geovr, grouped K=2, teachers online"].global_batch == 8
     cached = rows["geovr, grouped K=4, teachers cache"]
     assert cached.fill_flops == pytest.approx(7 * counts.geovr[("online", 1)].per_sample_flops()["teacher"])
     monkeypatch.setattr(planner, "count_steps", lambda *a, **k: counts)  # the table from the counts above
