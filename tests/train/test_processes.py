@@ -125,3 +125,24 @@ def test_torchrun_two_processes_equal_one(synthetic_root, tmp_path, nproc):
         for key in ("loss/text", "loss/pose", "loss/depth", "loss/align", "loss/scale", "grad_norm"):
             assert b[step][key] == pytest.approx(a[step][key], rel=2e-4, abs=1e-6), (step, key)
     assert a[2]["loss"] != a[1]["loss"]  # step 2 saw the (identical) update of step 1
+
+
+def test_torchrun_two_processes_grouped_by_video_equal_one(synthetic_root, tmp_path):
+    """data.group_by_video: what a step holds does not depend on the ranks, and packing is exact,
+    so two ranks (each packing its half of a step's questions) train as one process does."""
+    one = small_config(synthetic_root, tmp_path / "one", steps=2, global_batch=4, micro_batch=1)
+    one.data.group_by_video = 4
+    res = run(overrides(one))
+    assert res.returncode == 0, res.stderr
+    two = small_config(synthetic_root, tmp_path / "two", steps=2, global_batch=4, micro_batch=1)
+    two.data.group_by_video = 4
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "geovr.train", *overrides(two)]
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    a, b = losses(tmp_path / "one"), losses(tmp_path / "two")
+    assert sorted(a) == sorted(b) == [1, 2]
+    assert a[1]["data/qa_per_sequence"] > 1
+    for step in a:
+        for key in ("loss/text", "loss/pose", "loss/depth", "loss/align", "loss/scale", "grad_norm"):
+            assert b[step][key] == pytest.approx(a[step][key], rel=2e-4, abs=1e-6), (step, key)
