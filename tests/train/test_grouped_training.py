@@ -114,3 +114,20 @@ def test_settings_grouping_cannot_take_are_refused(synthetic_root, tmp_path):
     cfg.parallel.tp, cfg.model.attention = 1, "flash"
     with pytest.raises(ConfigError, match="model.attention"):
         validate(cfg)
+
+
+def test_a_packed_step_with_activation_recompute_equals_one_without(trainer, videos, synthetic_root, tmp_path):
+    """Recompute keeping the attention outputs (the paper preset's) under the packed mask: the same
+    gradients as the trainer above, which keeps every activation."""
+    cfg = small_config(synthetic_root, tmp_path / "recompute", steps=1)
+    cfg.optim.clip, cfg.data.group_by_video = 0.0, 8
+    cfg.model.gradient_checkpointing = True
+    other = Trainer(cfg)
+    ds, idx = trainer.dataset, videos[0][:3]
+    pad = trainer.tokenizer.pad_token_id
+    micro = [collate([ds[(tuple(idx), 0, 0)], ds[(tuple(videos[1][:2]), 0, 1)]], pad)]
+    _, want = step(trainer, micro)
+    _, got = step(other, micro)
+    assert want.keys() == got.keys()
+    for name, g in want.items():
+        assert (got[name] - g).abs().max() <= 1e-5 * g.abs().max() + 1e-12, name
