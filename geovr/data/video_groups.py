@@ -8,7 +8,8 @@ every rank computes the same one:
 
 1. the groups are shuffled, and each group's records; each group is cut into chunks of
    c = min(K, G) questions (G: the global batch) and one shorter remainder;
-2. steps of exactly G questions: G // c whole chunks each, the room left over and then further
+2. steps of exactly G questions: G // c whole chunks each (shuffled, so that a step's chunks come
+   from different videos: the geometric losses see G // c videos a step), the room left over and then further
    steps filled with the remainders in turn (a remainder split only where a step is full); the
    last step is completed with the epoch's first questions (as torch's DistributedSampler pads);
    the steps are shuffled. What a step holds depends on neither the ranks nor the micro-batch;
@@ -166,6 +167,8 @@ class VideoGroupSampler:
             groups.append(recs)
         c = min(self.k, self.global_batch)
         whole, rest = _chunks(groups, c)
+        if self.shuffle:  # a step's whole chunks from as many videos as it has chunks, not a video's run of them
+            whole = [whole[i] for i in torch.randperm(len(whole), generator=g).tolist()]
         per = self.global_batch // c
         full = len(whole) // per
         steps = [whole[i * per:(i + 1) * per] for i in range(full)]

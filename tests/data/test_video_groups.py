@@ -152,3 +152,14 @@ def test_whole_chunks_fill_steps_and_only_remainders_are_split():
     lower = sum(-(-n // 32) for n in mix.per_video)
     seqs, _ = sequences_per_epoch(mix, 32, 256, 1, 8)
     assert lower <= seqs <= 1.3 * lower
+
+
+def test_a_steps_whole_chunks_come_from_different_videos():
+    """Big videos are cut into many chunks; shuffled, a step's chunks span many videos (the
+    geometric losses see G / K videos a step, not one video's run of chunks)."""
+    groups = groups_of([64] * 16)
+    owner = group_of(groups)
+    steps = VideoGroupSampler(groups, 8, 64, 1, seed=4).steps(0)
+    videos = [len({owner[s[0]] for s in step}) for step in steps]
+    assert sum(videos) / len(videos) > 5  # of 8 chunks a step; unshuffled chunks would give 1
+    assert all(len({owner[x] for x in seq}) == 1 for step in steps for seq in step)
