@@ -296,20 +296,25 @@ def ablation_lines(results: dict[str, list[dict]]) -> list[str]:
     tasks = [t for t in TASKS if t in results["text_only"][0]["qa"]["scores"]]
     base = _by_seed(results["text_only"])
 
-    def probe_mean(r: dict, probe: str) -> float:
-        return float(np.mean([r["probe"][k][probe]["r2"] for k in layers]))
-
     heads = [p.replace("_", " ") + " R^2" for p, _ in PROBE_COLUMNS] + [t for t in tasks] + ["QA overall"]
     lines = ["## Each geometric loss alone, minus text-only (paired by seed; R^2 over hidden states 1..L, QA in points)",
              "", "| run | seeds | " + " | ".join(heads) + " |", "|---|---:|" + "---:|" * len(heads)]
     for n in ["geovr", *alone]:
-        runs = _by_seed(results[n])
-        seeds = [s for s in runs if s in base]
-        cells = [_diff_cell([probe_mean(runs[s], p) - probe_mean(base[s], p) for s in seeds], 2) for p, _ in PROBE_COLUMNS]
-        cells += [_diff_cell([runs[s]["qa"]["scores"][t] - base[s]["qa"]["scores"][t] for s in seeds]) for t in tasks]
-        cells.append(_diff_cell([runs[s]["qa"]["overall"] - base[s]["qa"]["overall"] for s in seeds]))
-        lines.append(f"| {n} | {len(seeds)} | " + " | ".join(cells) + " |")
+        lines.append(_difference_row(n, _by_seed(results[n]), base, layers, tasks))
     return lines + [""]
+
+
+def _difference_row(label: str, runs: dict[int, dict], base: dict[int, dict], layers: list[str], tasks: list[str]) -> str:
+    """One table row: `runs` minus `base` over their common seeds, the mean R^2 over `layers` per
+    probe (2 digits) and the QA per task and overall (points)."""
+    def probe_mean(r: dict, probe: str) -> float:
+        return float(np.mean([r["probe"][k][probe]["r2"] for k in layers]))
+
+    seeds = [s for s in runs if s in base]
+    cells = [_diff_cell([probe_mean(runs[s], p) - probe_mean(base[s], p) for s in seeds], 2) for p, _ in PROBE_COLUMNS]
+    cells += [_diff_cell([runs[s]["qa"]["scores"][t] - base[s]["qa"]["scores"][t] for s in seeds]) for t in tasks]
+    cells.append(_diff_cell([runs[s]["qa"]["overall"] - base[s]["qa"]["overall"] for s in seeds]))
+    return f"| {label} | {len(seeds)} | " + " | ".join(cells) + " |"
 
 
 def grouping_lines(results: dict[str, list[dict]]) -> list[str]:
@@ -323,9 +328,6 @@ def grouping_lines(results: dict[str, list[dict]]) -> list[str]:
     layers = list(results["text_only_questions"][0]["probe"])[1:]
     tasks = [t for t in TASKS if t in results["text_only_questions"][0]["qa"]["scores"]]
 
-    def probe_mean(r: dict, probe: str) -> float:
-        return float(np.mean([r["probe"][k][probe]["r2"] for k in layers]))
-
     heads = [p.replace("_", " ") + " R^2" for p, _ in PROBE_COLUMNS] + list(tasks) + ["QA overall"]
     pairs = [(f"{v} grouped - one a sample", f"{v}_grouped", f"{v}_questions") for v in VARIANTS]
     pairs += [(f"geovr - text_only, {arm}", f"geovr_{arm}", f"text_only_{arm}") for arm in ("questions", "grouped")]
@@ -333,12 +335,7 @@ def grouping_lines(results: dict[str, list[dict]]) -> list[str]:
              "states 1..L, QA in points)", "", "| difference | seeds | " + " | ".join(heads) + " |",
              "|---|---:|" + "---:|" * len(heads)]
     for label, a, b in pairs:
-        ra, rb = _by_seed(results[a]), _by_seed(results[b])
-        seeds = [s for s in ra if s in rb]
-        cells = [_diff_cell([probe_mean(ra[s], p) - probe_mean(rb[s], p) for s in seeds], 2) for p, _ in PROBE_COLUMNS]
-        cells += [_diff_cell([ra[s]["qa"]["scores"][t] - rb[s]["qa"]["scores"][t] for s in seeds]) for t in tasks]
-        cells.append(_diff_cell([ra[s]["qa"]["overall"] - rb[s]["qa"]["overall"] for s in seeds]))
-        lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells) + " |")
+        lines.append(_difference_row(label, _by_seed(results[a]), _by_seed(results[b]), layers, tasks))
     return lines + [""]
 
 
