@@ -1,17 +1,10 @@
 """Smoke test of benchmarks/decode.py on tiny clips: it runs every available backend and prints
 its table (timings are printed, never asserted)."""
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "decode.py"
+from bench_helpers import load_benchmark
 
 
 def test_decode_benchmark_prints_a_row_per_backend(capsys, tmp_path):
-    spec = importlib.util.spec_from_file_location("decode_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["decode_bench"] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("decode")
     assert bench.main(["--height", "64", "--width", "96", "--seconds", "2", "--fps", "10", "--frames", "8",
                        "--reps", "1", "--codecs", "h264", "vp9", "--gops", "5", "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out

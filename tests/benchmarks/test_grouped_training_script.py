@@ -1,19 +1,13 @@
 """Smoke test of benchmarks/grouped_training.py at its smallest: the questions file has exactly K
 questions per video, both runs train, and the table prints seconds per question and the ratio
 (timings are printed, never asserted)."""
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "grouped_training.py"
+from bench_helpers import load_benchmark
 
 
 def test_grouped_and_ungrouped_seconds_per_question(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("grouped_training_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["grouped_training_bench"] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("grouped_training")
     bench.main(["--scenes", "2", "--steps", "2", "--qa-per-video", "3", "--out", str(tmp_path)])
     recs = [json.loads(x) for x in (tmp_path / "world" / "train_3_per_video.jsonl").read_text().splitlines()]
     assert len(recs) == 6 and len({r["id"] for r in recs}) == 6 and len({r["video"] for r in recs}) == 2

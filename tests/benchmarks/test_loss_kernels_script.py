@@ -1,18 +1,10 @@
 """Smoke test of benchmarks/loss_kernels.py on tiny shapes: the script runs and prints a full
 table (timings are printed, never asserted)."""
-import importlib.util
-import sys
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "loss_kernels.py"
+from bench_helpers import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("loss_kernels", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["loss_kernels"] = bench  # dataclasses look their module up there
-    spec.loader.exec_module(bench)
-    return bench
+    return load_benchmark("loss_kernels")
 
 
 def test_benchmark_prints_a_row_per_loss_and_implementation(capsys):

@@ -1,20 +1,13 @@
 """Smoke test of benchmarks/train_step.py --time on the CPU at tiny size: real steps of the three
 runs (release, geovr online, geovr cached) through `geovr.plan.timing`, a table with samples/s and
 the ratios (timings are printed, never asserted; the figures mean something on a GPU only)."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "train_step.py"
+from bench_helpers import load_benchmark
 
 
 def test_time_mode_prints_samples_per_second_for_each_run(capsys):
-    spec = importlib.util.spec_from_file_location("train_step_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["train_step_bench"] = bench
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("train_step")
     bench.main(["--time", "--device", "cpu", "--models", "tiny", "--frames", "2", "--steps", "1",
                 "--tokens-per-frame", "16", "--teacher-longest", "112"])
     out = capsys.readouterr().out
