@@ -5,6 +5,10 @@
            reference otherwise (float64 stays on the reference: the kernels compute in fp32);
   "triton": always the kernel (on CPU tensors this needs TRITON_INTERPRET=1, set before import);
   "reference": always the eager PyTorch reference.
+
+A run can also route one loss to its reference for the whole process (`use_reference`): the
+trainer does so when `python -m geovr.doctor`'s check of that loss's fused path failed on this
+device (`geovr.doctor.select`). Precedence: a call's `backend` > the routing > the environment.
 """
 from __future__ import annotations
 
@@ -14,6 +18,24 @@ import os
 import torch
 
 BACKENDS = ("auto", "triton", "reference")
+LOSSES = ("depth", "align", "pose")  # the losses with a fused or compiled path besides the reference
+_routed: dict[str, str] = {}  # loss -> why it runs on its reference (set by use_reference)
+
+
+def use_reference(loss: str, why: str | None) -> None:
+    """Route `loss` (one of LOSSES) to its eager reference for this process, `why` saying so;
+    why=None restores the normal choice."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
+    if why is None:
+        _routed.pop(loss, None)
+    else:
+        _routed[loss] = why
+
+
+def routed(loss: str) -> str | None:
+    """Why `loss` runs on its reference for this process, or None when it is not routed."""
+    return _routed.get(loss)
 
 
 @functools.lru_cache(maxsize=1)
@@ -29,8 +51,11 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def use_kernel(backend: str | None, device: torch.device, dtype: torch.dtype) -> bool:
-    """True when the Triton kernel should run for `dtype` tensors on `device`."""
+def use_kernel(backend: str | None, device: torch.device, dtype: torch.dtype, loss: str | None = None) -> bool:
+    """True when the Triton kernel should run for `dtype` tensors on `device`; `loss` (depth,
+    align) applies its routing (use_reference) when `backend` is None."""
+    if backend is None and loss is not None and loss in _routed:
+        return False
     choice = backend if backend is not None else os.environ.get("GEOVR_LOSS_BACKEND", "auto")
     if choice not in BACKENDS:
         source = "backend" if backend is not None else "GEOVR_LOSS_BACKEND"
@@ -47,3 +72,18 @@ def use_kernel(backend: str | None, device: torch.device, dtype: torch.dtype) ->
             f"under TRITON_INTERPRET=1 set before geovr.kernels is imported"
         )
     return True
+
+
+def implementation(loss: str, device: torch.device) -> str:
+    """What computes `loss` (one of LOSSES) for fp32 tensors on `device` in this process: "triton",
+    "triton (interpreter)", "extension (cuda|cpu)" or "reference", with "(fallback)" when the
+    process routed it there (use_reference)."""
+    if loss in _routed:
+        return "reference (fallback)"
+    if loss == "pose":
+        if os.environ.get("GEOVR_LOSS_BACKEND") == "reference":
+            return "reference"
+        return f"extension ({'cuda' if device.type == 'cuda' else 'cpu'})"
+    if not use_kernel(None, device, torch.float32, loss):
+        return "reference"
+    return "triton (interpreter)" if device.type != "cuda" else "triton"

@@ -57,7 +57,7 @@ def align_loss(
             {f"student[{k}]": s for k, s in enumerate(s_layers)}
             | {f"teacher[{k}]": t for k, t in enumerate(t_layers)}
         )
-    if use_kernel(backend, s_layers[0][0].device, s_layers[0][0].dtype):
+    if use_kernel(backend, s_layers[0][0].device, s_layers[0][0].dtype, loss="align"):
         from geovr.kernels.align_loss import fused_align_loss
 
         return fused_align_loss(s_layers, t_layers, eps=EPS)

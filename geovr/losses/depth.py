@@ -75,7 +75,7 @@ def depth_loss(
         finite["target"] = target
     if checked:
         check_finite(finite)
-    if use_kernel(backend, pred[0].device, pred[0].dtype):
+    if use_kernel(backend, pred[0].device, pred[0].dtype, loss="depth"):
         from geovr.kernels.depth_loss import fused_depth_loss
 
         return fused_depth_loss(

@@ -27,6 +27,7 @@ import os
 import torch
 from torch import Tensor
 
+from geovr.losses._backend import routed
 from geovr.losses._checks import check_batch, check_finite, check_same_shapes
 from geovr.losses.pose_reference import pose_parts_reference
 
@@ -104,11 +105,12 @@ def pose_loss(
     """Returns (loss, trans, rot, fov): scalars averaged over samples (see module docstring).
 
     backend: None/"extension" (the compiled op, CPU or CUDA) or "reference" (eager PyTorch);
-    None follows GEOVR_LOSS_BACKEND=reference when set, as the other losses do. checked=False
+    None follows the process's routing (`_backend.use_reference`), then
+    GEOVR_LOSS_BACKEND=reference when set, as the other losses do. checked=False
     skips the value checks (NaN/inf; the quaternion norm of the geodesic/relative modes) and their
     host sync: the caller checks (`all_finite`).
     """
-    if backend is None and os.environ.get("GEOVR_LOSS_BACKEND") == "reference":
+    if backend is None and (routed("pose") is not None or os.environ.get("GEOVR_LOSS_BACKEND") == "reference"):
         backend = "reference"
     pred = check_batch("pred", pred, 2, "[T, 9]")
     target = check_batch("target", target, 2, "[T, 9]")

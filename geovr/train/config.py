@@ -149,7 +149,10 @@ class LossConfig:
 class LoopConfig:
     """steps: optimizer steps (None: `epochs` over the data). global_batch = micro_batch x
     accumulation x data-parallel ranks. device: auto | cpu | cuda. output: the run's folder
-    (checkpoints, TensorBoard, metrics.jsonl). max_bad_steps: NaN/inf steps in a row that stop the run."""
+    (checkpoints, TensorBoard, metrics.jsonl). max_bad_steps: NaN/inf steps in a row that stop the run.
+    verify_kernels: before the model is built, check the fused and native paths the run uses on its
+    device (`python -m geovr.doctor --quick`, reused per environment): auto (on a GPU; a failed path
+    falls back to its reference, logged) | strict (a failed path stops the run) | off."""
 
     steps: int | None = None
     epochs: int = 1
@@ -160,6 +163,7 @@ class LoopConfig:
     output: str = "geovr_runs/run"
     max_bad_steps: int = 5
     find_unused_parameters: bool = True
+    verify_kernels: str = "auto"
 
 
 @dataclass
@@ -312,6 +316,7 @@ def validate(cfg: Config, world_size: int = 1) -> int:
         raise ConfigError("data.format", f"{len(d.format.split(','))} formats for {len(d.path.split(','))} files in "
                           "data.path: give one format, or one per file")
     _choice("data.backend", d.backend, ("auto", "pyav", "dali-gpu", "dali-cpu"))
+    _choice("train.verify_kernels", r.verify_kernels, ("auto", "strict", "off"))
     if not d.path:
         raise ConfigError("data.path", "no annotation file given; set data.path=<train.jsonl>")
     for name in ("fps",):

@@ -31,6 +31,7 @@ from .config import Config, validate
 from .metrics import MetricsLogger, peak_memory_gb
 from .objective import PARTS, micro_loss
 from .report import CURVES, plot_losses, write_summary
+from .verify import implementations, verify_run
 from .optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger("geovr.train")
@@ -59,6 +60,10 @@ class Trainer:
         self.accum = validate(cfg, self.world.world_size)
         self.dp_rank, self.dp_size = self._setup_parallel()
         build.check_paths(cfg)
+        self.verification = verify_run(cfg, self.world)  # before the data and the model: may route to fallbacks
+        self.implementations = implementations(cfg, self.world.device)
+        if self.world.main:
+            logger.info("losses computed by: %s", ", ".join(f"{k} {v}" for k, v in self.implementations.items()))
         self.output = Path(cfg.train.output)
         if self.world.main:
             build.ensure_data(cfg, progress=cfg.metrics.progress)
@@ -391,7 +396,8 @@ class Trainer:
             summary = metrics.summary({"steps": self.step, "bad_steps": self.bad_steps,
                                        "samples_seen": self.samples_seen, "tokens_seen": self.tokens_seen,
                                        "stopped": stopped or "done", **self.skips.metrics(),
-                                       "data/skipped": float(self.skipped_total)})
+                                       "data/skipped": float(self.skipped_total),
+                                       "implementations": self.implementations})
             if hasattr(self.teacher, "hits"):
                 summary.update({"teacher_cache_hits": self.teacher.hits, "teacher_cache_misses": self.teacher.misses})
             if self.resumed_at:

@@ -20,6 +20,7 @@ import sys
 from .config import PRESETS, ConfigError, preset
 from .config_io import apply_dict, apply_overrides, dump_yaml, load_yaml
 from .report import summary_table
+from .verify import VerificationFailed
 
 
 def parse_config(argv: list[str] | None = None):
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             from .loop import Trainer
 
         trainer = Trainer(cfg)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, VerificationFailed) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     try:

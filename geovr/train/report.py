@@ -68,6 +68,9 @@ def summary_table(summary: dict, output: Path) -> str:
         for key in parts:
             name = "total" if key == "loss" else key.split("/", 1)[1]
             lines.append(f"  {name:<12}{summary[key + ' first']:>10.4f}{summary[key + ' last']:>10.4f}")
+    impl = summary.get("implementations")
+    if impl:
+        lines.append("  computed by: " + ", ".join(f"{k} {v}" for k, v in impl.items()))
     skipped = summary.get("data/skipped", 0)
     if skipped:
         lines.append(f"  {int(skipped)} bad data items skipped (see the warnings above)")

@@ -2,33 +2,17 @@
 import pytest
 import torch
 
+from geovr.doctor.checks import align_inputs
+from geovr.doctor.compare import compare_align
 from geovr.losses import align_loss
 
-TOL = {torch.float32: dict(rtol=1e-5, atol=1e-6), torch.bfloat16: dict(rtol=1e-2, atol=1e-3),
-       torch.float16: dict(rtol=2e-3, atol=1e-4)}
-
-
-def _inputs(counts, d, device, dtype=torch.float32, layers=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    student = [[torch.randn(n, d, generator=g).to(device, dtype).requires_grad_() for n in counts]
-               for _ in range(layers)]
-    teacher = [[torch.randn(n, d, generator=g).to(device, dtype) for n in counts] for _ in range(layers)]
-    return student, teacher
+_inputs = align_inputs
 
 
 def _compare(student, teacher):
-    tol = TOL[student[0][0].dtype]
-    leaves = [x for layer in student for x in layer]
-    got = align_loss(student, teacher, backend="triton")
-    want = align_loss(student, teacher, backend="reference")
-    torch.testing.assert_close(got, want, **tol)
-    gk = torch.autograd.grad(3.0 * got, leaves)
-    gr = torch.autograd.grad(3.0 * want, leaves)
-    for i, (a, b) in enumerate(zip(gk, gr)):
-        assert a.dtype == b.dtype
-        scale = b.abs().max().item() if b.numel() else 0.0
-        torch.testing.assert_close(a.float(), b.float(), rtol=tol["rtol"], atol=tol["atol"] + tol["rtol"] * scale,
-                                   msg=lambda m: f"grad {i}: {m}")
+    """The kernel against the reference: the loss and every gradient (geovr.doctor.compare)."""
+    got = compare_align(student, teacher)
+    assert got.ok, got.failure
 
 
 @pytest.mark.parametrize("counts, d, layers", [

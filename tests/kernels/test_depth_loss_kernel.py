@@ -8,52 +8,20 @@ import torch
 import geovr.kernels.depth_loss as depth_kernel
 from geovr.kernels import _depth_layout as layout
 from geovr.kernels.depth_loss import DepthLossSpec, _launch_forward
+from geovr.doctor.checks import depth_inputs
+from geovr.doctor.compare import DEPTH_UPSTREAM, compare_depth
 from geovr.losses import depth_loss
 from geovr.losses.depth import CLAMP, GRAD_MIN_PIXELS, MIN_PIXELS, N_SCALES, QUANTILE, quantile_rank
 
-# Both sides upcast the same half-precision values and compute in fp32: the losses (fp32 outputs)
-# differ only by summation order, whatever the input dtype; a half-precision gradient is the
-# rounding of two such fp32 values, so at most one unit in its last place apart (`_within_one_ulp`).
-TOL = dict(rtol=2e-5, atol=2e-6)
 BRANCH, LIM = int(layout.PAR_BRANCH), int(layout.PAR_LIM)  # columns of the per-sample params
+_inputs = depth_inputs
 
 
-def _inputs(shapes, device, dtype=torch.float32, outliers=0.0, seed=0, target_dtype=None):
-    g = torch.Generator().manual_seed(seed)
-    pred, target = [], []
-    for s in shapes:
-        p = torch.rand(s, generator=g) * 4 + 0.1
-        t = torch.rand(s, generator=g) * 4 + 0.1
-        k = int(outliers * t.numel())
-        t.view(-1)[torch.randperm(t.numel(), generator=g)[:k]] += 300.0
-        pred.append(p.to(device, dtype).requires_grad_())
-        target.append(t.to(device, target_dtype or dtype))
-    return pred, target
-
-
-def _within_one_ulp(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Every element of `a` equals `b`'s or one of its two neighbours in their (half) dtype."""
-    up, down = torch.nextafter(b, torch.full_like(b, float("inf"))), torch.nextafter(b, torch.full_like(b, -float("inf")))
-    return bool(((a == b) | (a == up) | (a == down)).all())
-
-
-def _compare(pred, target, mask=None, weight=None, tol=None, upstream=(1.0, 0.5, -0.25)):
-    tol = tol or TOL
-    got = depth_loss(pred, target, mask, weight=weight, backend="triton")
-    want = depth_loss(pred, target, mask, weight=weight, backend="reference")
-    for name, g, w in zip(("loss", "reg", "grad"), got, want):
-        torch.testing.assert_close(g, w, **tol, msg=lambda m: f"{name}: {m}")
-    # backward through all three outputs, with different upstream weights
-    gk = torch.autograd.grad(sum(u * x for u, x in zip(upstream, got)), pred)
-    gr = torch.autograd.grad(sum(u * x for u, x in zip(upstream, want)), pred)
-    for i, (a, b) in enumerate(zip(gk, gr)):
-        assert a.dtype == b.dtype == pred[i].dtype
-        if a.dtype in (torch.bfloat16, torch.float16):
-            assert _within_one_ulp(a, b), f"grad of pred[{i}]: more than one {a.dtype} ulp apart"
-            continue
-        scale = b.abs().max().item() or 1.0
-        torch.testing.assert_close(a.float(), b.float(), rtol=tol["rtol"], atol=tol["rtol"] * scale,
-                                   msg=lambda m: f"grad of pred[{i}]: {m}")
+def _compare(pred, target, mask=None, weight=None, tol=None, upstream=DEPTH_UPSTREAM):
+    """The kernel against the reference: values and gradients (geovr.doctor.compare, whose
+    tolerances the doctor applies on a user's GPU)."""
+    got = compare_depth(pred, target, mask, weight, upstream=upstream, tol=tol)
+    assert got.ok, got.failure
 
 
 @pytest.mark.parametrize(
