@@ -16,6 +16,10 @@ from setuptools import find_packages, setup
 
 CPU_SOURCES = ["csrc/bindings.cpp", "csrc/pose_loss.cpp", "csrc/pose_loss_cpu.cpp", "csrc/geometry_cpu.cpp"]
 CUDA_SOURCES = ["csrc/pose_loss_cuda.cu"]
+# The GPUs the CUDA part is built for (torch's TORCH_CUDA_ARCH_LIST syntax; the variable overrides):
+# cubins for A100 (8.0), A10/3090 (8.6), L40S/4090 (8.9), H100 (9.0), and 9.0 PTX that the driver
+# compiles for newer GPUs. One list for setup.py and CMakeLists.txt.
+DEFAULT_CUDA_ARCHS = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc", "CUDA_ARCHS")).read().strip()
 
 
 def _extensions():
@@ -36,6 +40,8 @@ def _extensions():
     force = os.environ.get("FORCE_CUDA", "0") == "1"
     with_cuda = CUDA_HOME is not None and (force or torch.cuda.is_available()) and torch.version.cuda
     if with_cuda:
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)  # else only the visible GPU's
+        print(f"geovr: building the CUDA part for {os.environ['TORCH_CUDA_ARCH_LIST']}", file=sys.stderr)
         ext = CUDAExtension(
             "geovr._ext", CPU_SOURCES + CUDA_SOURCES, define_macros=[("WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17"]}, extra_link_args=link,

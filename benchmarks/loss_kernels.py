@@ -13,7 +13,9 @@ inputs (GPU: torch.cuda.max_memory_allocated; CPU: growth of the process's peak 
 Each sample is its own leaf, the samples lying back to back in one buffer (a model's packed
 output), so no implementation pays for a stack or cat of the gradients in backward.
 On CPU the Triton kernels are not timed (the interpreter measures nothing useful): the table
-covers the CPU paths and says so.
+covers the CPU paths and says so. On a GPU the fused paths are first checked against their
+references (python -m geovr.doctor's verdict for this environment, or its quick checks): a path
+that fails is not timed, and its row says why.
 """
 from __future__ import annotations
 
@@ -190,10 +192,29 @@ class Case:
     impls: list[tuple[str, Callable[[], object] | None, str]]
 
 
-def _triton(fn: Callable[[], object], device: torch.device) -> tuple[str, Callable[[], object] | None, str]:
-    if device.type == "cuda":
-        return ("fused triton", fn, "")
-    return ("fused triton", None, "not timed on CPU (needs CUDA)")
+FAILED: dict[str, str] = {}  # doctor check -> why it failed on this device (run() fills it on a GPU)
+
+
+def verify_paths(device: torch.device) -> None:
+    """On a GPU, time only the fused paths that pass their check here (python -m geovr.doctor's
+    recorded verdict, or its quick checks now); print which."""
+    if device.type != "cuda":
+        return
+    from geovr.doctor.select import select
+
+    sel = select(["depth_loss", "align_loss", "pose_loss"], "cuda")
+    FAILED.update(sel.fallbacks)
+    said = {n: ("FAILED " + why if n in sel.fallbacks else r.status) for n, r in sel.results.items()}
+    print(f"paths checked against their references ({'recorded verdict' if sel.reused else 'checked now'}): "
+          + "; ".join(f"{n} {v}" for n, v in said.items()))
+
+
+def _triton(fn: Callable[[], object], device: torch.device, check: str) -> tuple[str, Callable[[], object] | None, str]:
+    if device.type != "cuda":
+        return ("fused triton", None, "not timed on CPU (needs CUDA)")
+    if check in FAILED:
+        return ("fused triton", None, f"not timed: failed its check here ({FAILED[check]})")
+    return ("fused triton", fn, "")
 
 
 def _fwd_bwd_bytes(x: torch.Tensor) -> int:
@@ -215,7 +236,7 @@ def depth_case(b: int, t: int, h: int, w: int, dtype: torch.dtype, device: torch
     target = (torch.rand(b, t, h, w, generator=g, device=device) * 5 + 0.1).to(dtype)
     preds, targets = _adjacent_leaves(pred), list(target.unbind(0))
     return Case("depth", f"B={b} T={t} {h}x{w} {str(dtype)[6:]}", preds, _fwd_bwd_bytes(pred), [
-        _triton(lambda: depth_loss(preds, targets, backend="triton"), device),
+        _triton(lambda: depth_loss(preds, targets, backend="triton"), device, "depth_loss"),
         ("eager reference", lambda: depth_loss_reference(preds, targets), ""),
         ("release loop", lambda: depth_loss_loop(preds, targets), ""),
     ])
@@ -230,7 +251,7 @@ def align_case(k: int, b: int, t: int, h: int, w: int, d: int, dtype: torch.dtyp
     s_lists = [leaves[i * b:(i + 1) * b] for i in range(k)]
     t_lists = [list(teacher[i].unbind(0)) for i in range(k)]
     return Case("align", f"K={k} B={b} T={t} {h}x{w} D={d} {str(dtype)[6:]}", leaves, _fwd_bwd_bytes(student), [
-        _triton(lambda: align_loss(s_lists, t_lists, backend="triton"), device),
+        _triton(lambda: align_loss(s_lists, t_lists, backend="triton"), device, "align_loss"),
         ("eager reference", lambda: align_loss_reference(s_lists, t_lists), ""),
         ("release loop", lambda: align_loss_loop(s_lists, t_lists), ""),
     ])
@@ -242,7 +263,8 @@ def pose_case(b: int, t: int, mode: str, device: torch.device) -> Case:
     target = torch.randn(b, t, 9, generator=g, device=device)
     preds, targets = list(pred.unbind(0)), list(target.unbind(0))
     impls = [
-        ("extension", lambda: pose_loss(preds, targets, mode), ""),
+        ("extension", None, f"not timed: failed its check here ({FAILED['pose_loss']})") if "pose_loss" in FAILED
+        else ("extension", lambda: pose_loss(preds, targets, mode, backend="extension"), ""),
         ("eager reference", lambda: pose_loss(preds, targets, mode, backend="reference"), ""),
     ]
     if mode == "paper":
@@ -280,6 +302,7 @@ def run(args: argparse.Namespace) -> list[Row]:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU (no GPU: CPU paths only)"
     print(f"device: {name}; measured copy bandwidth {big:.0f} GB/s (large copies; each row's % is of a copy of "
           f"its own bytes); torch {torch.__version__}")
+    verify_paths(device)
     copy_at: dict[int, float] = {}
     cases = [depth_case(*s, dtype, device) for s in depth_shapes]
     cases += [align_case(*s, dtype, device) for s in align_shapes]

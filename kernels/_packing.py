@@ -7,6 +7,17 @@ import torch
 from torch import Tensor
 
 
+MAX_INT32_INDEX = 2**31 - 1  # the kernels index within one sample (depth) or one row table (align) in int32
+
+
+def check_int32_extent(name: str, count: int, what: str) -> None:
+    """Raises a ValueError when `count` elements would overflow the kernels' int32 indices; the
+    offsets across samples are int64 (tested), the indices within one are not."""
+    if count > MAX_INT32_INDEX:
+        raise ValueError(f"{name}: {count:,} {what} exceed the fused kernel's 2^31 - 1 int32 indices; split the "
+                         f"batch, or use backend='reference'")
+
+
 def pack_flat(xs: list[Tensor] | tuple[Tensor, ...], dtype: torch.dtype | None = None) -> Tensor:
     """1-D concatenation of `xs` (cast to `dtype`); no copy when the tensors are contiguous views
     lying back to back in one storage (as produced by `torch.split` of a packed buffer)."""

@@ -17,7 +17,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from geovr.kernels._packing import pack_flat, to_device
+from geovr.losses._backend import kernel_dtype
+from geovr.kernels._packing import check_int32_extent, pack_flat, to_device
 
 # A [BLOCK_R, BLOCK_D] tile is 16 elements per thread at 4 warps (four 16-byte fp32 loads of each
 # input). The earlier 16 x 512 tile (64 per thread) hit sm_90's 255-register cap and spilled in
@@ -143,8 +144,12 @@ def fused_align_loss(student: list[list[Tensor]], teacher: list[list[Tensor]], *
     """Launcher used by geovr.losses.align_loss (which validates the inputs)."""
     s = [x for layer in student for x in layer]
     f = [x.detach() for layer in teacher for x in layer]
-    dtype = s[0].dtype
+    # rows (layers x tokens) are indexed in int32, the per-row stats at 3 x row; elements in int64
+    check_int32_extent("student", 3 * sum(x.shape[0] for x in s), "row statistics (3 per layer and token)")
+    dtype = kernel_dtype(s[0].device, s[0].dtype)  # bf16 read as fp32 below sm_80
     s = [x if x.dtype == dtype else x.to(dtype) for x in s]
+    if f[0].dtype == torch.bfloat16 and dtype != torch.bfloat16:
+        f = [x.to(dtype) for x in f]
     loss, _ = AlignLossFunction.apply(len(s), eps, *s, *f)
     return loss
 

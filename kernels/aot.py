@@ -1,13 +1,14 @@
 """Ahead-of-time compile of every geovr Triton kernel for a GPU target; needs no GPU.
 
     python -m geovr.kernels.aot                 # sm_90 (Hopper)
-    python -m geovr.kernels.aot --arch 80 90 100 --out build/aot   # also writes .ptx/.cubin
+    python -m geovr.kernels.aot --arch 80 86 89 90 100 --out build/aot   # also writes .ptx/.cubin
 
 Proves the kernels lower to PTX and cubin for real hardware, not only that they interpret, and
 prints what ptxas made of each (registers per thread, bytes spilled to the stack, shared memory)
 with the warps per SM that allows, and the SASS instructions per iteration of each innermost
 loop: the performance signals there are without a GPU (benchmarks/RESULTS.md turns the loop
-lengths into instructions per pixel).
+lengths into instructions per pixel). Exit status 1 when a variant has no cubin, spills registers,
+or needs more shared memory than a block of its GPU has (ARCH_LIMITS).
 Run it in a process without TRITON_INTERPRET (interpreted kernels cannot be compiled).
 """
 from __future__ import annotations
@@ -23,9 +24,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REGS_PER_SM = 65536  # sm_80 .. sm_100
-SMEM_PER_SM = 233472  # 228 KiB (sm_90); 1 KiB of it reserved per block
-MAX_WARPS_PER_SM = 64
-MAX_BLOCKS_PER_SM = 32
+MAX_BLOCKS_PER_SM = 32  # 16 on sm_86 / sm_89, more than these kernels' occupancy ever reaches
+
+
+@dataclass(frozen=True)
+class ArchLimits:
+    """What one SM of a GPU generation offers (CUDA programming guide, compute capabilities)."""
+
+    smem_per_block: int  # bytes of shared memory one block may use (opt-in maximum)
+    smem_per_sm: int  # bytes per SM; 1 KiB of it reserved per resident block
+    max_warps: int  # resident warps per SM
+
+
+# The GPUs users train on: A100 (8.0), A10 / RTX 3090 (8.6), L40S / RTX 4090 (8.9), H100 (9.0),
+# B200 (10.0). The smallest shared memory is sm_86 / sm_89's 99 KiB per block: a kernel that fits
+# an H100 may not load there (Triton's OutOfResources at the first launch).
+ARCH_LIMITS = {
+    80: ArchLimits(166912, 167936, 64),
+    86: ArchLimits(101376, 102400, 48),
+    89: ArchLimits(101376, 102400, 48),
+    90: ArchLimits(232448, 233472, 64),
+    100: ArchLimits(232448, 233472, 64),
+}
+ARCHES = tuple(ARCH_LIMITS)
 
 
 @dataclass
@@ -43,15 +64,31 @@ class Compiled:
     trainer: bool = False  # a variant the trainer launches (fp32 depth, no mask, no weight)
 
     @property
+    def limits(self) -> ArchLimits:
+        return ARCH_LIMITS.get(self.arch, ARCH_LIMITS[90])
+
+    @property
     def warps_per_sm(self) -> int | None:
-        """Resident warps per SM that the registers and shared memory allow (occupancy x 64)."""
+        """Resident warps per SM that the registers and shared memory allow (occupancy x max warps)."""
         if self.registers is None:
             return None
         per_warp = -(-self.registers * 32 // 256) * 256  # allocated in units of 256 per warp
         by_regs = REGS_PER_SM // (per_warp * self.num_warps)
-        by_smem = SMEM_PER_SM // (self.shared_bytes + 1024)
+        by_smem = self.limits.smem_per_sm // (self.shared_bytes + 1024)
         blocks = min(by_regs, by_smem, MAX_BLOCKS_PER_SM)
-        return min(blocks * self.num_warps, MAX_WARPS_PER_SM)
+        return min(blocks * self.num_warps, self.limits.max_warps)
+
+    def problems(self) -> list[str]:
+        """Why this variant would fail or crawl on its GPU: no cubin, shared memory above the
+        block's limit (OutOfResources at launch), registers spilled to local memory."""
+        out = []
+        if self.cubin_bytes == 0:
+            out.append("no cubin")
+        if self.shared_bytes > self.limits.smem_per_block:
+            out.append(f"{self.shared_bytes} B of shared memory, above sm_{self.arch}'s {self.limits.smem_per_block}")
+        if self.stack_bytes:
+            out.append(f"{self.stack_bytes} B per thread spilled")
+        return out
 
 
 def resource_usage(cubin: bytes) -> tuple[int, int] | None:
@@ -151,7 +188,8 @@ def compile_all(arches: list[int], out: Path | None = None, num_warps: int = 4,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", type=int, nargs="+", default=[90], help="SM versions (default: 90)")
+    ap.add_argument("--arch", type=int, nargs="+", default=[90],
+                    help=f"SM versions (default: 90; the GPUs users train on: {' '.join(map(str, ARCHES))})")
     ap.add_argument("--out", type=Path, default=None, help="write .ptx and .cubin files here")
     ap.add_argument("--num-warps", type=int, default=4, help="for kernels that do not set their own")
     ap.add_argument("--trainer", action="store_true",
@@ -166,9 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:38s} {'sm_' + str(r.arch):>6s} {r.ptx_bytes / 1e3:8.1f} "
               f"{r.cubin_bytes / 1e3:9.1f} {r.shared_bytes:8d} {regs:>5s} {spill:>8s} {warps:>9s} {r.seconds:6.2f}"
               f"  {','.join(map(str, r.loops)) or '-'}")
-    bad = [r.name for r in results if r.cubin_bytes == 0]
+    bad = [r for r in results if r.cubin_bytes == 0]
     print(f"compiled {len(results) - len(bad)}/{len(results)} kernels")
-    return 1 if bad else 0
+    failed = [f"{r.name} sm_{r.arch}: {'; '.join(r.problems())}" for r in results if r.problems()]
+    for line in failed:
+        print(f"FAILED {line}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

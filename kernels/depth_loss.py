@@ -52,7 +52,8 @@ from geovr.kernels._depth_kernels import (
     _depth_backward_kernel, _depth_finalize_kernel, _depth_refine_kernel, _depth_select_kernel,
     _depth_stats_kernel, _depth_survivors_kernel,
 )
-from geovr.kernels._packing import band_layout, block_layout, pack_flat, to_device
+from geovr.losses._backend import kernel_dtype
+from geovr.kernels._packing import band_layout, block_layout, check_int32_extent, pack_flat, to_device
 
 # Tiles. The refines (and survivors) run over CHUNK consecutive pixels of one sample per program,
 # in ITERS steps of BLOCK; the stats pass and the backward over bands of BAND rows of one frame,
@@ -310,7 +311,9 @@ def fused_depth_loss(
         raise ValueError(f"n_scales: the fused depth kernel has 1 to 4 finite-difference scales, got {n_scales}")
     spec = DepthLossSpec(clamp, quantile, min_pixels, n_scales, grad_min_pixels, valid_mask is not None,
                          weight is not None)
-    dtype = pred[0].dtype
+    for i, x in enumerate(pred):  # pixels of one sample are indexed in int32 (samples' offsets in int64)
+        check_int32_extent(f"pred[{i}]", x.numel(), "pixels in one sample")
+    dtype = kernel_dtype(pred[0].device, pred[0].dtype)  # bf16 read as fp32 below sm_80
     target = [x.detach() for x in target]
     extra = [*(valid_mask or []), *(x.detach() for x in (weight or []))]
     pred = [x if x.dtype == dtype else x.to(dtype) for x in pred]

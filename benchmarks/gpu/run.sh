@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run ON the lent GPU machine (device tool), from the repository root, with `.whl` carried:
-#   bash benchmarks/gpu/run.sh STAGE...   STAGE: setup | tests | kernels | megatron | fsdp | bench | decode | step
+#   bash benchmarks/gpu/run.sh STAGE...   STAGE: setup | doctor | tests | kernels | sanitizer | megatron | fsdp | bench | decode | step
 # Installs the carried wheels, builds geovr._ext with its CUDA part (once per warm machine), then
 # runs each stage with its log under $OUT (what the device tool brings back). COMMIT=<hash> names the
 # commit in env.txt where the copy has no .git. See README.md here.
@@ -50,6 +50,12 @@ stage() {  # stage NAME TIMEOUT_S CMD...: run with a log in $OUT/NAME.log
 setup || exit 1
 for s in "$@"; do
   case $s in
+    doctor) GEOVR_DOCTOR_DIR=$OUT/verdicts stage doctor 540 $PY -m geovr.doctor ;;
+    sanitizer) # every kernel test once under compute-sanitizer, no caching allocator (it hides overruns)
+      SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+      if [ -z "$SAN" ]; then echo "compute-sanitizer not found" | tee "$OUT/sanitizer.log"; else
+        PYTORCH_NO_CUDA_MEMORY_CACHING=1 stage sanitizer 560 "$SAN" --tool memcheck --error-exitcode 9 \
+          $PY -m pytest -q -x tests/kernels -k "not aot"; fi ;;
     tests) stage gpu_tests 420 $PY -m pytest -q -rs -m gpu tests --ignore=tests/parallel/test_megatron_gpu.py --ignore=tests/parallel/test_fsdp_gpu.py ;;
     kernels) stage kernels 420 $PY -m pytest -q -rs tests/kernels tests/ext tests/losses ;;
     megatron) stage megatron 500 $PY -m pytest -q -rs tests/parallel/test_megatron_gpu.py ;;
@@ -59,6 +65,6 @@ for s in "$@"; do
     decode) stage decode 400 $PY benchmarks/decode.py ;;
     step) stage step 540 $PY benchmarks/train_step.py --time --models 2b --frames 32 --steps 3 ;;
     setup) ;;
-    *) echo "unknown stage $s (setup | tests | kernels | megatron | fsdp | bench | decode | step)"; exit 2 ;;
+    *) echo "unknown stage $s (setup | doctor | tests | kernels | sanitizer | megatron | fsdp | bench | decode | step)"; exit 2 ;;
   esac
 done

@@ -12,6 +12,7 @@ kills its process is `crashed`: the runner (geovr.doctor.runner) runs each in a 
   dali_decode  DALI's decoder (GPU, or its CPU backend without one) against PyAV on a clip it
                writes: frame count and PSNR
   nccl         (2+ GPUs) an all-reduce over NCCL on every GPU
+  fsdp         (2+ GPUs) one AdamW step of a small MLP under FSDP2 against DDP
 Without a GPU the kernels run in the Triton interpreter: that checks the kernels' logic, not the
 compiled code, and the table says so.
 """
@@ -261,35 +262,87 @@ def _decode_check(device: torch.device, quick: bool) -> Outcome:
     return Outcome("ok" if ok else "mismatch", 10 ** (-db / 20) if math.isfinite(db) else 0.0, why, 1)
 
 
-# ------------------------------------------------------------------------------------------- nccl
+# ------------------------------------------------------------------------------------ collectives
 
-def _nccl_worker(rank: int, world: int, port: int, result) -> None:
+FSDP_TOL = 1e-5  # one fp32 AdamW step: FSDP's reduce-scatter and DDP's all-reduce sum in other orders
+
+
+def _collective_worker(rank: int, world: int, port: int, device_type: str, result) -> None:
+    """One rank: an all-reduce, then one AdamW step of a small MLP under FSDP2 (fully_shard) and
+    under DDP from the same weights and batches; result[rank] = (all-reduce error, max |FSDP - DDP|
+    over the updated parameters)."""
     import torch.distributed as dist
+    from torch import nn
+    from torch.distributed.fsdp import fully_shard
+    from torch.nn.parallel import DistributedDataParallel
 
-    dist.init_process_group("nccl", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    torch.cuda.set_device(rank)
-    x = torch.full((1 << 20,), float(rank + 1), device="cuda")
+    cuda = device_type == "cuda"
+    dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world)
+    if cuda:
+        torch.cuda.set_device(rank)
+    dev = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    x = torch.full((1 << 20,), float(rank + 1), device=dev)
     dist.all_reduce(x)
-    torch.cuda.synchronize()
-    result[rank] = float((x - world * (world + 1) / 2).abs().max())
+    reduce_err = float((x - world * (world + 1) / 2).abs().max())
+
+    torch.manual_seed(0)
+    def mlp() -> nn.Module:
+        return nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 96), nn.GELU(), nn.Linear(96, 8)).to(dev)
+    ref, sharded = mlp(), mlp()
+    sharded.load_state_dict(ref.state_dict())
+    ddp = DistributedDataParallel(ref, device_ids=[rank] if cuda else None)
+    for layer in sharded:
+        if isinstance(layer, nn.Linear):
+            fully_shard(layer)
+    fully_shard(sharded)
+    g = torch.Generator().manual_seed(100 + rank)
+    xb, yb = torch.randn(16, 64, generator=g).to(dev), torch.randn(16, 8, generator=g).to(dev)
+    for model in (ddp, sharded):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        nn.functional.mse_loss(model(xb), yb).backward()
+        opt.step()
+    fsdp_err = max(float((p.full_tensor() - q).abs().max()) for p, q in zip(sharded.parameters(), ref.parameters()))
+    result[rank] = (reduce_err, fsdp_err)
     dist.destroy_process_group()
 
 
-def _nccl_check(device: torch.device, quick: bool) -> Outcome:
+def collectives(device_type: str, world: int) -> tuple[float, float]:
+    """(all-reduce error, FSDP2-vs-DDP error), the worst over `world` ranks spawned here (NCCL on
+    GPUs, gloo on CPUs)."""
     import socket
 
     import torch.multiprocessing as mp
 
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager:
+        result = manager.dict()
+        mp.spawn(_collective_worker, args=(world, port, device_type, result), nprocs=world, join=True)
+        values = list(result.values())
+    return max(v[0] for v in values), max(v[1] for v in values)
+
+
+def _gpus_or_skip() -> int:
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if n < 2:
         raise Skip(f"needs 2+ GPUs ({n} visible)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    result = mp.get_context("spawn").Manager().dict()
-    mp.spawn(_nccl_worker, args=(n, port, result), nprocs=n, join=True)
-    err = max(result.values())
+    return n
+
+
+def _nccl_check(device: torch.device, quick: bool) -> Outcome:
+    n = _gpus_or_skip()
+    err, _ = collectives("cuda", n)
     return Outcome("ok" if err == 0 else "mismatch", err, "" if err == 0 else f"all-reduce off by {err}", n)
+
+
+def _fsdp_check(device: torch.device, quick: bool) -> Outcome:
+    n = _gpus_or_skip()
+    _, err = collectives("cuda", n)
+    ok = err <= FSDP_TOL
+    return Outcome("ok" if ok else "mismatch", err, "" if ok else f"FSDP2 step off DDP's by {err:.2g} (> {FSDP_TOL})", n)
 
 
 CHECKS: dict[str, Check] = {c.name: c for c in (
@@ -298,5 +351,6 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("pose_loss", "compiled pose extension", _pose_check, "the eager torch pose loss"),
     Check("dali_decode", "DALI video decoding", _decode_check, "PyAV decoding"),
     Check("nccl", "NCCL all-reduce", _nccl_check, "none: multi-GPU training needs NCCL", gpus=2),
+    Check("fsdp", "FSDP2 step vs DDP", _fsdp_check, "parallel.backend=ddp", gpus=2),
 )}
 QUICK = ("depth_loss", "align_loss", "pose_loss", "dali_decode")  # --quick: what a training run uses

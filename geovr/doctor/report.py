@@ -45,6 +45,15 @@ def fatbin_contents(path: str | os.PathLike) -> tuple[list[str], list[str]] | No
     return found[0], found[1]
 
 
+def extension_contents() -> tuple[list[str], list[str]] | None:
+    """(cubins, PTX) of geovr._ext's CUDA part; None when it has none or they cannot be listed."""
+    try:
+        from geovr import _ext
+    except ImportError:
+        return None
+    return fatbin_contents(_ext.__file__) if _ext.with_cuda else None
+
+
 def extension_line() -> str:
     try:
         from geovr import _ext
@@ -52,7 +61,7 @@ def extension_line() -> str:
         return f"not built ({e.__class__.__name__}): pip install --no-build-isolation -e ."
     if not _ext.with_cuda:
         return f"CPU only ({Path(_ext.__file__).name}); the CUDA pose kernels need FORCE_CUDA=1 at build time"
-    inside = fatbin_contents(_ext.__file__)
+    inside = extension_contents()
     if inside is None:
         return "CUDA (no cuobjdump to list its architectures)"
     cubins, ptx = inside
@@ -90,7 +99,12 @@ def report_lines() -> list[str]:
     if cuda:
         for i in range(torch.cuda.device_count()):
             p = torch.cuda.get_device_properties(i)
-            lines.append(f"gpu {i}: {p.name}, sm_{p.major}{p.minor}, {p.total_memory / 2**30:.0f} GiB")
+            line = f"gpu {i}: {p.name}, sm_{p.major}{p.minor}, {p.total_memory / 2**30:.0f} GiB"
+            inside = extension_contents()
+            if inside is not None and not runs_on(*inside, (p.major, p.minor)):
+                line += (f"; geovr._ext has no kernel image for it: rebuild with TORCH_CUDA_ARCH_LIST={p.major}.{p.minor} "
+                         "FORCE_CUDA=1 pip install --no-build-isolation -e .")
+            lines.append(line)
         try:
             nccl = ".".join(map(str, torch.cuda.nccl.version()))
         except Exception:  # noqa: BLE001

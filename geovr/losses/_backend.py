@@ -87,3 +87,13 @@ def implementation(loss: str, device: torch.device) -> str:
     if not use_kernel(None, device, torch.float32, loss):
         return "reference"
     return "triton (interpreter)" if device.type != "cuda" else "triton"
+
+
+def kernel_dtype(device: torch.device, dtype: torch.dtype, capability: tuple[int, int] | None = None) -> torch.dtype:
+    """The dtype the kernels read `dtype` inputs in on `device`: bf16 becomes fp32 below sm_80
+    (V100, T4: no bf16 instructions for Triton to compile to); the math is fp32 either way and the
+    gradient comes back in the input's dtype. capability: the GPU's, queried when None."""
+    if dtype != torch.bfloat16 or device.type != "cuda":
+        return dtype
+    major, _ = capability or torch.cuda.get_device_capability(device)
+    return torch.float32 if major < 8 else dtype

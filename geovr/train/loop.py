@@ -364,7 +364,7 @@ class Trainer:
         metrics = self._metrics = MetricsLogger(self.output, self.total_steps, self.step, world.main,
                                                 cfg.metrics.progress, cfg.metrics.tensorboard)
         position = (self.sampler.epoch, self.sampler.start)
-        stopped = None
+        stopped, said_impl = None, False
         logs = ExitStack()
         if metrics.bar is not None:  # warnings (e.g. a skipped video) print above the bar, not through it
             from tqdm.contrib.logging import logging_redirect_tqdm
@@ -378,6 +378,9 @@ class Trainer:
                 record = self.train_step(micro)
                 record["data/padding"] = sum(padding_fraction(b["attention_mask"]) for b in micro) / len(micro)
                 if self.step % cfg.metrics.log_every == 0 or self.step == self.total_steps:
+                    if not said_impl:  # the first record of this process: what computes each loss
+                        record.update({f"impl/{k}": v for k, v in self.implementations.items()})
+                        said_impl = True
                     metrics.log(record)
                 metrics.advance()
                 if self._stop_all:  # SIGTERM / SIGINT on any rank, agreed in the step's all-reduce

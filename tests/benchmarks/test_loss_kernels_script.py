@@ -66,3 +66,15 @@ def test_a_row_timed_faster_with_backward_says_so_and_copy_bandwidth_is_per_size
     assert calls[2 * bench.WARMUP:] == [False, True] * 3  # then timed alternately
     small, large = (bench.copy_bandwidth_gbps(torch.device("cpu"), n) for n in (2**20, 64 * 2**20))
     assert small > 0 and large > 0
+
+
+def test_a_path_that_failed_its_check_is_not_timed(monkeypatch):
+    import torch
+
+    bench = _load()
+    monkeypatch.setattr(bench, "FAILED", {"depth_loss": "mismatch: trainer fp32: loss outside rtol"})
+    cuda = torch.device("cuda")
+    assert bench._triton(lambda: None, cuda, "depth_loss") == (
+        "fused triton", None, "not timed: failed its check here (mismatch: trainer fp32: loss outside rtol)")
+    name, fn, note = bench._triton(lambda: None, cuda, "align_loss")
+    assert fn is not None and note == ""

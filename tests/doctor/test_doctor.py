@@ -93,3 +93,12 @@ def test_a_corrupt_or_foreign_verdict_is_not_trusted(doctor_env):
     path.write_text(json.dumps({"fingerprint": {**fp, "torch": "other"}, "checks": {
         "align_loss": {"name": "align_loss", "status": "ok"}}}))
     assert verdict.load(fp) == {}
+
+
+def test_the_collective_checks_logic_over_gloo():
+    """The nccl / fsdp checks' workers, on 2 CPU processes over gloo: the all-reduce is exact and one
+    FSDP2 step equals DDP's (on GPUs the doctor runs them over NCCL on every GPU)."""
+    from geovr.doctor.checks import FSDP_TOL, collectives
+
+    reduce_err, fsdp_err = collectives("cpu", 2)
+    assert reduce_err == 0 and fsdp_err <= FSDP_TOL

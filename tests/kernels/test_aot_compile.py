@@ -1,6 +1,6 @@
-"""Every kernel variant compiles ahead of time to PTX and cubin for Hopper (sm_90), with no GPU
-present: for the depth loss every variant its launcher can reach (tests/kernels/test_depth_variants.py
-checks that list against real calls), with no register spills.
+"""Every kernel variant compiles ahead of time to PTX and cubin for each GPU users train on (sm_80,
+86, 89, 90, 100), with no GPU present: for the depth loss every variant its launcher can reach (tests/kernels/test_depth_variants.py
+checks that list against real calls), with no register spills and within each GPU's shared memory.
 
 Runs `python -m geovr.kernels.aot` in a fresh process without TRITON_INTERPRET (the test process
 has it set, and interpreted kernels cannot be compiled).
@@ -14,36 +14,58 @@ import pytest
 from geovr.kernels import aot
 
 
-def test_every_kernel_compiles_for_sm90(tmp_path):
+def test_every_kernel_compiles_for_every_target_gpu(tmp_path):
+    """sm_80, 86, 89, 90 and 100, in two processes at once (about 2.5 min of 2 cores per GPU):
+    every variant has a cubin, spills nothing and fits its GPU's shared memory per block."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "geovr.kernels.aot", "--arch", "90", "--out", str(tmp_path)],
-        env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    halves = [[80, 86, 89], [90, 100]]
+    assert sorted(a for h in halves for a in h) == sorted(aot.ARCHES)
+    procs = [subprocess.Popen([sys.executable, "-m", "geovr.kernels.aot", "--arch", *map(str, arches), "--out",
+                               str(tmp_path / f"part{i}")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i, arches in enumerate(halves)]
+    outs = [proc.communicate(timeout=1500) for proc in procs]
+    for proc, (out, err) in zip(procs, outs):
+        assert proc.returncode == 0, out + err
+    stdout = "".join(out for out, _ in outs)
     n_specs = len(aot.all_specs())
-    assert f"compiled {n_specs}/{n_specs} kernels" in proc.stdout
-    cubins = list(tmp_path.glob("*.sm90.cubin"))
-    assert len(cubins) == n_specs and all(c.stat().st_size > 0 for c in cubins)
-    ptx = (tmp_path / "depth_stats_bf16.sm90.ptx").read_text()
+    for arches, (out, _) in zip(halves, outs):
+        assert f"compiled {n_specs * len(arches)}/{n_specs * len(arches)} kernels" in out
+    for i, arches in enumerate(halves):
+        for arch in arches:
+            cubins = list((tmp_path / f"part{i}").glob(f"*.sm{arch}.cubin"))
+            assert len(cubins) == n_specs and all(c.stat().st_size > 0 for c in cubins)
+    ptx = (tmp_path / "part1" / "depth_stats_bf16.sm90.ptx").read_text()
     assert ".target sm_90" in ptx
-    # ptxas's resource usage per kernel: no register spills (a tile too big for the register
-    # file shows up here long before anyone times it on a GPU)
-    rows = [line.replace("* ", "", 1).split() for line in proc.stdout.splitlines() if "sm_90" in line]
-    assert len(rows) == n_specs
     # the trainer's variants are marked in the table
-    marked = {line.split()[1] for line in proc.stdout.splitlines() if line.startswith("* ")}
+    marked = {line.split()[1] for line in stdout.splitlines() if line.startswith("* ")}
     assert {"depth_stats[fp32,buf]", "depth_backward[fp32>fp32,buf]", "align_forward[fp32]"} <= marked
     assert "depth_stats[fp32,mask,weight,buf]" not in marked
-    if all(r[6] == "-" for r in rows):
+    rows = {arch: [line.replace("* ", "", 1).split() for line in stdout.splitlines() if f" sm_{arch} " in line]
+            for arch in aot.ARCHES}
+    assert all(len(r) == n_specs for r in rows.values())
+    # shared memory within the smallest GPU's block (sm_86 / sm_89: 99 KiB), which aot also checks
+    assert max(int(r[4]) for r in rows[86]) <= aot.ARCH_LIMITS[86].smem_per_block
+    if all(r[6] == "-" for r in rows[90]):
         pytest.skip("Triton ships no cuobjdump here: resource usage not reported")
-    spills = {r[0]: int(r[6]) for r in rows if r[6] != "0"}
-    assert not spills, f"kernels spilling registers on sm_90 (bytes per thread): {spills}"
-    assert all(int(r[7]) >= 8 for r in rows), "a kernel fits fewer than 8 warps per SM"
+    # ptxas's resource usage per kernel: no register spills (a tile too big for the register
+    # file shows up here long before anyone times it on a GPU); aot exits 1 on one too
+    for arch, table in rows.items():
+        spills = {r[0]: int(r[6]) for r in table if r[6] not in ("0", "-")}
+        assert not spills, f"kernels spilling registers on sm_{arch} (bytes per thread): {spills}"
+        assert all(int(r[7]) >= 8 for r in table if r[7] != "-"), f"a kernel fits fewer than 8 warps per SM on sm_{arch}"
     # the SASS of each inner loop: the stats pass has one loop over every pixel, one per coarse scale
-    loops = {r[0]: r[-1] for r in rows}
+    loops = {r[0]: r[-1] for r in rows[90]}
     assert len(loops["depth_stats[bf16]"].split(",")) == 4, loops
     assert len(loops["depth_stats[fp32,buf]"].split(",")) == 4, loops
+
+
+def test_a_variant_over_its_gpus_shared_memory_or_spilling_fails():
+    ok = aot.Compiled("k", 86, 1, 1, 101376, 0.0, registers=32, stack_bytes=0)
+    assert ok.problems() == []
+    assert aot.Compiled("k", 86, 1, 1, 101377, 0.0).problems() == ["101377 B of shared memory, above sm_86's 101376"]
+    assert aot.Compiled("k", 90, 1, 1, 101377, 0.0).problems() == []  # fits an H100
+    assert aot.Compiled("k", 90, 1, 1, 0, 0.0, stack_bytes=8).problems() == ["8 B per thread spilled"]
+    assert aot.Compiled("k", 89, 1, 1, 0, 0.0, num_warps=4, registers=32).warps_per_sm == 48
 
 
 def test_file_stems():

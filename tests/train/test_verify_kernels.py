@@ -14,7 +14,7 @@ from geovr.train import verify
 from geovr.train.loop import Trainer
 from geovr.train.report import summary_table
 from geovr.train.verify import VerificationFailed
-from train_helpers import small_config
+from train_helpers import losses, small_config
 
 FAULT_SITE = Path(__file__).parents[1] / "doctor" / "fault_site"
 
@@ -43,6 +43,8 @@ def test_a_crashing_kernel_falls_back_and_the_run_says_so(synthetic_root, tmp_pa
     summary = trainer.train()
     trainer.close()
     assert summary["implementations"]["depth"] == "reference (fallback)"
+    first = losses(tmp_path / "run")[1]
+    assert first["impl/depth"] == "reference (fallback)" and first["impl/align"] == "triton (interpreter)"
     assert "computed by: depth reference (fallback), align triton (interpreter)" in summary_table(summary, tmp_path)
 
     cfg = small_config(synthetic_root, tmp_path / "strict", steps=1)
