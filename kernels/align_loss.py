@@ -5,6 +5,7 @@ layer-major then sample, segment id = k B + b. One launch per direction:
   forward   per row: <s, f>, |s|, |f| in fp32 over D chunks (no normalised copies); cos, |s|, |f|
             saved (12 bytes per row); (1 - cos) / N_seg accumulated per segment, one atomic per
             segment run in the tile
+  Row indices are int64 (with D = 1 a GPU holds the 716M rows whose 3 stats pass 2^31).
   backward  per row: ds = -g (f / (|s|_e |f|_e) - cos s / (|s|_e |s|)), |x|_e = max(|x|, eps),
             the second term dropped where |s| <= eps (as torch's cosine_similarity)
 """
@@ -18,12 +19,12 @@ import triton.language as tl
 from torch import Tensor
 
 from geovr.losses._backend import kernel_dtype
-from geovr.kernels._packing import check_int32_extent, pack_flat, to_device
+from geovr.kernels._packing import pack_flat, to_device
 
 # A [BLOCK_R, BLOCK_D] tile is 16 elements per thread at 4 warps (four 16-byte fp32 loads of each
 # input). The earlier 16 x 512 tile (64 per thread) hit sm_90's 255-register cap and spilled in
-# both directions (python -m geovr.kernels.aot prints registers and spills); 8 x 256 needs ~92
-# registers forward (three per-lane partial sums), ~116 backward.
+# both directions (python -m geovr.kernels.aot prints registers and spills); 8 x 256 needs ~102
+# registers forward (three per-lane partial sums), ~118 backward on sm_90 (int64 row indices).
 BLOCK_R = 8  # rows per program
 MAX_BLOCK_D = 256  # channels per inner step
 
@@ -33,9 +34,9 @@ def _align_forward_kernel(
     s_ptr, f_ptr, seg_ptr, inv_ptr, stats_ptr, seg_loss_ptr, R, D, eps,
     BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)  # R x 3 passes 2^31 at 716M rows
     live = rows < R
-    base = rows.to(tl.int64)[:, None] * D
+    base = rows[:, None] * D
     # per-lane partial sums over the D chunks, reduced across the row once after the loop
     dot = tl.zeros([BLOCK_R, BLOCK_D], dtype=tl.float32)
     ss = tl.zeros([BLOCK_R, BLOCK_D], dtype=tl.float32)
@@ -56,7 +57,7 @@ def _align_forward_kernel(
     tl.store(stats_ptr + rows * 3 + 2, nf, mask=live)
     seg = tl.load(seg_ptr + rows, mask=live, other=0)
     contrib = tl.where(live, (1.0 - cos) * tl.load(inv_ptr + seg, mask=live, other=0.0), 0.0)
-    first = tl.load(seg_ptr + tl.program_id(0) * BLOCK_R)
+    first = tl.load(seg_ptr + tl.program_id(0).to(tl.int64) * BLOCK_R)
     same = live & (seg == first)
     tl.atomic_add(seg_loss_ptr + first, tl.sum(tl.where(same, contrib, 0.0)))
     tl.atomic_add(seg_loss_ptr + seg, contrib, mask=live & (seg != first))
@@ -67,9 +68,9 @@ def _align_backward_kernel(
     s_ptr, f_ptr, g_ptr, seg_ptr, inv_ptr, stats_ptr, gseg_ptr, R, D, eps,
     BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    rows = tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)
+    rows = tl.program_id(0).to(tl.int64) * BLOCK_R + tl.arange(0, BLOCK_R)  # R x 3 passes 2^31 at 716M rows
     live = rows < R
-    base = rows.to(tl.int64)[:, None] * D
+    base = rows[:, None] * D
     seg = tl.load(seg_ptr + rows, mask=live, other=0)
     g = tl.load(gseg_ptr + seg, mask=live, other=0.0) * tl.load(inv_ptr + seg, mask=live, other=0.0)
     cos = tl.load(stats_ptr + rows * 3, mask=live, other=0.0)
@@ -144,8 +145,6 @@ def fused_align_loss(student: list[list[Tensor]], teacher: list[list[Tensor]], *
     """Launcher used by geovr.losses.align_loss (which validates the inputs)."""
     s = [x for layer in student for x in layer]
     f = [x.detach() for layer in teacher for x in layer]
-    # rows (layers x tokens) are indexed in int32, the per-row stats at 3 x row; elements in int64
-    check_int32_extent("student", 3 * sum(x.shape[0] for x in s), "row statistics (3 per layer and token)")
     dtype = kernel_dtype(s[0].device, s[0].dtype)  # bf16 read as fp32 below sm_80
     s = [x if x.dtype == dtype else x.to(dtype) for x in s]
     if f[0].dtype == torch.bfloat16 and dtype != torch.bfloat16:
