@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(results))
     bad = [r for r in results if r.status in ("mismatch", "crashed")]
+    for r in bad:
+        if r.log:
+            print(f"\n{r.name} crashed; the end of its output (python -m geovr.doctor --only {r.name} reruns it):")
+            print("    " + r.log.replace("\n", "\n    "))
     if not args.no_save:
         path = verdict.save(verdict.fingerprint(), results)
         print(f"verdict: {path}")

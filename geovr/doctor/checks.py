@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -52,8 +52,6 @@ class Check:
     path: str  # what it verifies, as the table and the trainer's log name it
     run: Callable[[torch.device, bool], Outcome]
     fallback: str  # what the trainer uses instead when it fails
-    gpus: int = 0  # GPUs it needs (0: runs on the CPU too)
-    extra: dict = field(default_factory=dict)
 
 
 def _cases(cases: list[tuple[str, Callable[[], Comparison]]]) -> Outcome:
@@ -350,7 +348,7 @@ CHECKS: dict[str, Check] = {c.name: c for c in (
     Check("align_loss", "Triton alignment loss", _kernel_check(align_cases), "the eager reference alignment loss"),
     Check("pose_loss", "compiled pose extension", _pose_check, "the eager torch pose loss"),
     Check("dali_decode", "DALI video decoding", _decode_check, "PyAV decoding"),
-    Check("nccl", "NCCL all-reduce", _nccl_check, "none: multi-GPU training needs NCCL", gpus=2),
-    Check("fsdp", "FSDP2 step vs DDP", _fsdp_check, "parallel.backend=ddp", gpus=2),
+    Check("nccl", "NCCL all-reduce", _nccl_check, "none: multi-GPU training needs NCCL"),
+    Check("fsdp", "FSDP2 step vs DDP", _fsdp_check, "parallel.backend=ddp"),
 )}
 QUICK = ("depth_loss", "align_loss", "pose_loss", "dali_decode")  # --quick: what a training run uses

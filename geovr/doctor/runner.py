@@ -15,6 +15,7 @@ from geovr.doctor.worker import RESULT_PREFIX
 STATUSES = ("ok", "mismatch", "crashed", "skipped")
 QUICK_TIMEOUT_S = 300.0  # a quick check: Triton's first compile of every variant included
 FULL_TIMEOUT_S = 900.0
+LOG_LINES = 25  # of a crashed check's stderr, kept with its result
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Result:
     seconds: float = 0.0
     quick: bool = True
     cases: int = 0
+    log: str = ""  # a crash's last lines of stderr (its traceback), for a bug report
 
     @property
     def passed(self) -> bool:
@@ -58,12 +60,15 @@ def run_check(name: str, device: str, quick: bool, timeout_s: float | None = Non
                       quick=quick)
     seconds = time.perf_counter() - t0
     line = next((x for x in reversed(proc.stdout.splitlines()) if x.startswith(RESULT_PREFIX)), None)
+    log = "\n".join(proc.stderr.strip().splitlines()[-LOG_LINES:])
     if line is not None:
         out = json.loads(line[len(RESULT_PREFIX):])
-        return Result(name, out["status"], out["max_error"], out["why"], seconds, quick, out["cases"])
+        return Result(name, out["status"], out["max_error"], out["why"], seconds, quick, out["cases"],
+                      log if out["status"] == "crashed" else "")
     if proc.returncode < 0:
         why = f"killed by {signal.Signals(-proc.returncode).name}"
     else:
         why = f"exit status {proc.returncode}"
     tail = [x for x in proc.stderr.strip().splitlines() if x.strip()][-1:]
-    return Result(name, "crashed", why=f"{why}: {tail[0].strip()[:240]}" if tail else why, seconds=seconds, quick=quick)
+    return Result(name, "crashed", why=f"{why}: {tail[0].strip()[:240]}" if tail else why, seconds=seconds, quick=quick,
+                  log=log)

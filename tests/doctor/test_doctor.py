@@ -44,6 +44,8 @@ def test_a_broken_kernel_is_routed_to_the_reference(doctor_env, kind, status, wh
     assert _backend.routed("depth") is None  # strict refuses; it routes nothing
     sel = select(["depth_loss"], "cpu", mode="auto")  # the recorded verdict, not a second run
     assert sel.reused and sel.results["depth_loss"].status == status and why in sel.results["depth_loss"].why
+    if kind == "raise":  # a crash keeps its traceback for the report
+        assert "simulated kernel failure" in sel.results["depth_loss"].log and "Traceback" in sel.results["depth_loss"].log
     assert _backend.implementation("depth", torch.device("cpu")) == "reference (fallback)"
     # forced to the kernel by the environment, the routed loss still runs its reference
     monkeypatch.setenv("GEOVR_LOSS_BACKEND", "triton")
