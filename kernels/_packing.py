@@ -7,15 +7,16 @@ import torch
 from torch import Tensor
 
 
-MAX_INT32_INDEX = 2**31 - 1  # the kernels index within one sample (depth) or one row table (align) in int32
+# The depth kernels index pixels within one sample in int32 (a sample's offset in the packed batch
+# is int64): a tile may reach past the sample's end by a chunk or 15 rows, hence the margin.
+MAX_INT32_INDEX = 2**31 - 2**24
 
 
 def check_int32_extent(name: str, count: int, what: str) -> None:
-    """Raises a ValueError when `count` elements would overflow the kernels' int32 indices; the
-    offsets across samples are int64 (tested), the indices within one are not."""
+    """Raises a ValueError when `count` elements would overflow the kernels' int32 indices."""
     if count > MAX_INT32_INDEX:
-        raise ValueError(f"{name}: {count:,} {what} exceed the fused kernel's 2^31 - 1 int32 indices; split the "
-                         f"batch, or use backend='reference'")
+        raise ValueError(f"{name}: {count:,} {what} exceed the fused kernel's {MAX_INT32_INDEX:,} (int32 indices "
+                         "within a sample); split the sample, or use backend='reference'")
 
 
 def pack_flat(xs: list[Tensor] | tuple[Tensor, ...], dtype: torch.dtype | None = None) -> Tensor:

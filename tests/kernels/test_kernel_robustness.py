@@ -48,22 +48,23 @@ def test_bf16_is_read_as_fp32_below_sm80(monkeypatch):
 def test_a_sample_past_int32_pixel_indices_is_refused_before_any_launch():
     from geovr.losses import depth_loss
 
-    huge = torch.zeros((), device=DEVICE).expand(1, 2**16, 2**15)  # 2^31 pixels in one sample, no memory
-    with pytest.raises(ValueError, match="pred\\[0\\]: 2,147,483,648 pixels in one sample exceed"):
+    huge = torch.zeros((), device=DEVICE).expand(1, 2**16, 2**15 - 255)  # 2^31 - 2^24 + 2^16 pixels, no memory
+    with pytest.raises(ValueError, match="pred\\[0\\]: 2,130,771,968 pixels in one sample exceed the fused kernel's "
+                                         "2,130,706,432"):
         depth_loss([huge], [huge], backend="triton", checked=False)
 
 
 @pytest.mark.gpu
 def test_a_sample_past_2_31_elements_is_addressed_in_int64():
-    """Two samples packed back to back (about 56 GB of GPU memory in all), the second starting
-    2^31 - 2^20 elements in and ending past 2^31: its addresses pass int32. Its gradient equals the
-    reference's on it alone (x 1/2: the mean over the 2 samples)."""
+    """Two samples packed back to back (about 60 GB of GPU memory in all), the second starting
+    2^31 - 2^24 elements in (the most one sample may hold) and ending past 2^31: its addresses pass
+    int32. Its gradient equals the reference's on it alone (x 1/2: the mean over the 2 samples)."""
     from geovr.losses import depth_loss
 
-    pred0 = torch.ones(2047, 1024, 1024, device="cuda", requires_grad=True)  # 2^31 - 2^20 pixels
+    pred0 = torch.ones(2032, 1024, 1024, device="cuda", requires_grad=True)  # 2^31 - 2^24 pixels
     g = torch.Generator(device="cuda").manual_seed(0)
-    pred1 = (torch.rand(2, 512, 1100, device="cuda", generator=g) * 4 + 0.1).requires_grad_()
-    target1 = torch.rand(2, 512, 1100, device="cuda", generator=g) * 4 + 0.1
+    pred1 = (torch.rand(4, 2048, 2560, device="cuda", generator=g) * 4 + 0.1).requires_grad_()  # 21M
+    target1 = torch.rand(4, 2048, 2560, device="cuda", generator=g) * 4 + 0.1
     loss = depth_loss([pred0, pred1], [torch.ones_like(pred0), target1], backend="triton")[0]
     got = torch.autograd.grad(loss, pred1)[0]
     want = torch.autograd.grad(depth_loss([pred1], [target1], backend="reference")[0] / 2, pred1)[0]
