@@ -18,7 +18,7 @@ from pathlib import Path
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
-def export(ckpt: str | os.PathLike, out: str | os.PathLike) -> Path:
+def export(ckpt: str | os.PathLike, out: str | os.PathLike, unverified: bool = False) -> Path:
     """Write the plain model of `ckpt` to `out` (atomically); returns `out`. ckpt: a GeoVR model
     folder (a run's `final/`) or a training checkpoint (`checkpoints/step_N`, any number of ranks)."""
     from .model.checkpoint import load_geovr
@@ -30,7 +30,7 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike) -> Path:
     if is_training_checkpoint(ckpt):
         from .model.checkpoint import mark_end_tokens
 
-        model, tokenizer, cfg = load_trained_model(ckpt)
+        model, tokenizer, cfg = load_trained_model(ckpt, unverified)  # checked against its manifest
         mark_end_tokens(model.base, tokenizer)
         model.base.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -64,16 +64,20 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .train.checkpoint import CheckpointDamaged
+
     p = argparse.ArgumentParser(prog="python -m geovr.export", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="a run's final/ folder, or a training checkpoint "
                                                  "(<run>/checkpoints/step_N, DDP or FSDP, any number of ranks)")
     p.add_argument("--out", required=True, help="output folder for the plain Qwen3-VL")
+    p.add_argument("--unverified", action="store_true",
+                   help="export a training checkpoint whose files do not match its manifest")
     a = p.parse_args(argv)
     if not os.path.isdir(a.ckpt):
         p.error(f"--ckpt {a.ckpt} is not a folder")
     try:
-        out = export(a.ckpt, a.out)
-    except (FileNotFoundError, ValueError) as err:
+        out = export(a.ckpt, a.out, a.unverified)
+    except (FileNotFoundError, ValueError, CheckpointDamaged) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"exported a plain Qwen3-VL to {out}")

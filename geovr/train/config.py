@@ -170,12 +170,17 @@ class LoopConfig:
 class CheckpointConfig:
     """every: steps between checkpoints (0 = only at the end); keep: the last K; resume: none |
     auto (the newest complete checkpoint under output/checkpoints) | a checkpoint folder.
-    export: write a GeoVR model folder (`output/final`, for `python -m geovr.export`) at the end."""
+    export: write a GeoVR model folder (`output/final`, for `python -m geovr.export`) at the end.
+    verify: record each file's size and SHA-256 in the checkpoint's manifest, and check them before
+    a resume (auto falls back to the newest checkpoint that is whole; an explicit folder that is not
+    is an error). resume_unverified: load an explicit checkpoint even when it fails the check."""
 
     every: int = 500
     keep: int = 3
     resume: str = "none"
     export: bool = True
+    verify: bool = True
+    resume_unverified: bool = False
 
 
 @dataclass

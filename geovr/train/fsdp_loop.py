@@ -54,7 +54,8 @@ class FSDPTrainer(Trainer):
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, cfg.optim)
 
     def _make_checkpointer(self) -> Checkpointer:
-        return Checkpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep, backend="fsdp")
+        return Checkpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep, backend="fsdp",
+                            **self._checkpoint_options())
 
     def _gradient_sync(self, last: bool):
         self.model.set_requires_gradient_sync(last or self.cfg.parallel.fsdp_sync_each_micro_batch)

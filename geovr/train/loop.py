@@ -129,7 +129,12 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, self.cfg.optim)
 
     def _make_checkpointer(self) -> Checkpointer:
-        return Checkpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep)
+        return Checkpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep,
+                            **self._checkpoint_options())
+
+    def _checkpoint_options(self) -> dict:
+        c = self.cfg.checkpoint
+        return dict(verify=c.verify, resume_unverified=c.resume_unverified)
 
     def _gradient_sync(self, last: bool):
         """The context of a micro-batch's forward and backward: DDP all-reduces the gradients in
@@ -356,7 +361,9 @@ class Trainer:
     def _save(self, position: tuple[int, int]) -> None:
         path = self.checkpointer.save(self.step, self.model, self.optimizer, self._trainer_state(position))
         if self.world.main:
-            logger.info("checkpoint %s", path)
+            t = self.checkpointer.timings
+            hashed = f", SHA-256 of its files {t['hash_s']:.1f} s on this rank" if "hash_s" in t else ""
+            logger.info("checkpoint %s (written in %.1f s%s)", path, t.get("write_s", 0.0), hashed)
 
     def train(self) -> dict:
         cfg, world = self.cfg, self.world
@@ -400,7 +407,8 @@ class Trainer:
                                        "samples_seen": self.samples_seen, "tokens_seen": self.tokens_seen,
                                        "stopped": stopped or "done", **self.skips.metrics(),
                                        "data/skipped": float(self.skipped_total),
-                                       "implementations": self.implementations})
+                                       "implementations": self.implementations,
+                                       "checkpoint/skipped_damaged": len(self.checkpointer.skipped)})
             if hasattr(self.teacher, "hits"):
                 summary.update({"teacher_cache_hits": self.teacher.hits, "teacher_cache_misses": self.teacher.misses})
             if self.resumed_at:

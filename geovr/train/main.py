@@ -3,7 +3,7 @@
   python -m geovr.train                                  the tiny embedded job (CPU, about 4 minutes)
   python -m geovr.train --preset paper --config run.yaml model.path=/models/Qwen3-VL-2B-Instruct
   python -m geovr.train train.steps=50 optim.lr=5e-4     overrides: section.field=value
-  python -m geovr.train --resume auto                    continue the newest checkpoint
+  python -m geovr.train --resume auto                    continue the newest checkpoint whose files match its manifest
   python -m geovr.train --print-config                   show the resolved config and exit
   python -m geovr.train --cache-targets teacher.cache=DIR run the teacher once into the run's target cache
   torchrun --nproc_per_node 8 -m geovr.train parallel.backend=fsdp   FSDP2: weights, grads, AdamW sharded
@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from .config import PRESETS, ConfigError, preset
 from .config_io import apply_dict, apply_overrides, dump_yaml, load_yaml
+from .checkpoint import CheckpointDamaged, CheckpointWriteError
 from .report import summary_table
 from .verify import VerificationFailed
 
@@ -30,6 +32,9 @@ def parse_config(argv: list[str] | None = None):
     p.add_argument("--config", default=None, help="YAML file with sections model/data/teacher/optim/loss/train/"
                                                  "checkpoint/metrics")
     p.add_argument("--resume", default=None, help="none | auto | a checkpoint folder (= checkpoint.resume)")
+    p.add_argument("--resume-unverified", action="store_true",
+                   help="load the --resume checkpoint even when its files do not match its manifest "
+                        "(= checkpoint.resume_unverified=true)")
     p.add_argument("--tp", type=int, default=None, help="tensor parallel size (= parallel.tp; megatron-core)")
     p.add_argument("--pp", type=int, default=None, help="pipeline parallel size (= parallel.pp; megatron-core)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
@@ -44,6 +49,8 @@ def parse_config(argv: list[str] | None = None):
     apply_overrides(cfg, args.overrides)
     if args.resume is not None:
         cfg.checkpoint.resume = args.resume
+    if args.resume_unverified:
+        cfg.checkpoint.resume_unverified = True
     if args.tp is not None:
         cfg.parallel.tp = args.tp
     if args.pp is not None:
@@ -75,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             from .loop import Trainer
 
         trainer = Trainer(cfg)
-    except (ConfigError, FileNotFoundError, VerificationFailed) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ConfigError, FileNotFoundError, VerificationFailed, CheckpointDamaged) as err:
+        if os.environ.get("RANK", "0") == "0":  # every rank agreed on it; one says it
+            print(f"error: {err}", file=sys.stderr)
         return 2
     try:
         summary = trainer.train()
@@ -85,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
             latest = trainer.checkpointer.latest()
             print(f"aborted: nothing saved since {latest or 'the start'}", file=sys.stderr)
         return 130
+    except CheckpointWriteError as err:  # every rank stops here; the first says why
+        if trainer.world.main:
+            print(f"error: {err}", file=sys.stderr)
+        return 1
     finally:
         trainer.close()
     if trainer.world.main:

@@ -17,8 +17,8 @@ from .checkpoint import Checkpointer, saved_backend
 class MegatronCheckpointer(Checkpointer):
     """module: the unwrapped `MegatronGeoVR` stage (its sharded_state_dict names the global shards)."""
 
-    def __init__(self, folder, world, keep: int, module: nn.Module, tp: int, pp: int, dp: int):
-        super().__init__(folder, world, keep)
+    def __init__(self, folder, world, keep: int, module: nn.Module, tp: int, pp: int, dp: int, **options):
+        super().__init__(folder, world, keep, **options)
         self.module, self.tp, self.pp, self.dp = module, tp, pp, dp
 
     def _sharded(self, optimizer, loading: bool) -> dict:

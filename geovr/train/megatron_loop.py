@@ -122,7 +122,7 @@ class MegatronTrainer(Trainer):
 
     def _make_checkpointer(self) -> MegatronCheckpointer:
         return MegatronCheckpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep, self.module,
-                                    self.dims.tp, self.dims.pp, self.dims.dp)
+                                    self.dims.tp, self.dims.pp, self.dims.dp, **self._checkpoint_options())
 
     def _dp_sum(self, x: torch.Tensor) -> torch.Tensor:
         from megatron.core import parallel_state

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import STATE_FILE, saved_backend
+from .checkpoint import STATE_FILE, CheckpointDamaged, saved_backend
 from .config import Config, preset
 from .config_io import apply_dict
 
@@ -35,14 +35,33 @@ def checkpoint_config(path: str | os.PathLike) -> Config:
     return cfg
 
 
-def load_trained_model(path: str | os.PathLike):
-    """(GeoVRModel on the CPU with checkpoint `path`'s weights, its tokenizer, its config)."""
+def verify_alone(path: Path, unverified: bool = False) -> None:
+    """Check a training checkpoint against its manifest in this one process (as a resume does):
+    CheckpointDamaged names the file; unverified=True loads it anyway, with a warning."""
+    import logging
+
+    from ..parallel.data_parallel import World
+    from .checkpoint import Checkpointer
+
+    world = World(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    problems = Checkpointer(path.parent, world, resume_unverified=unverified).check(path)
+    if problems and not unverified:
+        raise CheckpointDamaged(f"checkpoint {path} is damaged: {'; '.join(problems[:3])}. Export an earlier "
+                                "checkpoint, or pass --unverified to use it anyway")
+    if problems:
+        logging.getLogger("geovr").warning("--unverified: using %s despite: %s", path, "; ".join(problems))
+
+
+def load_trained_model(path: str | os.PathLike, unverified: bool = False):
+    """(GeoVRModel on the CPU with checkpoint `path`'s weights, its tokenizer, its config); the files
+    are checked against the checkpoint's manifest first (unverified=True: a mismatch only warns)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, set_model_state_dict
 
     from . import build
 
     path = Path(path)
+    verify_alone(path, unverified)
     state = json.loads((path / STATE_FILE).read_text())
     if saved_backend(state) == "megatron":
         raise ValueError(f"{path} was written by the megatron backend (megatron-core's layout): export the run's "

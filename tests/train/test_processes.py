@@ -146,3 +146,62 @@ def test_torchrun_two_processes_grouped_by_video_equal_one(synthetic_root, tmp_p
     for step in a:
         for key in ("loss/text", "loss/pose", "loss/depth", "loss/align", "loss/scale", "grad_norm"):
             assert b[step][key] == pytest.approx(a[step][key], rel=2e-4, abs=1e-6), (step, key)
+
+
+@pytest.mark.parametrize("backend", ["ddp", "fsdp"])
+def test_torchrun_resume_skips_a_damaged_checkpoint(synthetic_root, tmp_path, backend):
+    """2 ranks: the newest checkpoint has a file damaged that rank 1 checks (the ranks share the
+    hashing); both ranks agree, fall back to the earlier checkpoint and retake the same steps."""
+    from geovr.train.manifest import MANIFEST
+
+    cfg = small_config(synthetic_root, tmp_path / "run", steps=4, global_batch=4, micro_batch=1)
+    cfg.checkpoint.every = 2
+    cfg.parallel.backend = backend
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "geovr.train"]
+    res = subprocess.run(cmd + overrides(cfg), env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    first = losses(tmp_path / "run")
+    newest = tmp_path / "run" / "checkpoints" / "step_00000004"
+    names = sorted(json.loads((newest / MANIFEST).read_text())["files"])
+    victim = newest / next(n for i, n in enumerate(names) if i % 2 == 1 and n.endswith(".distcp"))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    res = subprocess.run(cmd + overrides(cfg) + ["--resume", "auto"], env=ENV, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert res.stderr.count("is damaged and skipped") == 1 and victim.name in res.stderr
+    assert "resumed from" in res.stderr and "step_00000002 at step 2" in res.stderr
+    again = losses(tmp_path / "run")
+    for step in (3, 4):
+        assert again[step]["loss"] == first[step]["loss"], step
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["checkpoint/skipped_damaged"] == 1
+
+
+def test_torchrun_restarts_a_killed_worker_from_the_newest_checkpoint(synthetic_root, tmp_path):
+    """The fault-tolerant launch of the README: `torchrun --max-restarts 3 ... --resume auto`; one
+    worker killed (SIGKILL) after a checkpoint; torchrun restarts the group, which resumes from the
+    newest verified checkpoint and ends with the uninterrupted run's losses."""
+    import psutil
+
+    def launch(out, *extra):
+        cfg = small_config(synthetic_root, out, steps=8, global_batch=4, micro_batch=1)
+        cfg.checkpoint.every = 2
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *extra,
+                "-m", "geovr.train", *overrides(cfg), "--resume", "auto"]
+
+    res = subprocess.run(launch(tmp_path / "full"), env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+    proc = subprocess.Popen(launch(tmp_path / "run", "--max-restarts", "3"), env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(tmp_path / "run" / "checkpoints" / "step_00000002" / "trainer_state.json", proc)
+    workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "geovr.train" in " ".join(c.cmdline())]
+    assert len(workers) == 2, workers
+    workers[1].send_signal(signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-4000:]
+    assert "resumed from" in err, err[-4000:]
+    got, want = losses(tmp_path / "run"), losses(tmp_path / "full")
+    assert sorted(got) == list(range(1, 9))
+    for step in got:
+        assert got[step]["loss"] == want[step]["loss"], step
