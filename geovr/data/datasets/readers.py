@@ -26,7 +26,7 @@ class ReadResult:
                 f"{self.filtered} filtered")
 
 
-def _iter_json_items(path: str):
+def iter_json_items(path: str):
     """(where, obj or RecordError) for each item of a .json list or each line of a .jsonl file."""
     with open(path, "rb") as f:
         head = f.read(4096).lstrip()
@@ -63,7 +63,7 @@ def read_llava(path: str, media_root: str | None = None, source: str = "llava", 
         raise FileNotFoundError(f"{source} annotation file not found: {path}")
     root = _media_root(path, media_root)
     out = ReadResult()
-    for where, obj in _iter_json_items(path):
+    for where, obj in iter_json_items(path):
         try:
             if isinstance(obj, RecordError):
                 raise obj

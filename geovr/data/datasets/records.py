@@ -29,7 +29,8 @@ class VideoQA:
 
     id: the record's id (or file:line when it has none). media: absolute path; media_rel: the
     path as the record wrote it (machine-independent: caches key on it). kind: "video" or
-    "image". extra: the record's other fields (question_type, answer, geometry...)."""
+    "image". extra: the record's other fields (question_type, answer, geometry...). where: the
+    file and line (or list item) it came from."""
 
     id: str
     media: str
@@ -38,6 +39,7 @@ class VideoQA:
     source: str
     media_rel: str = ""
     extra: dict = field(default_factory=dict, compare=False)
+    where: str = field(default="", compare=False)  # file:line or file[i] it was read from
 
 
 def _media_path(root: str | None, rel: str) -> str:
@@ -118,4 +120,4 @@ def parse_record(obj, where: str, root: str | None, source: str, media_keys=("vi
     rid = obj.get("id", where)
     extra = {k: v for k, v in obj.items() if k not in ("conversations", kind, "id")}
     return VideoQA(id=str(rid), media=_media_path(root, rel), kind=kind, turns=turns, source=source,
-                   media_rel=rel, extra=extra)
+                   media_rel=rel, extra=extra, where=where)
