@@ -199,40 +199,53 @@ class Checkpointer:
         final = self.folder / f"step_{step:08d}"
         tmp = self.folder / f".step_{step:08d}.tmp"
         t0 = time.perf_counter()
-        failure = None
-        try:
-            if self.world.main:
+        main = self.world.main
+
+        def make_folder() -> None:
+            if main:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 shutil.rmtree(tmp, ignore_errors=True)
                 tmp.mkdir()
-        except OSError as e:
-            failure = e
-        barrier(self.world)
+
+        def write() -> None:
+            self._write(tmp, model, optimizer)
+            torch.save(rng_state(), tmp / f"rank_{self.world.rank:05d}.pt")
+            if main:
+                with open(tmp / STATE_FILE, "w") as f:
+                    json.dump({**trainer_state, "step": step, "world_size": self.world.world_size,
+                               **self._layout()}, f, indent=1)
+                    f.flush()
+                    os.fsync(f.fileno())
+
+        def manifest() -> None:
+            self.timings["hash_s"] = write_manifest(tmp, self.world)
+
+        def complete() -> None:
+            if main:
+                _fsync_dir(tmp)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+                _fsync_dir(self.folder)
+                self._prune()
+
+        self._collective(make_folder, tmp, step)
+        self._collective(write, tmp, step)
+        self.timings["write_s"] = time.perf_counter() - t0
+        if self.verify:
+            self._collective(manifest, tmp, step)
+        self._collective(complete, tmp, step)
+        return final
+
+    def _collective(self, part, tmp: Path, step: int) -> None:
+        """Run one part of a save on every rank, then agree: when it failed anywhere, every rank
+        raises CheckpointWriteError (no rank is left waiting in a collective the others skipped)."""
         try:
-            if failure is None:
-                self._write(tmp, model, optimizer)
-                torch.save(rng_state(), tmp / f"rank_{self.world.rank:05d}.pt")
-                if self.world.main:
-                    with open(tmp / STATE_FILE, "w") as f:
-                        json.dump({**trainer_state, "step": step, "world_size": self.world.world_size,
-                                   **self._layout()}, f, indent=1)
-                        f.flush()
-                        os.fsync(f.fileno())
+            part()
+            failure = None
         except (OSError, RuntimeError, CheckpointException) as e:  # DCP gathers every rank's failure
             failure = e
         self._agree_written(failure, tmp, step)
-        self.timings["write_s"] = time.perf_counter() - t0
-        if self.verify:
-            self.timings["hash_s"] = write_manifest(tmp, self.world)
-        if self.world.main:
-            _fsync_dir(tmp)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            _fsync_dir(self.folder)
-            self._prune()
-        barrier(self.world)
-        return final
 
     def _agree_written(self, failure: BaseException | None, tmp: Path, step: int) -> None:
         """Every rank learns whether any rank failed to write; then all raise one message."""

@@ -46,11 +46,17 @@ def write_manifest(folder: Path, world: World) -> float:
     """Hash every file of `folder` (collective: each rank its share) and write the manifest (rank
     0, whole, fsynced). Returns this rank's seconds spent hashing."""
     t0 = time.perf_counter()
-    names = _listing(folder)
-    mine = {n: {"size": (folder / n).stat().st_size, HASH: file_digest(folder / n)}
-            for i, n in enumerate(names) if i % world.world_size == world.rank}
+    try:
+        names = _listing(folder)
+        mine: dict | str = {n: {"size": (folder / n).stat().st_size, HASH: file_digest(folder / n)}
+                            for i, n in enumerate(names) if i % world.world_size == world.rank}
+    except OSError as e:  # every rank must reach the gather, and then learn of it
+        mine = f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - t0
     shares = all_gather_object(mine, world)
+    failed = [x for x in shares if isinstance(x, str)]
+    if failed:
+        raise OSError(f"hashing the checkpoint's files: {failed[0]}")
     if world.main:
         files = {k: v for share in shares for k, v in share.items()}
         body = json.dumps({"hash": HASH, "files": files, "self": _self_digest(files)}, indent=1, sort_keys=True)

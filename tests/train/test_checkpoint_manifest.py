@@ -166,7 +166,7 @@ def test_a_full_disk_stops_the_run_with_one_message(synthetic_root, tmp_path, mo
     assert Checkpointer(folder, WORLD).check(folder / "step_00000002") == []
 
 
-def test_export_checks_the_checkpoint(synthetic_root, tmp_path, capsys):
+def test_export_checks_the_checkpoint(synthetic_root, tmp_path, capsys, caplog):
     from geovr.export import main as export_main
 
     cfg = small_config(synthetic_root, tmp_path / "run", steps=2, global_batch=2, micro_batch=2)
@@ -177,6 +177,27 @@ def test_export_checks_the_checkpoint(synthetic_root, tmp_path, capsys):
     name = _flip(ckpt)
     assert export_main(["--ckpt", str(ckpt), "--out", str(tmp_path / "out")]) == 2
     assert f"{name}: its sha256 differs" in capsys.readouterr().err
-    export_main(["--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--unverified"])  # the flip may break the load
-    err = capsys.readouterr().err
-    assert "--unverified: using" in err and "is damaged" not in err
+    with caplog.at_level(logging.WARNING, logger="geovr"):
+        export_main(["--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--unverified"])  # the flip may break the load
+    assert f"--unverified: using {ckpt} despite" in caplog.text and "is damaged" not in capsys.readouterr().err
+
+
+def test_a_failure_in_any_part_of_a_save_is_one_error_and_no_partial_folder(tmp_path, monkeypatch):
+    import geovr.train.checkpoint as checkpoint
+
+    ck = _tiny_checkpoints(tmp_path)
+    model = torch.nn.Linear(8, 4)
+    opt = torch.optim.AdamW(model.parameters())
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "write_manifest", full)
+    with pytest.raises(CheckpointWriteError, match="step_00000006 could not be written.*No space left.*step_00000004"):
+        ck.save(6, model, opt, {})
+    monkeypatch.undo()
+    monkeypatch.setattr(checkpoint.os, "replace", full)
+    with pytest.raises(CheckpointWriteError, match="step_00000008 could not be written"):
+        ck.save(8, model, opt, {})
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000002", "step_00000004"]
