@@ -102,7 +102,7 @@ def _chunk_of_program(maps):
     first pixel, the sample's pixels) of a chunk program; maps = (blocks, offsets, meta) (see
     _packing.block_layout)."""
     blocks_ptr, offsets_ptr, meta_ptr = maps
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # indices scaled from a program id are int64 (aot checks)
     b = tl.load(blocks_ptr + BLOCK_FIELDS * pid)
     start = tl.load(blocks_ptr + BLOCK_FIELDS * pid + 1)
     base = tl.load(offsets_ptr + b)
@@ -117,7 +117,7 @@ def _band_of_program(maps):
     _packing.band_layout). Kernels add the int64 frame index to their pointers once, so that
     per-pixel offsets row * W + col stay int32."""
     bands_ptr, offsets_ptr, meta_ptr = maps
-    pid = tl.program_id(0)
+    pid = tl.program_id(0).to(tl.int64)  # indices scaled from a program id are int64 (aot checks)
     b = tl.load(bands_ptr + BAND_FIELDS * pid)
     base = tl.load(offsets_ptr + b) + tl.load(bands_ptr + BAND_FIELDS * pid + 1)
     row0 = tl.load(bands_ptr + BAND_FIELDS * pid + 2)
@@ -325,7 +325,7 @@ def _depth_select_kernel(
     bin is a single fp32 value, so its sum is count x value. scratch: (cnt, acc, sel, hist).
     """
     cnt_ptr, acc_ptr, sel_ptr, hist_ptr = scratch
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)
     NB: tl.constexpr = NB1 if LEVEL == 1 else NB_FINE
     BITS: tl.constexpr = 0 if LEVEL == 1 else FINE_BITS  # how far the prefix shifts
     AT: tl.constexpr = 0 if LEVEL == 1 else NB1 + NB_FINE * (LEVEL - 2)  # the level's histogram

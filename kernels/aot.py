@@ -8,7 +8,8 @@ prints what ptxas made of each (registers per thread, bytes spilled to the stack
 with the warps per SM that allows, and the SASS instructions per iteration of each innermost
 loop: the performance signals there are without a GPU (benchmarks/RESULTS.md turns the loop
 lengths into instructions per pixel). Exit status 1 when a variant has no cubin, spills registers,
-or needs more shared memory than a block of its GPU has (ARCH_LIMITS).
+needs more shared memory than a block of its GPU has (ARCH_LIMITS), or scales a program id in
+int32 (narrow_products: an address that passes 2^31 on a large grid).
 Run it in a process without TRITON_INTERPRET (interpreted kernels cannot be compiled).
 """
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Compiled:
     stack_bytes: int | None = None  # per thread: spilled registers (Triton kernels use no local arrays)
     loops: tuple[int, ...] = ()  # SASS instructions per iteration of each innermost loop
     trainer: bool = False  # a variant the trainer launches (fp32 depth, no mask, no weight)
+    narrow: tuple[str, ...] = ()  # int32 products of a program id (narrow_products of its TTIR)
 
     @property
     def limits(self) -> ArchLimits:
@@ -88,6 +90,8 @@ class Compiled:
             out.append(f"{self.shared_bytes} B of shared memory, above sm_{self.arch}'s {self.limits.smem_per_block}")
         if self.stack_bytes:
             out.append(f"{self.stack_bytes} B per thread spilled")
+        if self.narrow:
+            out.append(f"a program id scaled in int32 (can pass 2^31 on a large grid): {self.narrow[0]}")
         return out
 
 
@@ -139,6 +143,40 @@ def inner_loops(sass: str) -> tuple[int, ...]:
     return tuple(end - start + 1 for start, end in sorted(inner))
 
 
+_SSA = re.compile(r"%([\w.$-]+)")
+
+
+def narrow_products(ttir: str) -> list[str]:
+    """The int32 multiplications of a value derived from `tt.get_program_id` in a kernel's TTIR.
+
+    An index scaled from a program id (rows of a program, a map's row of a program) grows with the
+    grid and passes 2^31 on large inputs, wrapping to a wrong address in int32; widened to int64
+    first (`tl.program_id(0).to(tl.int64)`) it cannot. Values read from memory are not derived, so
+    indices within one sample, from its map entries, stay int32 (their size is checked by the
+    launcher). Dependence is followed through every operation and loop-carried arguments."""
+    derived: set[str] = set()
+    found = []
+    for line in ttir.splitlines():
+        text = line.split(" loc(")[0].strip()
+        if "=" not in text or not text.startswith("%"):
+            if "iter_args(" in text:  # scf.for ... iter_args(%a = %b, ...)
+                for a, b in re.findall(r"%([\w.$-]+) = %([\w.$-]+)", text):
+                    if b in derived:
+                        derived.add(a)
+            continue
+        lhs, rhs = text.split("=", 1)
+        results = [r.split(":")[0] for r in _SSA.findall(lhs)]
+        operands = [o.split("#")[0] for o in _SSA.findall(rhs)]
+        for a, b in re.findall(r"%([\w.$-]+) = %([\w.$-]+)", rhs):  # iter_args on a result line
+            if b in derived:
+                derived.add(a)
+        if "tt.get_program_id" in rhs or (any(o in derived for o in operands) and "tt.load" not in rhs):
+            derived.update(results)
+            if "arith.muli" in rhs and re.search(r":\s*(tensor<[^>]*x)?i32>?\s*$", rhs):
+                found.append(text)
+    return found
+
+
 def all_specs() -> list[tuple]:
     """(name, kernel, signature, constexprs, trainer) of every kernel variant in geovr.kernels: for
     the depth loss every variant its launch plan reaches (depth_loss.reachable_inputs), for the
@@ -177,7 +215,7 @@ def compile_all(arches: list[int], out: Path | None = None, num_warps: int = 4,
             loops = inner_loops(_cuobjdump(asm["cubin"], "-sass") or "")
             results.append(Compiled(name, arch, len(asm["ptx"]), len(asm["cubin"]),
                                     kernel.metadata.shared, time.perf_counter() - t0, warps, *usage,
-                                    loops, trainer))
+                                    loops, trainer, tuple(narrow_products(asm["ttir"]))))
             if out is not None:
                 out.mkdir(parents=True, exist_ok=True)
                 stem = f"{file_stem(name)}.sm{arch}"

@@ -97,3 +97,26 @@ def test_inner_loops_of_a_sass_listing():
     ])
     assert aot.inner_loops(sass) == (3, 2)
     assert aot.inner_loops("") == ()
+
+
+def test_a_program_id_scaled_in_int32_is_found_in_the_ttir():
+    """The static check that fails on the alignment kernel as it was (rows = program id x 8 in
+    int32, stats at rows x 3: wrong addresses past 716M rows) and passes its int64 form; the full
+    compile above applies it to every variant (aot exits 1 on one)."""
+    here = os.path.dirname(__file__)
+    code = (
+        "import triton, sys; from triton.backends.compiler import GPUTarget; sys.path.insert(0, sys.argv[1]);"
+        "import narrow_index_kernels as k; from geovr.kernels.aot import narrow_products\n"
+        "for fn in (k.old_rows, k.new_rows):\n"
+        "    src = triton.compiler.ASTSource(fn=fn, signature={'x_ptr': '*fp32', 'stats_ptr': '*fp32', 'R': 'i32',"
+        " 'BLOCK': 'constexpr'}, constexprs={'BLOCK': 8})\n"
+        "    print(fn.fn.__name__, len(narrow_products(triton.compile(src, target=GPUTarget('cuda', 90, 32)).asm['ttir'])))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run([sys.executable, "-c", code, here], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "old_rows 2" in proc.stdout and "new_rows 0" in proc.stdout, proc.stdout
+    ttir = "%pid = tt.get_program_id x : i32 loc(#l)\n%v = tt.load %p : !tt.ptr<i32> loc(#l)\n" \
+           "%a = arith.muli %v, %c3 : i32 loc(#l)\n%b = arith.muli %pid, %c3 : i32 loc(#l)\n" \
+           "%w = arith.extsi %pid : i32 to i64 loc(#l)\n%c = arith.muli %w, %c3 : i64 loc(#l)\n"
+    assert aot.narrow_products(ttir) == ["%b = arith.muli %pid, %c3 : i32"]  # a loaded value is not derived
