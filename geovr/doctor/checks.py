@@ -6,7 +6,8 @@ kills its process is `crashed`: the runner (geovr.doctor.runner) runs each in a 
                single frame, non-contiguous and stride-0 inputs, masks with NaN targets, weights,
                bf16 / fp16, two launches in a row)
   align_loss   Triton alignment loss, forward + backward (several layers, an empty sample, zero
-               vectors, D off a power of 2, non-contiguous inputs, bf16 / fp16, two launches)
+               vectors, D off a power of 2, non-contiguous inputs, a stride-0 upstream gradient of the
+               per-segment output, bf16 / fp16, two launches)
   pose_loss    the compiled pose extension (its CUDA kernels on a GPU) against the CPU extension
                and the eager reference, three modes, one-frame samples, fp32 and fp64
   dali_decode  DALI's decoder (GPU, or its CPU backend without one) against PyAV on a clip it
@@ -26,7 +27,7 @@ from typing import Callable
 
 import torch
 
-from geovr.doctor.compare import Comparison, compare_align, compare_depth, compare_pose
+from geovr.doctor.compare import Comparison, compare_align, compare_align_segments, compare_depth, compare_pose
 
 PSNR_MIN_DB = 35.0  # DALI vs PyAV on the same clip: YUV->RGB conversions differ by a few levels
 
@@ -165,12 +166,15 @@ def align_cases(device: torch.device, quick: bool) -> list[tuple[str, Callable[[
     def half(dtype):
         return lambda: compare_align(*align_inputs([20, 7], 96, device, dtype=dtype, seed=4))
 
+    def stride0_upstream():
+        return compare_align_segments(*align_inputs([7, 0, 12], 40, device, layers=2, seed=11))
+
     def twice():
         student, teacher = align_inputs([20, 7], 96, device, seed=5)
         return compare_align(student, teacher).merge(compare_align(student, teacher))
 
     cases = [("trainer fp32", trainer), ("ragged", ragged), ("zero vectors", zeros), ("strided inputs", strided),
-             ("bf16", half(torch.bfloat16))]
+             ("stride-0 upstream", stride0_upstream), ("bf16", half(torch.bfloat16))]
     if not quick:
         cases += [("fp16", half(torch.float16)), ("launched twice", twice)]
     return cases

@@ -138,3 +138,24 @@ def compare_pose(pred: list[Tensor], target: list[Tensor], mode: str, want_devic
             out = out.merge(close(f"grad of pred[{i}] vs {backend}", a.cpu(), b.cpu(), tol["rtol"], tol["atol"],
                                   atol_scaled=True))
     return out
+
+
+def compare_align_segments(student: list[list[Tensor]], teacher: list[list[Tensor]]) -> Comparison:
+    """The alignment kernel's per-segment output against 1 - cos per segment, and its backward from
+    `.sum()`, whose upstream gradient is an expanded (stride-0) tensor."""
+    from geovr.kernels.align_loss import AlignLossFunction
+    from geovr.losses.align import EPS
+
+    tol = ALIGN_TOL[student[0][0].dtype]
+    s = [x for layer in student for x in layer]
+    t = [x for layer in teacher for x in layer]
+    _, per_segment = AlignLossFunction.apply(len(s), EPS, *s, *t)
+    got = torch.autograd.grad(per_segment.sum(), s)
+    ref = [(a, b) for a, b in zip(s, t) if len(a)]
+    want_seg = torch.stack([(1 - torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1, eps=EPS)).mean()
+                            if len(a) else a.float().sum() for a, b in zip(s, t)])
+    out = close("per-segment loss", per_segment, want_seg.detach(), **tol)
+    want = torch.autograd.grad(want_seg.sum(), [a for a, _ in ref])
+    for i, (a, b) in enumerate(zip([g for g, x in zip(got, s) if len(x)], want)):
+        out = out.merge(close(f"grad {i} (stride-0 upstream)", a.float(), b.float(), **tol, atol_scaled=True))
+    return out
