@@ -112,9 +112,10 @@ def test_every_checkpoint_damaged_is_an_error_and_unverified_ones_load_with_a_wa
     assert "has no manifest" in caplog.text
 
 
-@pytest.mark.parametrize("trainer_cls", [Trainer, FSDPTrainer], ids=["ddp", "fsdp"])
+@pytest.mark.parametrize("trainer_cls, kind", [(Trainer, k) for k in sorted(DAMAGE)] + [(FSDPTrainer, "changed in place")],
+                         ids=[f"ddp-{k}" for k in sorted(DAMAGE)] + ["fsdp-changed in place"])
 def test_a_run_resumed_past_a_damaged_checkpoint_equals_one_resumed_from_the_earlier(synthetic_root, tmp_path,
-                                                                                   trainer_cls):
+                                                                                   trainer_cls, kind):
     def run(out, steps, resume="none"):
         cfg = small_config(synthetic_root, out, steps=steps, global_batch=2, micro_batch=2)
         cfg.checkpoint.every, cfg.checkpoint.resume = 2, resume
@@ -130,7 +131,7 @@ def test_a_run_resumed_past_a_damaged_checkpoint_equals_one_resumed_from_the_ear
     import shutil
 
     shutil.copytree(tmp_path / "a" / "checkpoints" / "step_00000002", clean / "step_00000002")
-    _flip(tmp_path / "a" / "checkpoints" / "step_00000004")
+    DAMAGE[kind](tmp_path / "a" / "checkpoints" / "step_00000004")
     summary, trainer = run(tmp_path / "a", 6, resume="auto")
     assert trainer.resumed_at == 2 and summary["checkpoint/skipped_damaged"] == 1
     run(tmp_path / "b", 6, resume=str(clean / "step_00000002"))
