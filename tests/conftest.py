@@ -65,3 +65,31 @@ def batch(synthetic_root, tok):
     ds = VideoQADataset(recs, backend="pyav", transform=QwenTransform(tok))
     last = max(i for i, r in enumerate(recs) if r.extra["scene"] != recs[0].extra["scene"])
     return collate([ds[0], ds[last]], tok.pad_token_id), [recs[0], recs[last]]
+
+
+@pytest.fixture
+def doctor_env(tmp_path, monkeypatch):
+    """For tests of geovr.doctor and of the trainer's kernel checks: a fresh verdict folder; faults
+    loadable in the doctor's subprocesses (`fault(PATH, KIND)`, tests/doctor/fault_site); `starts()`
+    counts the check processes started under KIND count; the losses' routing restored afterwards."""
+    from pathlib import Path
+
+    from geovr.losses import _backend
+
+    site = Path(__file__).parent / "doctor" / "fault_site"
+    monkeypatch.setenv("GEOVR_DOCTOR_DIR", str(tmp_path / "verdicts"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("GEOVR_TEST_FAULT_COUNT", str(tmp_path / "starts.txt"))
+    monkeypatch.delenv("GEOVR_TEST_FAULT", raising=False)
+
+    def fault(path: str, kind: str) -> None:
+        monkeypatch.setenv("GEOVR_TEST_FAULT", f"{path}:{kind}")
+
+    def starts() -> int:
+        p = tmp_path / "starts.txt"
+        return len(p.read_text().splitlines()) if p.exists() else 0
+
+    saved = dict(_backend._routed)
+    yield fault, starts
+    _backend._routed.clear()
+    _backend._routed.update(saved)

@@ -3,8 +3,6 @@ trains on the fallback of a path that failed (and says so), refuses under strict
 only when it decodes right. On the CPU the Triton paths are forced (GEOVR_LOSS_BACKEND=triton, run
 in the interpreter) and broken in the doctor's subprocesses by tests/doctor/fault_site."""
 import logging
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,22 +14,11 @@ from geovr.train.report import summary_table
 from geovr.train.verify import VerificationFailed
 from train_helpers import losses, small_config
 
-FAULT_SITE = Path(__file__).parents[1] / "doctor" / "fault_site"
 
-
-@pytest.fixture
-def faults(tmp_path, monkeypatch):
-    monkeypatch.setenv("GEOVR_DOCTOR_DIR", str(tmp_path / "verdicts"))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(FAULT_SITE), os.environ.get("PYTHONPATH")])))
-    saved = dict(_backend._routed)
-    yield lambda spec: monkeypatch.setenv("GEOVR_TEST_FAULT", spec)
-    _backend._routed.clear()
-    _backend._routed.update(saved)
-
-
-def test_a_crashing_kernel_falls_back_and_the_run_says_so(synthetic_root, tmp_path, faults, monkeypatch, caplog):
+def test_a_crashing_kernel_falls_back_and_the_run_says_so(synthetic_root, tmp_path, doctor_env, monkeypatch, caplog):
+    fault, _ = doctor_env
     monkeypatch.setenv("GEOVR_LOSS_BACKEND", "triton")  # the fused losses, in the interpreter
-    faults("depth:abort")
+    fault("depth", "abort")
     cfg = small_config(synthetic_root, tmp_path / "run", steps=1)
     assert verify.needed_checks(cfg, torch.device("cpu")) == ["depth_loss", "align_loss"]
     with caplog.at_level(logging.INFO, logger="geovr"):
@@ -56,13 +43,13 @@ def test_a_crashing_kernel_falls_back_and_the_run_says_so(synthetic_root, tmp_pa
     assert verify.needed_checks(cfg, torch.device("cpu")) == []
 
 
-def test_dali_that_fails_its_check_is_replaced_by_pyav(synthetic_root, tmp_path, faults, monkeypatch):
+def test_dali_that_fails_its_check_is_replaced_by_pyav(synthetic_root, tmp_path, doctor_env, monkeypatch):
     from geovr.data.decode import available_backends
     from geovr.parallel.data_parallel import init_world
 
     if "dali-cpu" not in available_backends():
         pytest.skip("DALI is not installed")
-    faults("decode:raise")
+    doctor_env[0]("decode", "raise")
     cfg = small_config(synthetic_root, tmp_path / "run", steps=1)
     cfg.data.backend = "dali-cpu"
     monkeypatch.setattr(verify, "needed_checks", lambda cfg, device: ["dali_decode"])  # a GPU run's need
