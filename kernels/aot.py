@@ -105,14 +105,25 @@ def resource_usage(cubin: bytes) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def _cuobjdump(cubin: bytes, flag: str) -> str | None:
-    """cuobjdump `flag` output for a cubin, from the cuobjdump that ships with Triton; None when
-    it is not there."""
+def cuobjdump_tool() -> str | None:
+    """A cuobjdump: the one that ships with Triton, else one on PATH; None without either."""
+    import shutil
+
     try:
         from triton import knobs
 
-        tool = knobs.nvidia.cuobjdump.path
-    except Exception:  # an older Triton without knobs, or no bundled tool
+        path = knobs.nvidia.cuobjdump.path
+        if path and Path(path).exists():
+            return path
+    except Exception:  # noqa: BLE001 - an older Triton without knobs, or no bundled tool
+        pass
+    return shutil.which("cuobjdump")
+
+
+def _cuobjdump(cubin: bytes, flag: str) -> str | None:
+    """cuobjdump `flag` output for a cubin; None when no cuobjdump is found."""
+    tool = cuobjdump_tool()
+    if tool is None:
         return None
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)

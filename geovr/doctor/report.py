@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import torch
 
 from geovr.doctor.verdict import _version, driver_version
+from geovr.kernels.aot import cuobjdump_tool
 
 ENV_VARS = ("CUDA_VISIBLE_DEVICES", "GEOVR_LOSS_BACKEND", "GEOVR_DOCTOR_DIR", "TRITON_INTERPRET", "TRITON_CACHE_DIR",
             "TORCH_CUDA_ARCH_LIST", "FORCE_CUDA", "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_NO_CUDA_MEMORY_CACHING",
@@ -19,23 +19,10 @@ ENV_VARS = ("CUDA_VISIBLE_DEVICES", "GEOVR_LOSS_BACKEND", "GEOVR_DOCTOR_DIR", "T
 SHM_MIN_GB = 8.0  # DataLoader workers pass decoded frames through /dev/shm; Docker's default is 64 MB
 
 
-def cuobjdump() -> str | None:
-    """A cuobjdump: the one that ships with Triton, else one on PATH."""
-    try:
-        from triton import knobs
-
-        path = knobs.nvidia.cuobjdump.path
-        if path and Path(path).exists():
-            return path
-    except Exception:  # noqa: BLE001 - an older Triton, or none
-        pass
-    return shutil.which("cuobjdump")
-
-
 def fatbin_contents(path: str | os.PathLike) -> tuple[list[str], list[str]] | None:
     """(cubin architectures, PTX architectures) inside a binary, e.g. (['sm_80', 'sm_90'],
     ['sm_90']); None when no cuobjdump is found."""
-    tool = cuobjdump()
+    tool = cuobjdump_tool()
     if tool is None:
         return None
     found = []

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ..hashing import sha256_file
 from .base import Teacher, TeacherRequest, TeacherTargets
 
 VERSION = 1
@@ -46,14 +47,6 @@ def _id_difference(saved: str, wanted: str) -> str:
 def cache_key(teacher_id: str, media: str, frame_indices: list[int], size: tuple[int, int]) -> str:
     text = f"{teacher_id}|{media}|{','.join(map(str, frame_indices))}|{size[0]}x{size[1]}"
     return hashlib.sha1(text.encode()).hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class TeacherCache:
@@ -106,7 +99,7 @@ class TeacherCache:
         if shard in self._bad:
             return False
         path = self.folder / shard
-        ok = path.exists() and _sha256(path) == self.index["shards"].get(shard)
+        ok = path.exists() and sha256_file(path) == self.index["shards"].get(shard)
         if ok:
             self._verified.add(shard)
         else:
@@ -180,7 +173,7 @@ class TeacherCache:
         shard = f"shard_{n:05d}.safetensors"
         tmp = self.folder / (shard + ".part")
         save_file(self._pending, str(tmp), metadata={"teacher": str(self.index.get("teacher"))})
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
         os.replace(tmp, self.folder / shard)
         self.index["shards"][shard] = digest
         for key in self._pending_keys:

@@ -18,20 +18,14 @@ import os
 import time
 from pathlib import Path
 
+from ..hashing import sha256_file
 from ..parallel.data_parallel import World, all_gather_object
 
 MANIFEST = "manifest.json"
 HASH = "sha256"
-_CHUNK = 1 << 22  # bytes per read
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.new(HASH)
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
+file_digest = sha256_file  # the HASH of one file
 
 def _listing(folder: Path) -> list[str]:
     """Every file under `folder` but the manifest, as sorted relative paths."""
