@@ -1,10 +1,10 @@
 """`python -m geovr.data.check`: a dataset checked before a run, not an hour into it.
 
-    python -m geovr.data.check --data vsi590k.jsonl --format vsi590k --media-root /data/vsi590k
-    python -m geovr.data.check --config run.yaml --workers 16 --state check.state --out report.json --clean clean.jsonl
+    python -m geovr.data.check --data vsi590k.jsonl --format vsi590k --media-root /data/vsi590k \
+        --workers 16 --state check.state --out report.json --clean clean.jsonl [data.max_frames=32]
 
-Reads every record as the trainer does (the config's data section, or --data/--format/--media-root,
-comma-separated for several files), probes every distinct media file once (exists, opens, has a
+Reads every record as the trainer does (--data/--format/--media-root, comma-separated for several
+files; a run's own config, its teacher cache included: `python -m geovr.train.check_run`), probes every distinct media file once (exists, opens, has a
 video stream, its frames and fps, and the first and last of the frames the sampling rule takes
 decode; not a full decode), in parallel, with a progress bar. Prints per source (the record's
 `data_source`, else its media's top folder) and in total: records, invalid records (the first
@@ -27,6 +27,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .datasets import read_dataset
 from .datasets.readers import iter_json_items
@@ -40,8 +41,8 @@ FIRST_ERRORS = 5  # invalid records quoted per source
 
 @dataclass
 class MediaCheck:
-    """One media file's verdict: status "ok" or one of PROBLEMS; its frames, fps and seconds when
-    it opens; reason: what was wrong."""
+    """One media file's verdict: status "ok" or one of PROBLEMS; its frames, fps, seconds and
+    frame size (pixels) when it opens; reason: what was wrong."""
 
     path: str
     status: str
@@ -49,6 +50,8 @@ class MediaCheck:
     fps: float = 0.0
     seconds: float = 0.0
     reason: str = ""
+    height: int = 0
+    width: int = 0
 
 
 def check_media(path: str, kind: str, sampling: FrameSampling, decode: bool = True) -> MediaCheck:
@@ -71,7 +74,7 @@ def check_media(path: str, kind: str, sampling: FrameSampling, decode: bool = Tr
         return MediaCheck(path, e.kind, reason=e.reason)
     except (OSError, ValueError) as e:  # a folder named like a video, an unreadable file
         return MediaCheck(path, "corrupt", reason=f"{type(e).__name__}: {e}")
-    return MediaCheck(path, "ok", info.num_frames, info.fps, info.duration_s)
+    return MediaCheck(path, "ok", info.num_frames, info.fps, info.duration_s, height=info.height, width=info.width)
 
 
 def source_of(rec: VideoQA) -> str:
@@ -93,6 +96,8 @@ def _load_state(path: Path | None) -> dict[str, MediaCheck]:
             m = MediaCheck(**json.loads(line))
         except (ValueError, TypeError):
             continue  # a line cut by a kill: probed again
+        if m.status == "ok" and not m.height:
+            continue  # written before the frame size was kept: probed again
         out[m.path] = m
     return out
 
@@ -218,35 +223,22 @@ def write_clean(path: Path, records: list[VideoQA], checks: dict[str, MediaCheck
     return n
 
 
-def data_settings(config: str | None, overrides: list[str]) -> dict:
-    """The `data` section of a training config (YAML) with `data.field=value` overrides applied
-    (values parsed as YAML); the trainer's other sections are not read here. Unset fields take the
-    trainer's defaults (FrameSampling's for the sampling rule)."""
+def data_overrides(overrides: list[str]) -> dict:
+    """`data.field=value` overrides (values parsed as YAML) as {field: value}."""
     import yaml
 
     d: dict = {}
-    if config:
-        with open(config) as f:
-            loaded = yaml.safe_load(f) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{config}: expected a mapping of sections (data: ...)")
-        d = dict(loaded.get("data") or {})
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.startswith("data."):
-            raise ValueError(f"override {item!r}: only data.field=value is read by the check")
+            raise ValueError(f"override {item!r}: only data.field=value is read by the check (a run's whole config: "
+                             "python -m geovr.train.check_run)")
         d[key[len("data."):]] = yaml.safe_load(value)
     return d
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m geovr.data.check", description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    ap.add_argument("--config", help="a training config (YAML): its data section is checked")
-    ap.add_argument("--data", help="annotation file(s), comma-separated (instead of --config)")
-    ap.add_argument("--format", default=None, help="vsi590k | vlm3r | llava (one, or one per file)")
-    ap.add_argument("--media-root", default=None, help="the media folder (default: each file's own folder)")
-    ap.add_argument("overrides", nargs="*", help="data.field=value, as for python -m geovr.train")
+def add_check_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options of a check (shared by this command and `python -m geovr.train.check_run`)."""
     ap.add_argument("--workers", type=int, default=8, help="media probed at once (default 8)")
     ap.add_argument("--state", type=Path, default=None, help="keep every probe here; a rerun goes on from it")
     ap.add_argument("--out", type=Path, default=None, help="write the report as JSON")
@@ -256,38 +248,46 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-decode", action="store_true", help="probe only (no frame decoded): faster, misses "
                                                               "files whose frames are damaged")
     ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    try:
-        d = data_settings(args.config, args.overrides)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    path = args.data or d.get("path")
-    if not path:
-        ap.error("give --data FILE[,FILE] (with --format), or --config run.yaml with data.path")
-    fmt = args.format or d.get("format", "vsi590k")
-    root = args.media_root if args.media_root is not None else d.get("media_root")
+
+
+# A further part of the report: (records, their media checks) -> (its JSON, lines to print, an
+# error that fails the check or None). `geovr.train.check_run` adds the teacher cache's coverage.
+Section = Callable[[list[VideoQA], dict[str, MediaCheck]], tuple[dict, list[str], "str | None"]]
+
+
+def run_check(args: argparse.Namespace, path: str, fmt: str, root: str | None, sampling: FrameSampling,
+              sections: dict[str, Section] | None = None) -> int:
+    """Check the dataset `path` (comma-separated files) in format(s) `fmt` with the options of
+    `add_check_arguments`; print the report, write --out/--clean. Returns the exit status (2:
+    unusable arguments or files)."""
     files = [p for p in path.split(",") if p]
+    if args.workers < 1:
+        return _usage(f"--workers must be >= 1, got {args.workers}")
     if args.clean and len(set(fmt.split(","))) > 1:
-        ap.error(f"--clean writes one file in one format; the files have {fmt}: check them one format at a time")
+        return _usage(f"--clean writes one file in one format; the files have {fmt}: check them one format at a time")
     if args.clean and root is None and len({os.path.dirname(os.path.abspath(f)) for f in files}) > 1:
-        ap.error("--clean: the files lie in different folders and no --media-root is given, so their relative "
-                 "media paths have different roots; give --media-root")
-    sampling = FrameSampling(**{k: d[k] for k in ("fps", "min_frames", "max_frames") if k in d})
+        return _usage("--clean: the files lie in different folders and no media root is given, so their relative "
+                      "media paths have different roots; give the media root")
     t0 = time.perf_counter()
     try:
         res = read_dataset(fmt, path, root)
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _usage(str(err))
     media = {rec.media: rec.kind for rec in res.records}
     checks = probe_all(media, sampling, args.workers, args.state, not args.no_progress, not args.no_decode)
     report = build_report(res.records, checks, res.errors, res.filtered)
+    extra_lines, failures = [], []
+    for name, section in (sections or {}).items():
+        report[name], lines, failure = section(res.records, checks)
+        extra_lines += lines
+        if failure:
+            failures.append(failure)
     seconds = time.perf_counter() - t0
     report["seconds"] = round(seconds, 1)
-    report["inputs"] = {"data": path, "format": fmt, "media_root": root,
-                        "sampling": asdict(sampling)}
+    report["inputs"] = {"data": path, "format": fmt, "media_root": root, "sampling": asdict(sampling)}
     print(format_report(report, seconds))
+    for line in extra_lines:
+        print(line)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"report: {args.out}")
@@ -299,13 +299,46 @@ def main(argv: list[str] | None = None) -> int:
               f"data.format={fmt.split(',')[0]} data.media_root={roots}")
     lost = sum(total["records_lost"].values())
     if total["usable"] == 0:
-        print("error: no record is usable", file=sys.stderr)
-        return 1
-    if lost > args.max_missing * total["records"]:
-        print(f"error: {lost} of {total['records']} records ({lost / total['records']:.1%}) lose their media, more "
-              f"than --max-missing={args.max_missing:g}", file=sys.stderr)
-        return 1
-    return 0
+        failures.append("no record is usable")
+    elif lost > args.max_missing * total["records"]:
+        failures.append(f"{lost} of {total['records']} records ({lost / total['records']:.1%}) lose their media, "
+                        f"more than --max-missing={args.max_missing:g}")
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _usage(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m geovr.data.check", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--data", help="annotation file(s), comma-separated")
+    ap.add_argument("--format", default="vsi590k", help="vsi590k | vlm3r | llava (one, or one per file)")
+    ap.add_argument("--media-root", default=None, help="the media folder (default: each file's own folder)")
+    ap.add_argument("--config", help=argparse.SUPPRESS)  # moved: a run's config is checked by geovr.train.check_run
+    ap.add_argument("overrides", nargs="*", help="data.field=value: the sampling rule (data.fps, data.min_frames, "
+                                                 "data.max_frames; default the trainer's 2, 4, 32)")
+    add_check_arguments(ap)
+    args = ap.parse_intermixed_args(argv)
+    if args.config:
+        ap.error("--config: a run's config (its preset, defaults and overrides) is resolved by the trainer; check it "
+                 "with python -m geovr.train.check_run --config RUN.yaml (also checks its teacher cache)")
+    if not args.data:
+        ap.error("give --data FILE[,FILE] (with --format and --media-root); for a run's own config use "
+                 "python -m geovr.train.check_run --config RUN.yaml")
+    try:
+        d = data_overrides(args.overrides)
+        sampling = FrameSampling(**{k: d.pop(k) for k in ("fps", "min_frames", "max_frames") if k in d})
+    except (TypeError, ValueError) as err:
+        ap.error(str(err))
+    if d:
+        ap.error(f"{', '.join('data.' + k for k in d)}: not read by the check (it takes data.fps, data.min_frames, "
+                 "data.max_frames)")
+    return run_check(args, args.data, args.format, args.media_root, sampling)
 
 
 if __name__ == "__main__":

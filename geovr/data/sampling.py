@@ -6,6 +6,8 @@
   frame per temporal patch), capped at `max_tokens_per_frame` merged tokens per frame.
 - `teacher_frame_size`: VGGT's rule: longest edge 504, the other edge scaled and rounded to a
   multiple of 28 (480x640 -> 392x504).
+- `teacher_plan`: both for one media file, from its probe: what a teacher-target cache keys a
+  sample by (`geovr.teachers.cache.cache_key`).
 """
 from __future__ import annotations
 
@@ -128,3 +130,12 @@ def teacher_frame_size(height: int, width: int, longest: int = 504, multiple: in
     if width >= height:
         return max(multiple, round(height * longest / width / multiple) * multiple), longest
     return longest, max(multiple, round(width * longest / height / multiple) * multiple)
+
+
+def teacher_plan(kind: str, num_frames: int, video_fps: float, height: int, width: int, rule: FrameSampling,
+                 teacher_longest: int) -> tuple[list[int], tuple[int, int]]:
+    """The frame indices a record of `kind` ("video" or "image") takes from a media file of
+    `num_frames` frames at `video_fps`, `height` x `width` pixels, and its teacher frame size (H, W):
+    known from a probe, before anything is decoded."""
+    indices = [0] if kind == "image" else sample_indices(num_frames, video_fps, rule)
+    return indices, teacher_frame_size(height, width, teacher_longest)

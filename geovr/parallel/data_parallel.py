@@ -47,9 +47,41 @@ def init_world(device: str = "auto", timeout_s: float = 1800.0) -> World:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s),
-                                device_id=dev if dev.type == "cuda" else None)
+        timeout = timedelta(seconds=timeout_s)
+        store = attempt_store(timeout)
+        if store is None:
+            dist.init_process_group(backend=backend, timeout=timeout, device_id=dev if dev.type == "cuda" else None)
+        else:
+            dist.init_process_group(backend=backend, timeout=timeout, device_id=dev if dev.type == "cuda" else None,
+                                    store=store, rank=rank, world_size=world_size)
     return World(rank, world_size, local_rank, dev)
+
+
+def attempt_store(timeout: timedelta) -> dist.Store | None:
+    """The store of this attempt of a torchrun group that may be restarted, or None for the default.
+
+    torchrun (torch >= 2.5, unless TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1) lends the workers its own
+    TCPStore and keeps it across restarts, so the keys of a group killed by a fault stay there: a
+    restarted rank can read a dead rank's address and fail to connect (gloo: "connectFullMesh ...
+    Connection refused"; NCCL an old unique id), restart after restart. On one node every worker of
+    an attempt sees the same TORCHELASTIC_RESTART_COUNT, so the group's keys go under that attempt's
+    prefix. Across nodes the counts can differ (an agent counts only its own workers' failures):
+    a warning then names the launch setting that gives each attempt a fresh store."""
+    env = os.environ
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or int(env.get("TORCHELASTIC_MAX_RESTARTS", "0")) == 0:
+        return None
+    if int(env.get("GROUP_WORLD_SIZE", "1")) > 1:
+        if env.get("RANK") == "0":
+            import logging
+
+            logging.getLogger("geovr.parallel").warning(
+                "torchrun --max-restarts over several nodes shares one TCPStore across restarts: a restarted group "
+                "can read the failed group's addresses and fail to connect. Launch torchrun with "
+                "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment (each attempt then gets a fresh store)")
+        return None
+    client = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), int(env["WORLD_SIZE"]), is_master=False,
+                           timeout=timeout)
+    return dist.PrefixStore(f"geovr/attempt_{env.get('TORCHELASTIC_RESTART_COUNT', '0')}", client)
 
 
 def init_single_process_group(device: torch.device) -> None:

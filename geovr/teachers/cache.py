@@ -36,7 +36,7 @@ FEATURE_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.f
 FEATURE_LAYOUTS = ("pooled", "full")
 
 
-def _id_difference(saved: str, wanted: str) -> str:
+def id_difference(saved: str, wanted: str) -> str:
     """The parts of two teacher cache ids that differ ("c1024 in the cache, c64 here")."""
     a, b = saved.split("-"), wanted.split("-")
     if len(a) != len(b) or a[0] != b[0]:
@@ -73,7 +73,7 @@ class TeacherCache:
                 raise ValueError(f"{path}: cache format {self.index.get('version')} != {VERSION}; rebuild it")
             if teacher_id is not None and self.index.get("teacher") not in (None, teacher_id):
                 raise ValueError(f"{path} holds targets of teacher '{self.index['teacher']}', not '{teacher_id}' "
-                                 f"({_id_difference(self.index['teacher'], teacher_id)}): build a cache with the "
+                                 f"({id_difference(self.index['teacher'], teacher_id)}): build a cache with the "
                                  "run's teacher settings (--feature-dim, --teacher, --resampled as teacher.feature_dim, "
                                  "teacher.name, teacher.exact) in another folder, and point teacher.cache (or --out) "
                                  "at it")
@@ -87,6 +87,20 @@ class TeacherCache:
         self._bad: set[str] = set()
 
     # ---------------------------------------------------------------- reading
+    @staticmethod
+    def found(folder: str | os.PathLike) -> bool:
+        """Whether `folder` holds a cache (its index)."""
+        return (Path(folder) / "index.json").is_file()
+
+    @property
+    def teacher_id(self) -> str | None:
+        """The id of the teacher whose targets the cache holds (None: an empty new cache)."""
+        return self.index.get("teacher")
+
+    def missing_shards(self) -> list[str]:
+        """Shards the index names whose files are gone (a cheap look, no checksum)."""
+        return sorted(s for s in self.index["shards"] if not (self.folder / s).is_file())
+
     def __contains__(self, key: str) -> bool:
         return key in self.index["entries"]
 
@@ -235,7 +249,7 @@ def build_cache(args: argparse.Namespace) -> dict:
     from ..data.decode import decode_frames, probe_video
     from ..data.errors import VideoDecodeError
     from ..data.qwen_pixels import to_teacher_frames
-    from ..data.sampling import FrameSampling, sample_indices, teacher_frame_size
+    from ..data.sampling import FrameSampling, teacher_plan
 
     teacher = build_teacher(args.teacher, args)
     res = read_dataset(args.format, args.data, args.media_root)
@@ -258,8 +272,8 @@ def build_cache(args: argparse.Namespace) -> dict:
         info = probes[rec.media]
         if isinstance(info, VideoDecodeError):
             raise info
-        indices = [0] if rec.kind == "image" else sample_indices(info.num_frames, info.fps, sampling)
-        size = teacher_frame_size(info.height, info.width, args.teacher_longest)
+        indices, size = teacher_plan(rec.kind, info.num_frames, info.fps, info.height, info.width, sampling,
+                                     args.teacher_longest)
         return cache_key(teacher.cache_id, rec.media_rel, indices, size), info, indices
 
     try:

@@ -3,10 +3,14 @@
 - `synthetic`: the synthetic world's exact targets (`root`: the dataset folder).
 - `vggt`: VGGT-1B from `vggt_weights`; with `metric_weights` (DA3 metric) the targets gain the
   scale s*, otherwise the scale loss has no target and must be off.
+
+`teacher_cache_id`: the id the teacher `make_teacher` builds would have, without building it (no
+weights read): what a run's cache must hold.
 """
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from .base import Teacher
 
@@ -37,4 +41,22 @@ def make_teacher(name: str, root: str | os.PathLike | None = None, vggt_weights:
 
             teacher = MetricScaledTeacher(teacher, MetricDepthTeacher(metric_weights, device=device))
         return teacher
+    raise ValueError(f"unknown teacher {name!r}: choose from {list(TEACHERS)}")
+
+
+def teacher_cache_id(name: str, vggt_weights: str | None = None, metric_weights: str | None = None,
+                     feature_dim: int = 1024, exact: bool = True) -> str:
+    """`make_teacher(name, ...).cache_id` for the same settings, without building the teacher."""
+    if name == "synthetic":
+        from .synthetic import synthetic_cache_id
+
+        return synthetic_cache_id(feature_dim=feature_dim, exact=exact)
+    if name == "vggt":
+        from .metric_depth import metric_cache_id, scaled_cache_id
+        from .vggt import vggt_cache_id
+
+        if not vggt_weights:
+            raise ValueError("teacher 'vggt' needs vggt_weights: the local path of the VGGT-1B checkpoint")
+        base = vggt_cache_id(Path(vggt_weights).name, feature_dim=feature_dim)
+        return scaled_cache_id(base, metric_cache_id(Path(metric_weights).name)) if metric_weights else base
     raise ValueError(f"unknown teacher {name!r}: choose from {list(TEACHERS)}")

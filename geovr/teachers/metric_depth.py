@@ -44,6 +44,16 @@ class MetricDepth:
     sky: Tensor | None
 
 
+def metric_cache_id(weights_id: str) -> str:
+    """A DA3 metric model's id in cache keys; weights_id: its folder's name."""
+    return "da3metric-" + weights_id
+
+
+def scaled_cache_id(teacher_id: str, metric_id: str) -> str:
+    """The id of a teacher whose targets gain the metric model's scale."""
+    return f"{teacher_id}+{metric_id}"
+
+
 class MetricDepthModel(ABC):
     """Something that gives raw metric depth for a sample's teacher frames."""
 
@@ -90,7 +100,8 @@ class MetricDepthTeacher(MetricDepthModel):
                 raise TypeError(f"MetricDepthTeacher: lower_weights needs the network's `backbone` ({type(net).__name__} has none)")
             lower_matmul_weights(net.backbone, autocast_dtype(self.device))
         self.autocast = autocast
-        self.cache_id = "da3metric-" + (weights_id or (Path(weights).name if weights is not None else type(model).__name__))
+        self.cache_id = metric_cache_id(weights_id or (Path(weights).name if weights is not None
+                                                       else type(model).__name__))
         self._mean = torch.tensor(IMAGENET_MEAN, device=self.device).view(1, 1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD, device=self.device).view(1, 1, 3, 1, 1)
 
@@ -148,7 +159,7 @@ class MetricScaledTeacher(Teacher):
 
     @property
     def cache_id(self) -> str:
-        return f"{self.teacher.cache_id}+{self.metric.cache_id}"
+        return scaled_cache_id(self.teacher.cache_id, self.metric.cache_id)
 
     def __call__(self, request: TeacherRequest) -> TeacherTargets:
         targets = self.teacher(request)

@@ -54,6 +54,13 @@ class GeometryCache:
         return geo
 
 
+def synthetic_cache_id(layers: tuple[int, ...] = VGGT_LAYERS, feature_dim: int = 1024, patch_size: int = 14,
+                       seed: int = 0, exact: bool = True) -> str:
+    """The synthetic teacher's id in cache keys, from its settings (no teacher built)."""
+    return (f"synthetic-l{'-'.join(map(str, layers))}-c{feature_dim}-p{patch_size}-s{seed}-"
+            f"{'exact' if exact else 'resampled'}")
+
+
 class SyntheticTeacher(Teacher):
     """root: the dataset folder written by `geovr.data.synthetic` (records name
     `geometry/scene_XXXXX.npz`). feature_dim: C of the features (VGGT's frame half: 1024)."""
@@ -75,9 +82,7 @@ class SyntheticTeacher(Teacher):
 
     @property
     def cache_id(self) -> str:
-        layers = "-".join(map(str, self.layers))
-        return (f"synthetic-l{layers}-c{self.feature_dim}-p{self.patch_size}-s{self.seed}-"
-                f"{'exact' if self.exact else 'resampled'}")
+        return synthetic_cache_id(self.layers, self.feature_dim, self.patch_size, self.seed, self.exact)
 
     def _geometry(self, request: TeacherRequest) -> tuple[dict, str]:
         rel = request.extra.get("geometry")

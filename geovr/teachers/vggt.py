@@ -84,6 +84,13 @@ class _Float32Layers(Sequence):
         return None if x is None else x.float()
 
 
+def vggt_cache_id(weights_id: str, layers: tuple[int, ...] = VGGT_LAYERS, feature_dim: int = 1024,
+                  patch_size: int = 14) -> str:
+    """VGGT's id in cache keys, from its settings (no weights loaded); weights_id: the checkpoint's
+    file or folder name."""
+    return f"vggt-{weights_id}-l{'-'.join(map(str, layers))}-c{feature_dim}-p{patch_size}"
+
+
 class VGGTTeacher(Teacher):
     """model: a VGGT-shaped module (`aggregator`, `camera_head`, `depth_head`), or None to load
     `weights`. layers: tapped aggregator layers (VGGT-1B: {4, 11, 17, 23} of 24). feature_dim: the
@@ -122,7 +129,7 @@ class VGGTTeacher(Teacher):
 
     @property
     def cache_id(self) -> str:
-        return f"vggt-{self._weights_id}-l{'-'.join(map(str, self.layers))}-c{self.feature_dim}-p{self.patch_size}"
+        return vggt_cache_id(self._weights_id, self.layers, self.feature_dim, self.patch_size)
 
     @torch.no_grad()
     def __call__(self, request: TeacherRequest) -> TeacherTargets:

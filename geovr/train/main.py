@@ -25,12 +25,27 @@ from .report import summary_table
 from .verify import VerificationFailed
 
 
-def parse_config(argv: list[str] | None = None):
-    p = argparse.ArgumentParser(prog="python -m geovr.train", description="Train a GeoVR model.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """--preset, --config and the section.field=value overrides: what resolves a run's config
+    (`config_from_arguments`); shared with `python -m geovr.train.check_run`."""
     p.add_argument("--preset", default=None, choices=PRESETS, help="base config (default tiny, or the YAML's 'preset')")
     p.add_argument("--config", default=None, help="YAML file with sections model/data/teacher/optim/loss/train/"
                                                  "checkpoint/metrics")
+    p.add_argument("overrides", nargs="*", help="section.field=value")
+
+
+def config_from_arguments(args: argparse.Namespace):
+    """The preset, then the YAML file, then the overrides. Raises ConfigError."""
+    data = load_yaml(args.config) if args.config else {}
+    cfg = preset(args.preset or data.get("preset", "tiny"))
+    apply_dict(cfg, data, args.config or "config")
+    return apply_overrides(cfg, args.overrides)
+
+
+def parse_config(argv: list[str] | None = None):
+    p = argparse.ArgumentParser(prog="python -m geovr.train", description="Train a GeoVR model.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    add_config_arguments(p)
     p.add_argument("--resume", default=None, help="none | auto | a checkpoint folder (= checkpoint.resume)")
     p.add_argument("--resume-unverified", action="store_true",
                    help="load the --resume checkpoint even when its files do not match its manifest "
@@ -41,12 +56,8 @@ def parse_config(argv: list[str] | None = None):
     p.add_argument("--cache-targets", action="store_true",
                    help="fill the run's teacher-target cache (teacher.cache=DIR) from this config and exit; the run "
                         "then reads it (same config): its keys match by construction")
-    p.add_argument("overrides", nargs="*", help="section.field=value")
     args = p.parse_intermixed_args(argv)  # overrides may come before and after the flags
-    data = load_yaml(args.config) if args.config else {}
-    cfg = preset(args.preset or data.get("preset", "tiny"))
-    apply_dict(cfg, data, args.config or "config")
-    apply_overrides(cfg, args.overrides)
+    cfg = config_from_arguments(args)
     if args.resume is not None:
         cfg.checkpoint.resume = args.resume
     if args.resume_unverified:

@@ -120,12 +120,20 @@ def test_too_much_missing_media_or_none_usable_exits_1(dataset, tmp_path, capsys
     assert "no record is usable" in capsys.readouterr().err
 
 
-def test_the_config_data_section_and_overrides_are_read(tmp_path):
-    from geovr.data.check import data_settings
+def test_sampling_overrides_are_read_and_a_run_config_is_sent_to_check_run(dataset, tmp_path, capsys):
+    from geovr.data.check import data_overrides
 
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text("preset: paper\ndata:\n  path: /d/a.jsonl\n  format: vsi590k\n  max_frames: 16\nmodel:\n  path: /m\n")
-    assert data_settings(str(cfg), ["data.media_root=/d", "data.fps=1.0"]) == {
-        "path": "/d/a.jsonl", "format": "vsi590k", "max_frames": 16, "media_root": "/d", "fps": 1.0}
+    assert data_overrides(["data.fps=1.0", "data.max_frames=16"]) == {"fps": 1.0, "max_frames": 16}
     with pytest.raises(ValueError, match="only data.field=value"):
-        data_settings(None, ["model.path=/m"])
+        data_overrides(["model.path=/m"])
+    root, _, _ = dataset
+    base = ["--data", str(root / "train.jsonl"), "--no-progress", "--no-decode", "--max-missing", "1",
+            "--out", str(tmp_path / "r.json")]
+    assert main(base + ["data.min_frames=9", "data.max_frames=9"]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["inputs"]["sampling"] == {"fps": 2.0, "min_frames": 9, "max_frames": 9}
+    for bad, says in [(["--config", "run.yaml"], "geovr.train.check_run"), (["data.backend=pyav"], "not read"),
+                      (["data.min_frames=0"], "min_frames")]:
+        with pytest.raises(SystemExit) as exc:
+            main(base + bad)
+        assert exc.value.code == 2 and says in capsys.readouterr().err

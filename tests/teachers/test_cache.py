@@ -167,3 +167,15 @@ def test_each_video_is_decoded_once_and_a_full_cache_decodes_nothing(data, tmp_p
     assert main(args(data, out)) == 0
     printed = capsys.readouterr().out
     assert calls == [] and "decoded 0," in printed and "cached 3," in printed
+
+
+@pytest.mark.parametrize("feature_dim,exact", [(64, False), (1024, True)])
+def test_the_id_from_settings_is_the_built_teachers(data, feature_dim, exact):
+    """`teacher_cache_id` (what `python -m geovr.train.check_run` compares a cache with, no teacher
+    built) equals the id of the teacher `make_teacher` builds from the same settings."""
+    from geovr.teachers.factory import make_teacher, teacher_cache_id
+
+    built = make_teacher("synthetic", root=str(data), feature_dim=feature_dim, exact=exact)
+    assert teacher_cache_id("synthetic", feature_dim=feature_dim, exact=exact) == built.cache_id
+    with pytest.raises(ValueError, match="vggt_weights"):
+        teacher_cache_id("vggt")

@@ -153,6 +153,11 @@ def test_target_cache_cli_with_vggt_and_da3(da3_folder, metric, synthetic_root, 
     assert main(argv) == 0
     cache = TeacherCache(out)
     assert len(cache) == 2  # the two videos
+    # the id the run-level check computes from the settings alone (no weights read) is the built teacher's
+    from geovr.teachers.factory import teacher_cache_id
+
+    assert cache.teacher_id == teacher_cache_id("vggt", str(tmp_path / "VGGT-1B"), str(da3_folder), feature_dim=16)
+    assert cache.teacher_id.endswith("+" + "da3metric-" + da3_folder.name)
     recs = read_vsi590k(str(synthetic_root / "train.jsonl")).records
     frames = VideoQADataset(recs, sampling=FrameSampling(fps=2.0, min_frames=4, max_frames=4), backend="pyav").load(0)
     tf = to_teacher_frames(frames.data, longest=112)

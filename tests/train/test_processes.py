@@ -178,12 +178,12 @@ def test_torchrun_resume_skips_a_damaged_checkpoint(synthetic_root, tmp_path, ba
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["checkpoint/skipped_damaged"] == 1
 
 
-@pytest.mark.skip(reason="flaky over gloo: in one of three full-suite runs every restarted group failed to connect "
-                         "(Gloo connectFullMesh: connection refused) and torchrun gave up; to be understood")
 def test_torchrun_restarts_a_killed_worker_from_the_newest_checkpoint(synthetic_root, tmp_path):
     """The fault-tolerant launch of the README: `torchrun --max-restarts 3 ... --resume auto`; one
     worker killed (SIGKILL) after a checkpoint; torchrun restarts the group, which resumes from the
-    newest verified checkpoint and ends with the uninterrupted run's losses."""
+    newest verified checkpoint and ends with the uninterrupted run's losses. (It failed now and then
+    before `attempt_store`: the restarted group read the killed group's addresses from torchrun's
+    store; tests/parallel/test_elastic_restart.py makes that race certain.)"""
     import psutil
 
     def launch(out, *extra):
