@@ -129,11 +129,12 @@ def markdown_table(report: Report, title: str) -> str:
 
 
 def write_results(output: Path, task: str, report: Report, run_config: dict, n_samples: int, n_skipped: int,
-                  n_empty: int = 0) -> dict:
+                  n_empty: int = 0, extra: dict | None = None) -> dict:
     """results.json and results.md. n_empty: answered questions whose reply was empty (the model
-    ended its turn at once: they score 0, and are said so)."""
+    ended its turn at once: they score 0, and are said so). extra: more top-level entries of
+    results.json (how this run answered)."""
     result = {"results": {task: report.to_dict()}, "config": run_config, "n_samples": n_samples,
-              "n_skipped": n_skipped, "n_empty_answers": n_empty}
+              "n_skipped": n_skipped, "n_empty_answers": n_empty, **(extra or {})}
     _atomic_write(Path(output) / "results.json", json.dumps(result, indent=1))
     title = f"{task}: {run_config.get('model', '')}"
     note_scoring = f"\nScored with `--scoring {report.scoring}` ({report.source}).\n"

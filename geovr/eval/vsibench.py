@@ -5,8 +5,11 @@ file with question types, such as the synthetic world's).
   python -m geovr.data.synthetic --out geovr_runs/synthetic_test --scenes 4 --seed 1     # held-out scenes
   python -m geovr.eval.vsibench --model geovr_runs/tiny/final --data geovr_runs/synthetic_test/train.jsonl
 
-Greedy decoding by default, batched; answers are appended to `<output>/samples_<task>.jsonl` as
-they come, so a killed run continues where it stopped (same command). At the end:
+Greedy decoding by default, batched; each video's prefix (the system turn and the video's tokens)
+runs once and its questions are answered from its cache (`--share-prefix`, the same replies as
+answering each whole prompt; `geovr.eval.shared_prefix`). Answers are appended to
+`<output>/samples_<task>.jsonl` as they come, so a killed run continues where it stopped (same
+command). At the end:
 results.json, results.md (per task, overall, MRA per threshold) and the per-sample log.
 """
 from __future__ import annotations
@@ -16,12 +19,15 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
+
 from ..data.errors import VideoDecodeError
 from ..data.sampling import FrameSampling, QwenVision
-from .generation import GenerationSettings, generate_answers
-from .inputs import QuestionEncoder, collate_left
+from .generation import GenerationSettings, generate_answers, question_seed
+from .inputs import EncodedQuestion, QuestionEncoder, collate_left
 from .questions import Question, detect_format, find_questions_file, read_questions
 from .results import SampleLog, sample_row, score_rows, write_results
+from .shared_prefix import continue_batch, prefill, shared_split, vision_end_id
 from .scoring import DEFAULT_SCORING, MRA_THRESHOLDS, SCORINGS, Scored, aggregate, is_numeric, score_answer
 
 logger = logging.getLogger("geovr.eval")
@@ -31,31 +37,106 @@ def _skipped_score(q: Question) -> Scored:
     return Scored(0.0, None, [False] * len(MRA_THRESHOLDS) if is_numeric(q.question_type) else [])
 
 
+SHARE_PREFIX = ("auto", "on", "off")
+
+
+class _Answerer:
+    """Answers of encoded questions, one video's questions at a time (`answer_video`).
+
+    share_prefix: on: the video's prefix runs once (`geovr.eval.shared_prefix`) and its questions
+    continue from its cache, `batch_size` at a time; a question whose prompt does not start with
+    that prefix is answered alone (counted). off: HF's `generate` on each whole prompt, batched
+    (greedy) or one at a time (sampling: each question seeded from its id). auto: on, unless the
+    model or tokenizer cannot share (then off, said once). `counts`: what each way answered."""
+
+    def __init__(self, model, tokenizer, settings: GenerationSettings, batch_size: int, share_prefix: str):
+        if share_prefix not in SHARE_PREFIX:
+            raise ValueError(f"share_prefix {share_prefix!r}: choose one of {list(SHARE_PREFIX)}")
+        self.model, self.tokenizer, self.settings, self.batch_size = model, tokenizer, settings, batch_size
+        self.mode = share_prefix
+        self.end_id = None
+        if share_prefix != "off":
+            try:
+                self.end_id = vision_end_id(tokenizer)
+            except ValueError as err:
+                if share_prefix == "on":
+                    raise ValueError(f"--share-prefix on: {err}") from None
+                logger.warning("--share-prefix auto: %s; every question is answered on its whole prompt", err)
+        self.counts = {"mode": share_prefix, "shared": 0, "alone": 0, "prefills": 0}
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def _seed(self, e: EncodedQuestion) -> int:
+        return question_seed(self.settings.seed, e.question.id)
+
+    def _whole(self, encoded: list[EncodedQuestion]) -> list[str]:
+        """HF's generate on each whole prompt."""
+        if not self.settings.do_sample:
+            out = []
+            for start in range(0, len(encoded), self.batch_size):
+                chunk = encoded[start:start + self.batch_size]
+                out += generate_answers(self.model, self.tokenizer, collate_left(chunk, self.pad), self.settings)
+            return out
+        out = []
+        for e in encoded:  # one at a time: a reply depends on its question's seed only
+            torch.manual_seed(self._seed(e))
+            out += generate_answers(self.model, self.tokenizer, collate_left([e], self.pad), self.settings,
+                                    seed=False)
+        return out
+
+    def answer_video(self, encoded: list[EncodedQuestion]) -> list[str]:
+        """Replies to questions about one video (decoded, special tokens dropped, stripped)."""
+        if self.end_id is None:
+            self.counts["alone"] += len(encoded)
+            return self._whole(encoded)
+        length, same = shared_split(encoded, self.end_id)
+        replies: list[str | None] = [None] * len(encoded)
+        alone = [i for i in range(len(encoded)) if i not in set(same)]
+        if same:
+            prefix = prefill(self.model, encoded[same[0]], length)
+            self.counts["prefills"] += 1
+            for start in range(0, len(same), self.batch_size):
+                chunk = same[start:start + self.batch_size]
+                tokens, _ = continue_batch(self.model, self.tokenizer, prefix,
+                                           [encoded[i].input_ids[length:] for i in chunk], self.settings,
+                                           [self._seed(encoded[i]) for i in chunk])
+                for i, t in zip(chunk, tokens):
+                    replies[i] = self.tokenizer.decode(t, skip_special_tokens=True).strip()
+            self.counts["shared"] += len(same)
+        if alone:
+            for i, r in zip(alone, self._whole([encoded[i] for i in alone])):
+                replies[i] = r
+            self.counts["alone"] += len(alone)
+        return replies
+
+
 def evaluate(model, tokenizer, questions: list[Question], output: str | Path, run_config: dict,
              settings: GenerationSettings = GenerationSettings(), sampling: FrameSampling = FrameSampling(),
              vision: QwenVision = QwenVision(), backend: str = "auto", batch_size: int = 8, task: str = "vsibench",
-             overwrite: bool = False, progress: bool = True, scoring: str = DEFAULT_SCORING) -> dict:
+             overwrite: bool = False, progress: bool = True, scoring: str = DEFAULT_SCORING,
+             share_prefix: str = "auto") -> dict:
     """Answer and score `questions` with `model` (a Qwen3VLForConditionalGeneration); returns the
     results dict also written to `output`/results.json. Resumes from `output`'s sample log.
     scoring: `geovr.eval.scoring.SCORINGS`; results.json scores every stored reply with it, so a
-    resumed run may change it without answering again."""
+    resumed run may change it without answering again. share_prefix: auto | on | off (`_Answerer`;
+    the replies are the same either way, so a resumed run may change it too; results.json records
+    what answered this run's questions under "prefix")."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if scoring not in SCORINGS:
         raise ValueError(f"scoring {scoring!r}: choose one of {list(SCORINGS)}")
     log = SampleLog(Path(output), task, run_config, overwrite=overwrite)
     done = log.done
-    order = sorted(range(len(questions)), key=lambda i: (questions[i].video, i))  # reuse decoded videos
+    order = sorted(range(len(questions)), key=lambda i: (questions[i].video, i))  # one video's questions in a row
     todo = [i for i in order if questions[i].id not in done]
+    answerer = _Answerer(model, tokenizer, settings, batch_size, share_prefix) if todo else None
     encoder = QuestionEncoder(tokenizer, sampling, vision, backend)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(questions), initial=len(questions) - len(todo), desc=task, unit="q")
-    for start in range(0, len(todo), batch_size):
-        chunk, encoded, rows = todo[start:start + batch_size], [], []
-        for i in chunk:
+    for video in _runs(todo, questions):
+        encoded, rows = [], []
+        for i in video:
             q = questions[i]
             try:
                 encoded.append((i, encoder(q)))
@@ -64,7 +145,7 @@ def evaluate(model, tokenizer, questions: list[Question], output: str | Path, ru
                 rows.append(sample_row(i, q.doc, q.prompt, settings.to_dict(), None, _skipped_score(q),
                                        q.ground_truth, skipped=f"{err.kind}: {err.reason}", scoring=scoring))
         if encoded:
-            answers = generate_answers(model, tokenizer, collate_left([e for _, e in encoded], pad), settings)
+            answers = answerer.answer_video([e for _, e in encoded])
             for (i, _), answer in zip(encoded, answers):
                 q = questions[i]
                 scored = score_answer(q.question_type, answer, q.ground_truth, list(q.options or []) or None, scoring)
@@ -72,14 +153,28 @@ def evaluate(model, tokenizer, questions: list[Question], output: str | Path, ru
                                        scoring=scoring))
         log.append(sorted(rows, key=lambda r: r["doc_id"]))
         if bar is not None:
-            bar.update(len(chunk))
+            bar.update(len(video))
     if bar is not None:
         bar.close()
     wanted = {q.id for q in questions}
     rows = [r for r in log.rows if str(r["doc"]["id"]) in wanted]
     report = aggregate(score_rows(rows, scoring), scoring)
+    prefix = answerer.counts if answerer is not None else {"mode": share_prefix, "shared": 0, "alone": 0, "prefills": 0}
     return write_results(Path(output), task, report, run_config, len(rows), sum(r["skipped"] is not None for r in rows),
-                         n_empty=sum(r["skipped"] is None and not r["resps"][0][0].strip() for r in rows))
+                         n_empty=sum(r["skipped"] is None and not r["resps"][0][0].strip() for r in rows),
+                         extra={"prefix": prefix})
+
+
+def _runs(todo: list[int], questions: list[Question], limit: int = 64) -> list[list[int]]:
+    """`todo` (ordered by video) cut into runs of one video's questions, at most `limit` each (the
+    sample log is appended after each run: the resume point)."""
+    runs: list[list[int]] = []
+    for i in todo:
+        if runs and questions[runs[-1][0]].video == questions[i].video and len(runs[-1]) < limit:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scoring", default=DEFAULT_SCORING, choices=SCORINGS,
                    help="lmms-eval: as lmms-eval's VSI-Bench task (published numbers; default); release: as the "
                         "GeoVR release's metric_result.py; lenient: geovr's forgiving reader of free-form replies")
+    p.add_argument("--share-prefix", default="auto", choices=SHARE_PREFIX,
+                   help="on: run each video's prefix (system turn, video tokens) once and answer its questions from "
+                        "its cache, the same replies as off; off: each question's whole prompt; auto (default): on "
+                        "where the model allows it")
     p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
     p.add_argument("--overwrite", action="store_true", help="discard earlier answers in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -145,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = evaluate(model, tokenizer, questions, output, run_config, settings, sampling,
                           QwenVision(max_tokens_per_frame=a.tokens_per_frame), a.backend, a.batch_size, task,
-                          a.overwrite, progress=not a.quiet, scoring=a.scoring)
+                          a.overwrite, progress=not a.quiet, scoring=a.scoring, share_prefix=a.share_prefix)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

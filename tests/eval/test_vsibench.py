@@ -77,7 +77,7 @@ def test_resume_after_a_kill_loses_nothing_and_redoes_nothing(loaded, vsibench_d
 
     model.generate = counting
     try:
-        resumed = evaluate(model, tok, qs, out, CFG, settings, batch_size=2, progress=False)
+        resumed = evaluate(model, tok, qs, out, CFG, settings, batch_size=2, progress=False, share_prefix="off")
     finally:
         del model.generate
     assert sum(generated) == 4

@@ -1,0 +1,94 @@
+"""Seconds per question of the VSI-Bench harness with one prefill per video and with a prefill per question, in one run.
+
+    python benchmarks/eval_prefix.py [--qa-per-video 8] [--scenes 4] [--batch-size 8] [--max-new-tokens 16]
+
+Writes the tiny job's synthetic world (`--scenes` scenes of 6 s at 240x320) and a questions file
+with exactly `--qa-per-video` questions per video (`grouped_training.questions_file`), builds the
+tiny random Qwen3-VL (`geovr.model.tiny`, the default job's size), and answers every question
+three times in this process: a warm-up, `--share-prefix off` (HF's generate on each whole prompt,
+batched) and `--share-prefix on`. Prints the seconds per question of each (video decoding
+included), their ratio, and whether the replies are the same.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def replies(output: Path) -> dict[str, str]:
+    rows = [json.loads(line) for line in next(output.glob("samples_*.jsonl")).read_text().splitlines()]
+    return {str(r["doc"]["id"]): r["resps"][0][0] for r in rows}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--qa-per-video", type=int, default=8)
+    p.add_argument("--scenes", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=16)
+    p.add_argument("--max-frames", type=int, default=32)
+    p.add_argument("--out", default=None, help="where the world and the answers go (default: a temporary folder)")
+    a = p.parse_args(argv)
+    for name in ("qa_per_video", "scenes", "batch_size", "max_new_tokens", "max_frames"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    import logging
+
+    import torch
+
+    logging.getLogger("geovr").setLevel(logging.WARNING)
+    from grouped_training import questions_file
+
+    from geovr.data.sampling import FrameSampling
+    from geovr.data.synthetic import generate
+    from geovr.data.tiny_tokenizer import build_tiny_tokenizer
+    from geovr.eval.generation import GenerationSettings
+    from geovr.eval.questions import read_questions
+    from geovr.eval.vsibench import evaluate
+    from geovr.model.tiny import tiny_qwen3vl
+    from geovr.train.build import synthetic_world
+    from geovr.train.config import tiny
+
+    torch.manual_seed(0)
+    tok = build_tiny_tokenizer()
+    m = tiny().model
+    model = tiny_qwen3vl(tok, layers=m.tiny_layers, hidden=m.tiny_hidden).eval()
+    settings = GenerationSettings(max_new_tokens=a.max_new_tokens)
+    sampling = FrameSampling(max_frames=a.max_frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(a.out or tmp)
+        world = root / "world"
+        if not (world / "train.jsonl").is_file():
+            generate(world, scenes=a.scenes, seed=0, cfg=synthetic_world(tiny().data), progress=False)
+        questions = read_questions(str(questions_file(world, a.qa_per_video)), "llava")
+        seconds, answers, counts = {}, {}, {}
+        for mode in ("warm-up", "off", "on"):
+            out = root / f"answers_{mode}"
+            t0 = time.perf_counter()
+            result = evaluate(model, tok, questions, out, {"benchmark": mode}, settings, sampling, backend="pyav",
+                              batch_size=a.batch_size, overwrite=True, progress=False,
+                              share_prefix="on" if mode == "on" else "off")
+            seconds[mode] = (time.perf_counter() - t0) / len(questions)
+            answers[mode], counts[mode] = replies(out), result["prefix"]
+    same = sum(answers["on"][k] == answers["off"][k] for k in answers["off"])
+    n = len(questions)
+    print(f"| tiny Qwen3-VL ({m.tiny_layers} layers, hidden {m.tiny_hidden}), {a.scenes} videos x {a.qa_per_video} "
+          f"questions, <= {a.max_frames} frames, batch {a.batch_size}, <= {a.max_new_tokens} new tokens | s per question "
+          "| ratio |")
+    print("|---|---:|---:|")
+    print(f"| prefill per question (`--share-prefix off`) | {seconds['off']:.3f} | 1.00x |")
+    print(f"| one prefill per video (`--share-prefix on`, {counts['on']['prefills']} prefills) | {seconds['on']:.3f} | "
+          f"{seconds['on'] / seconds['off']:.2f}x |")
+    print(f"same replies: {same} of {n}; goal <= 0.25x the time per question: "
+          f"{'met' if seconds['on'] <= 0.25 * seconds['off'] else 'not met'} ({seconds['on'] / seconds['off']:.3f}x)")
+
+
+if __name__ == "__main__":
+    main()
