@@ -1,6 +1,7 @@
 """Seconds per question of the VSI-Bench harness with one prefill per video and with a prefill per question, in one run.
 
     python benchmarks/eval_prefix.py [--qa-per-video 8] [--scenes 4] [--batch-size 8] [--max-new-tokens 16]
+    python benchmarks/eval_prefix.py --count [--model 2b] [--frames 32 128] [--videos 288] [--qa-per-video 18]
 
 Writes the tiny job's synthetic world (`--scenes` scenes of 6 s at 240x320) and a questions file
 with exactly `--qa-per-video` questions per video (`grouped_training.questions_file`), builds the
@@ -8,6 +9,10 @@ tiny random Qwen3-VL (`geovr.model.tiny`, the default job's size), and answers e
 three times in this process: a warm-up, `--share-prefix off` (HF's generate on each whole prompt,
 batched) and `--share-prefix on`. Prints the seconds per question of each (video decoding
 included), their ratio, and whether the replies are the same.
+
+With --count: no timing, the real setting counted instead (`geovr.plan.prefill`, fake tensors at a
+published size): VSI-Bench's 288 videos with about 18 questions each, the prefill FLOPs of every
+question's whole prompt against one prefix per video and each question's suffix over its cache.
 """
 from __future__ import annotations
 
@@ -29,16 +34,31 @@ def replies(output: Path) -> dict[str, str]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--qa-per-video", type=int, default=8)
+    p.add_argument("--qa-per-video", type=int, default=None, help="questions per video (default 8; --count: 18)")
+    p.add_argument("--count", action="store_true", help="count the prefill FLOPs at a published size instead")
+    p.add_argument("--model", default="2b", choices=("tiny", "2b", "4b", "8b"), help="--count: the model size")
+    p.add_argument("--frames", type=int, nargs="+", default=[32, 128], help="--count: frames per video")
+    p.add_argument("--videos", type=int, default=288, help="--count: videos (default VSI-Bench's 288)")
+    p.add_argument("--tokens-per-frame", type=int, default=300, help="--count: merged tokens per frame at most")
     p.add_argument("--scenes", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--max-frames", type=int, default=32)
     p.add_argument("--out", default=None, help="where the world and the answers go (default: a temporary folder)")
     a = p.parse_args(argv)
-    for name in ("qa_per_video", "scenes", "batch_size", "max_new_tokens", "max_frames"):
+    if a.qa_per_video is None:
+        a.qa_per_video = 18 if a.count else 8
+    for name in ("qa_per_video", "scenes", "batch_size", "max_new_tokens", "max_frames", "videos", "tokens_per_frame"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    if a.count:
+        if min(a.frames) < 2:
+            p.error(f"--frames must be >= 2 (a temporal patch), got {a.frames}")
+        from geovr.plan.prefill import count_prefill, prefill_table
+
+        counts = {f: count_prefill(a.model, f, a.tokens_per_frame) for f in a.frames}
+        print(prefill_table(counts, a.model, a.videos, a.qa_per_video))
+        return
     import logging
 
     import torch

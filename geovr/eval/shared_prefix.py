@@ -71,18 +71,28 @@ def _device_dtype(model) -> tuple[torch.device, torch.dtype]:
     return p.device, p.dtype
 
 
+def rope_index(model, question: EncodedQuestion, length: int) -> tuple[Tensor, int]:
+    """M-RoPE positions [3, 1, length] of the first `length` tokens of `question` and their
+    rope_delta, as HF's Qwen3-VL computes them (integer work on the host's tensors)."""
+    ids = question.input_ids[:length][None]
+    pos, delta = model.model.get_rope_index(ids, video_grid_thw=question.video_grid_thw,
+                                            attention_mask=torch.ones_like(ids),
+                                            mm_token_type_ids=question.mm_token_type_ids[:length][None])
+    return pos, int(delta.flatten()[0])
+
+
 @torch.no_grad()
-def prefill(model, question: EncodedQuestion, length: int) -> Prefix:
-    """Run the first `length` tokens of `question` (its video included) once; keep the cache."""
+def prefill(model, question: EncodedQuestion, length: int, rope: tuple[Tensor, int] | None = None) -> Prefix:
+    """Run the first `length` tokens of `question` (its video included) once; keep the cache.
+    rope: `rope_index`'s result when already computed."""
     device, dtype = _device_dtype(model)
+    pos, delta = rope if rope is not None else rope_index(model, question, length)
     ids = question.input_ids[:length][None].to(device)
-    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=question.mm_token_type_ids[:length][None].to(device),
+    out = model(input_ids=ids, attention_mask=None, position_ids=pos.to(device),  # one row, no padding: causal
+                mm_token_type_ids=question.mm_token_type_ids[:length][None].to(device),
                 pixel_values_videos=question.pixel_values_videos.to(device, dtype),
                 video_grid_thw=question.video_grid_thw.to(device), use_cache=True, logits_to_keep=1)
-    _, delta = model.model.get_rope_index(ids, video_grid_thw=question.video_grid_thw.to(device),
-                                          attention_mask=torch.ones_like(ids),
-                                          mm_token_type_ids=question.mm_token_type_ids[:length][None].to(device))
-    return Prefix(length, question.input_ids[:length], out.past_key_values, int(delta.flatten()[0]))
+    return Prefix(length, question.input_ids[:length], out.past_key_values, delta)
 
 
 def expanded_cache(prefix: Prefix, batch: int, config) -> object:
@@ -99,12 +109,20 @@ def expanded_cache(prefix: Prefix, batch: int, config) -> object:
     return cache
 
 
+@dataclass
+class SuffixState:
+    """After a batch's suffix prefill: the model's output (logits of the last position, the cache),
+    the attention mask [B, P + S] and each row's last position [B]."""
+
+    out: object
+    mask: Tensor
+    last: Tensor
+
+
 @torch.no_grad()
-def continue_batch(model, tokenizer, prefix: Prefix, suffixes: list[Tensor], settings: GenerationSettings,
-                   seeds: list[int] | None = None, keep_logits: bool = False) -> tuple[list[list[int]], list[Tensor]]:
-    """Generate after `prefix` for each of `suffixes` (token ids [S_i] that follow it). Returns
-    (the new token ids of each question, up to and including its end token; with keep_logits,
-    each step's logits [B, V] in fp32 as HF's `generate(output_logits=True)` gives them)."""
+def prefill_suffixes(model, tokenizer, prefix: Prefix, suffixes: list[Tensor]) -> SuffixState:
+    """The suffixes [S_i] after `prefix`, left-padded after it to one length S (pads masked), each
+    token at the position its lone prompt gives it, in one forward over the expanded prefix cache."""
     device, _ = _device_dtype(model)
     b, p = len(suffixes), prefix.length
     s = max(len(x) for x in suffixes)
@@ -119,15 +137,27 @@ def continue_batch(model, tokenizer, prefix: Prefix, suffixes: list[Tensor], set
         mask[i, p + s - n:] = 1
         pos[i, s - n:] = torch.arange(p, p + n) + prefix.rope_delta
     ids, mask, pos = ids.to(device), mask.to(device), pos.to(device)
-    cache = expanded_cache(prefix, b, model.config)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos[None].expand(3, -1, -1),
+                past_key_values=expanded_cache(prefix, b, model.config), use_cache=True, logits_to_keep=1)
+    return SuffixState(out, mask, pos[:, -1])
+
+
+@torch.no_grad()
+def continue_batch(model, tokenizer, prefix: Prefix, suffixes: list[Tensor], settings: GenerationSettings,
+                   seeds: list[int] | None = None, keep_logits: bool = False) -> tuple[list[list[int]], list[Tensor]]:
+    """Generate after `prefix` for each of `suffixes` (token ids [S_i] that follow it). Returns
+    (the new token ids of each question, up to and including its end token; with keep_logits,
+    each step's logits [B, V] in fp32 as HF's `generate(output_logits=True)` gives them)."""
+    device, _ = _device_dtype(model)
+    b = len(suffixes)
+    state = prefill_suffixes(model, tokenizer, prefix, suffixes)
+    out, mask, last = state.out, state.mask, state.last
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_token_ids(tokenizer)[0]
     prompts = [torch.cat([prefix.input_ids, x]) for x in suffixes]
     sampler = Sampler(model, tokenizer, settings, prompts, seeds if seeds is not None else [settings.seed] * b, device)
     stops = torch.tensor(stop_token_ids(tokenizer), device=device)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos[None].expand(3, -1, -1),
-                past_key_values=cache, use_cache=True, logits_to_keep=1)
     tokens: list[list[int]] = [[] for _ in range(b)]
     done = torch.zeros(b, dtype=torch.bool, device=device)
-    last = pos[:, -1]
     steps: list[Tensor] = []
     for _ in range(settings.max_new_tokens):
         logits = out.logits[:, -1].float()
