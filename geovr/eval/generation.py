@@ -12,16 +12,30 @@ import torch
 @dataclass(frozen=True)
 class GenerationSettings:
     """max_new_tokens: answer length cap (VSI-Bench answers are a word or a number); do_sample:
-    sample instead of greedy decoding, with `temperature` / `top_p` / `seed`."""
+    sample instead of greedy decoding, with `temperature` / `top_p` / `top_k` / `seed` (top_k
+    None: the model's generation config decides, HF's 50 where it says nothing; 0: off)."""
 
     max_new_tokens: int = 16
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int = 0
+    top_k: int | None = None
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or (self.top_k is not None and self.top_k < 0):
+            raise ValueError(f"sampling needs temperature > 0, 0 < top_p <= 1, top_k >= 0; got {self.temperature}, "
+                             f"{self.top_p}, {self.top_k}")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as the sample log and run_config.json record them (top_k only when set, so
+        runs written before it existed resume)."""
+        d = asdict(self)
+        if d["top_k"] is None:
+            del d["top_k"]
+        return d
 
 
 def stop_token_ids(tokenizer) -> list[int]:
@@ -62,6 +76,8 @@ def generate_kwargs(tokenizer, settings: GenerationSettings) -> dict:
           "eos_token_id": stop_token_ids(tokenizer)}
     if settings.do_sample:
         kw.update(temperature=settings.temperature, top_p=settings.top_p)
+        if settings.top_k is not None:
+            kw["top_k"] = settings.top_k
     return kw
 
 

@@ -194,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None, help="sampling: keep the k likeliest tokens (default: the model's "
+                                                          "generation config; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=2.0, help="frames sampled per second of video")
     p.add_argument("--min-frames", type=int, default=4)
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         model_folder(a.model)
         questions = read_questions(a.data, a.format, a.video_root)
         sampling = FrameSampling(a.fps, a.min_frames, a.max_frames)
-        settings = GenerationSettings(a.max_new_tokens, a.do_sample, a.temperature, a.top_p, a.seed)
+        settings = GenerationSettings(a.max_new_tokens, a.do_sample, a.temperature, a.top_p, a.seed, a.top_k)
         device = resolve_device(a.device)
         dtype = resolve_dtype(a.dtype, device)
     except (FileNotFoundError, ValueError) as err:

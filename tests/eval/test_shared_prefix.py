@@ -57,11 +57,12 @@ def shared(model, tok, encoded, settings, batch):
     return tokens, logits
 
 
-@pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sampled"])
+@pytest.mark.parametrize("sample", [False, True, "top_k"], ids=["greedy", "sampled", "sampled_top_k"])
 @pytest.mark.parametrize("batch", [1, 3])
 def test_tokens_and_logits_equal_generate_on_each_prompt(loaded, encoded, sample, batch):
     model, tok = loaded
-    settings = GenerationSettings(max_new_tokens=8, do_sample=sample, temperature=0.9, top_p=0.95, seed=3)
+    settings = GenerationSettings(max_new_tokens=8, do_sample=bool(sample), temperature=0.9, top_p=0.95, seed=3,
+                                  top_k=20 if sample == "top_k" else None)
     got_tokens, got_logits = shared(model, tok, encoded, settings, batch)
     lengths = []
     for e, tokens, logits in zip(encoded, got_tokens, got_logits):
