@@ -68,12 +68,16 @@ def question_seed(seed: int, question_id: str) -> int:
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
 
+def pad_token_id(tokenizer) -> int:
+    """What fills a finished or shorter row: the tokenizer's pad token, else its first end token."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_token_ids(tokenizer)[0]
+
+
 def generate_kwargs(tokenizer, settings: GenerationSettings) -> dict:
     """The generation arguments of HF's `generate` for `settings` (the model's own generation
     config fills the rest, as `generate` does)."""
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_token_ids(tokenizer)[0]
-    kw = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample, "pad_token_id": pad,
-          "eos_token_id": stop_token_ids(tokenizer)}
+    kw = {"max_new_tokens": settings.max_new_tokens, "do_sample": settings.do_sample,
+          "pad_token_id": pad_token_id(tokenizer), "eos_token_id": stop_token_ids(tokenizer)}
     if settings.do_sample:
         kw.update(temperature=settings.temperature, top_p=settings.top_p)
         if settings.top_k is not None:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..data.packing import prefix_length
-from .generation import GenerationSettings, Sampler, stop_token_ids
+from .generation import GenerationSettings, Sampler, pad_token_id, stop_token_ids
 from .inputs import EncodedQuestion
 
 
@@ -126,8 +126,7 @@ def prefill_suffixes(model, tokenizer, prefix: Prefix, suffixes: list[Tensor]) -
     device, _ = _device_dtype(model)
     b, p = len(suffixes), prefix.length
     s = max(len(x) for x in suffixes)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_token_ids(tokenizer)[0]
-    ids = torch.full((b, s), pad, dtype=torch.long)
+    ids = torch.full((b, s), pad_token_id(tokenizer), dtype=torch.long)
     mask = torch.zeros((b, p + s), dtype=torch.long)
     mask[:, :p] = 1
     pos = torch.zeros((b, s), dtype=torch.long)
@@ -152,7 +151,7 @@ def continue_batch(model, tokenizer, prefix: Prefix, suffixes: list[Tensor], set
     b = len(suffixes)
     state = prefill_suffixes(model, tokenizer, prefix, suffixes)
     out, mask, last = state.out, state.mask, state.last
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop_token_ids(tokenizer)[0]
+    pad = pad_token_id(tokenizer)
     prompts = [torch.cat([prefix.input_ids, x]) for x in suffixes]
     sampler = Sampler(model, tokenizer, settings, prompts, seeds if seeds is not None else [settings.seed] * b, device)
     stops = torch.tensor(stop_token_ids(tokenizer), device=device)
@@ -165,8 +164,8 @@ def continue_batch(model, tokenizer, prefix: Prefix, suffixes: list[Tensor], set
             steps.append(logits.cpu())
         nxt = sampler(logits)
         nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
-        for i, t in enumerate(nxt.tolist()):
-            if not done[i]:
+        for i, (t, ended) in enumerate(zip(nxt.tolist(), done.tolist())):  # one copy to the host a step
+            if not ended:
                 tokens[i].append(t)
         done |= torch.isin(nxt, stops)
         if bool(done.all()):

@@ -53,7 +53,6 @@ class _Answerer:
         if share_prefix not in SHARE_PREFIX:
             raise ValueError(f"share_prefix {share_prefix!r}: choose one of {list(SHARE_PREFIX)}")
         self.model, self.tokenizer, self.settings, self.batch_size = model, tokenizer, settings, batch_size
-        self.mode = share_prefix
         self.end_id = None
         if share_prefix != "off":
             try:
@@ -90,7 +89,8 @@ class _Answerer:
             return self._whole(encoded)
         length, same = shared_split(encoded, self.end_id)
         replies: list[str | None] = [None] * len(encoded)
-        alone = [i for i in range(len(encoded)) if i not in set(same)]
+        sharing = set(same)
+        alone = [i for i in range(len(encoded)) if i not in sharing]
         if same:
             prefix = prefill(self.model, encoded[same[0]], length)
             self.counts["prefills"] += 1
@@ -194,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=None, help="sampling: keep the k likeliest tokens (default: the model's "
-                                                          "generation config; 0: off)")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="sampling: keep the k likeliest tokens (default: the model's generation config; 0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=float, default=2.0, help="frames sampled per second of video")
     p.add_argument("--min-frames", type=int, default=4)
