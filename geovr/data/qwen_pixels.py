@@ -50,14 +50,19 @@ def patchify(videos: torch.Tensor, vision: QwenVision | QwenImageVision) -> torc
 
 def to_qwen_pixels(frames: torch.Tensor, vision: QwenVision = QwenVision()
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """frames uint8 [T, 3, H, W] -> (pixel_values_videos float32 [T*gh*gw, 3*2*16*16],
-    video_grid_thw int64 [3] = (T, gh, gw)). Each frame is duplicated into its own temporal
-    patch, so grid t = T; size from `qwen_frame_size` (<= vision.max_tokens_per_frame merged
-    tokens per frame)."""
+    """frames uint8 [T, 3, H, W] -> (pixel_values_videos float32 [t*gh*gw, 3*2*16*16],
+    video_grid_thw int64 [3] = (t, gh, gw)). Each frame is duplicated into its own temporal
+    patch, so t = T; with vision.pair_frames consecutive frames share one (the last repeated when
+    T is odd, as HF's processor), t = ceil(T / 2). Size from `qwen_frame_size`."""
     _check_frames(frames)
     t = frames.shape[0]
     size = qwen_frame_size(t, frames.shape[2], frames.shape[3], vision)
-    x = _normalise(resize_uint8(frames, size)).repeat_interleave(vision.temporal_patch_size, dim=0)
+    x = _normalise(resize_uint8(frames, size))
+    if vision.pair_frames:
+        x = torch.cat([x, x[-1:].expand(-t % vision.temporal_patch_size, -1, -1, -1)])
+        t = x.shape[0] // vision.temporal_patch_size
+    else:
+        x = x.repeat_interleave(vision.temporal_patch_size, dim=0)
     grid = torch.tensor([t, size[0] // vision.patch_size, size[1] // vision.patch_size], dtype=torch.long)
     return patchify(x, vision), grid
 

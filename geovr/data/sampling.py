@@ -94,17 +94,44 @@ class QwenPatchGrid:
 
 @dataclass(frozen=True)
 class QwenVision(QwenPatchGrid):
-    """Qwen3-VL video geometry. max_tokens_per_frame: merged tokens per real frame (release: 300)."""
+    """Qwen3-VL video geometry. max_tokens_per_frame: merged tokens per real frame (release: 300).
+    pair_frames: consecutive real frames share a temporal patch, as HF's video processor packs the
+    frames it is given (the release's evaluation: `num_frames` frames, 4..384 tokens each); off (the
+    default, the release's training): each frame is duplicated into its own patch. The pixel
+    budget is then min_tokens_per_frame..max_tokens_per_frame merged tokens per real frame;
+    min_pixels: the whole clip's minimum when frames are duplicated."""
 
     max_tokens_per_frame: int = 300
     min_pixels: int = 128 * 32 * 32
+    pair_frames: bool = False
+    min_tokens_per_frame: int = 4
+
+    @property
+    def frames_per_patch(self) -> int:
+        """Real frames in one temporal patch."""
+        return self.temporal_patch_size if self.pair_frames else 1
 
 
 def qwen_frame_size(num_frames: int, height: int, width: int, vision: QwenVision = QwenVision()) -> tuple[int, int]:
-    """Resized (H, W) of `num_frames` real frames, each duplicated into its own temporal patch."""
+    """Resized (H, W) of `num_frames` real frames: each duplicated into its own temporal patch, or
+    with vision.pair_frames, as they are (the budget over the real frames)."""
+    tokens = vision.factor ** 2
+    if vision.pair_frames:
+        return qwen_smart_resize(num_frames, height, width, vision.temporal_patch_size, vision.factor,
+                                 num_frames * vision.min_tokens_per_frame * tokens,
+                                 num_frames * vision.max_tokens_per_frame * tokens)
     dup = num_frames * vision.temporal_patch_size
     return qwen_smart_resize(dup, height, width, vision.temporal_patch_size, vision.factor,
-                             vision.min_pixels, dup * vision.max_tokens_per_frame * vision.factor ** 2)
+                             vision.min_pixels, dup * vision.max_tokens_per_frame * tokens)
+
+
+def patch_timestamps(indices: list[int], video_fps: float, vision: QwenVision = QwenVision()) -> list[float]:
+    """One time (s) per temporal patch, as HF's Qwen3-VL processor gives it: the frames' times
+    (index / fps), the last repeated to fill the last patch, each patch's first and last averaged."""
+    n = vision.frames_per_patch
+    idx = list(indices) + [indices[-1]] * (-len(indices) % n)
+    times = [i / video_fps for i in idx]
+    return [(times[k] + times[k + n - 1]) / 2 for k in range(0, len(times), n)]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from ..data.chat import tokenize_prompt
 from ..data.dataset import load_video
 from ..data.datasets.records import VIDEO_PLACEHOLDER, Turn
 from ..data.qwen_pixels import to_qwen_pixels
-from ..data.sampling import FrameSampling, QwenVision
+from ..data.sampling import FrameSampling, QwenVision, patch_timestamps
 from .questions import Question
 
 
@@ -47,7 +47,7 @@ class QuestionEncoder:
             return self._cache[1]
         frames = load_video(path, self.sampling, self.backend)
         pixels, grid = to_qwen_pixels(frames.data, self.vision)
-        value = (pixels, grid, [i / frames.info.fps for i in frames.indices], list(frames.indices))
+        value = (pixels, grid, patch_timestamps(frames.indices, frames.info.fps, self.vision), list(frames.indices))
         self._cache, self.frames = (path, value), frames.data
         return value
 

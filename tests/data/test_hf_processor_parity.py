@@ -26,7 +26,7 @@ from transformers.video_utils import VideoMetadata  # noqa: E402
 from clips import write_png  # noqa: E402
 from geovr.data.chat import render_chat, to_messages  # noqa: E402
 from geovr.data.qwen_pixels import to_qwen_image_pixels, to_qwen_pixels  # noqa: E402
-from geovr.data.sampling import QwenImageVision, QwenVision  # noqa: E402
+from geovr.data.sampling import QwenImageVision, QwenVision, patch_timestamps  # noqa: E402
 
 
 def _video_processor(vision: QwenVision, frames: int) -> tuple[Qwen3VLVideoProcessor, dict]:
@@ -61,6 +61,31 @@ def test_video_pixels_equal_hf_video_processor(t, h, w):
     pv, grid = to_qwen_pixels(frames, vision)
     assert ref["video_grid_thw"][0].tolist() == grid.tolist()
     torch.testing.assert_close(pv, ref["pixel_values_videos"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("t,h,w", [
+    (128, 480, 640),   # the release's evaluation: 128 frames, 4..384 tokens each
+    (32, 480, 640),
+    (5, 720, 1280),    # odd: the last frame repeated into the last patch
+    (3, 64, 48),       # portrait, upscaled to the minimum
+])
+def test_paired_frames_equal_hf_video_processor_given_the_frames(t, h, w):
+    """HF's processor given the frames themselves (no duplication) with the release evaluation's
+    `video_processor.size` = {shortest_edge: 4 t 32 32, longest_edge: 384 t 32 32}; and the
+    processor's timestamps per temporal patch."""
+    vision = QwenVision(pair_frames=True, min_tokens_per_frame=4, max_tokens_per_frame=384)
+    frames = torch.from_numpy(np.random.default_rng(t * w).integers(0, 256, (t, 3, h, w), dtype=np.uint8))
+    ref = Qwen3VLVideoProcessor()(videos=[frames], return_tensors="pt", do_sample_frames=False,
+                                  cap_pixels_per_frame=False,
+                                  size={"shortest_edge": 4 * t * 32 * 32, "longest_edge": 384 * t * 32 * 32})
+    pv, grid = to_qwen_pixels(frames, vision)
+    assert ref["video_grid_thw"][0].tolist() == grid.tolist() and grid[0] == (t + 1) // 2
+    torch.testing.assert_close(pv, ref["pixel_values_videos"], atol=1e-5, rtol=0)
+    indices = np.linspace(0, 3 * t, t).round().astype(int).tolist()
+    for v in (vision, QwenVision()):
+        want = Qwen3VLProcessor._calculate_timestamps(None, list(indices) if v.pair_frames else
+                                                      [i for i in indices for _ in range(2)], 29.97, 2)
+        assert patch_timestamps(indices, 29.97, v) == pytest.approx(want, abs=0, rel=0)
 
 
 @pytest.mark.gpu
