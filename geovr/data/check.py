@@ -4,16 +4,17 @@
         --workers 16 --state check.state --out report.json --clean clean.jsonl [data.max_frames=32]
 
 Reads every record as the trainer does (--data/--format/--media-root, comma-separated for several
-files; a run's own config, its teacher cache included: `python -m geovr.train.check_run`), probes every distinct media file once (exists, opens, has a
-video stream, its frames and fps, and the first and last of the frames the sampling rule takes
-decode; not a full decode), in parallel, with a progress bar. Prints per source (the record's
-`data_source`, else its media's top folder) and in total: records, invalid records (the first
-errors), media by problem (missing, no video stream, truncated, corrupt, too short: fewer frames
-than data.min_frames), rows the readers filter (image items), and questions per video (mean,
-median, max: what data.group_by_video and the planner need). --state FILE keeps every probe, so
-a stopped check goes on where it stopped. --out writes the report as JSON; --clean FILE the
-records that will train, as they were written (the trainer reads it with the same format and media
-root). Exit status 1 when no record is usable or more than --max-missing of them lose their media.
+files; a run's own config, its teacher cache included: `python -m geovr.train.check_run`), probes
+every distinct media file once (exists, opens, has a video stream, its frames and fps, and the first
+and last of the frames the sampling rule takes decode; not a full decode), in parallel, with a
+progress bar. Prints per source (the record's `data_source`, else its media's top folder) and in
+total: records, invalid records (the first errors), media by problem (missing, no video stream,
+truncated, corrupt, too short: fewer frames than data.min_frames), rows the readers filter (image
+items), and questions per video (mean, median, max: what data.group_by_video and the planner need).
+--state FILE keeps every probe, so a stopped check goes on where it stopped. --out writes the report
+as JSON; --clean FILE the records that will train, as they were written (the trainer reads it with
+the same format and media root). Exit status 1 when no record is usable or more than --max-missing
+of them lose their media.
 """
 from __future__ import annotations
 

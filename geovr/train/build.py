@@ -154,7 +154,7 @@ def build_dataset(cfg: Config, tokenizer):
     from ..data.dataset import VideoQADataset
     from ..data.datasets import read_dataset
     from ..data.qwen_inputs import QwenTransform
-    from ..data.sampling import FrameSampling, QwenVision
+    from ..data.sampling import QwenVision
 
     d = cfg.data
     res = read_dataset(d.format, d.path, d.media_root)
@@ -163,8 +163,15 @@ def build_dataset(cfg: Config, tokenizer):
                           f"{res.errors[0] if res.errors else 'none'})")
     transform = QwenTransform(tokenizer, vision=QwenVision(max_tokens_per_frame=d.tokens_per_frame),
                               teacher_longest=d.teacher_longest, max_length=d.max_length)
-    sampling = FrameSampling(fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames)
-    return VideoQADataset(res.records, sampling=sampling, backend=d.backend, transform=transform), res.errors
+    return VideoQADataset(res.records, sampling=frame_sampling(cfg), backend=d.backend, transform=transform), res.errors
+
+
+def frame_sampling(cfg: Config):
+    """The run's frame sampling rule (data.fps, data.min_frames, data.max_frames): a FrameSampling."""
+    from ..data.sampling import FrameSampling
+
+    d = cfg.data
+    return FrameSampling(fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames)
 
 
 def build_teacher(cfg: Config, device: torch.device) -> Teacher | None:

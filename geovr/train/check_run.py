@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..data.check import MediaCheck, Section, add_check_arguments, run_check, source_of
 from ..data.datasets.records import VideoQA
-from ..data.sampling import FrameSampling, teacher_plan
+from ..data.sampling import teacher_plan
 from . import build
 from .config import Config, ConfigError, uses_teacher, validate
 from .main import add_config_arguments, config_from_arguments
@@ -34,7 +34,7 @@ def cache_section(cfg: Config) -> Section:
     from ..teachers.factory import teacher_cache_id
 
     d, t = cfg.data, cfg.teacher
-    sampling = FrameSampling(fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames)
+    sampling = build.frame_sampling(cfg)
 
     folder = t.cache
     run_id = teacher_cache_id(t.name, t.vggt_weights, t.metric_weights, t.feature_dim, t.exact)  # ValueError
@@ -64,7 +64,8 @@ def cache_section(cfg: Config) -> Section:
             shard = cache.index["entries"].get(cache_key(teacher_id, plan[0], list(plan[1]), plan[2]))
             return shard is not None and shard not in lost
 
-        per = {src: {"videos": len(ps), "covered": sum(held(run_id, p) for p in ps)} for src, ps in sorted(plans.items())}
+        per = {src: {"videos": len(ps), "covered": sum(held(run_id, p) for p in ps)}
+               for src, ps in sorted(plans.items())}
         every = [p for ps in plans.values() for p in ps]
         videos, covered = len(every), sum(r["covered"] for r in per.values())
         recs = sum(records_of.values())
@@ -122,8 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    sampling = FrameSampling(fps=d.fps, min_frames=d.min_frames, max_frames=d.max_frames)
-    return run_check(args, d.path, d.format, d.media_root, sampling, sections)
+    return run_check(args, d.path, d.format, d.media_root, build.frame_sampling(cfg), sections)
 
 
 if __name__ == "__main__":
