@@ -2,6 +2,7 @@
 
     python benchmarks/eval_prefix.py [--qa-per-video 8] [--scenes 4] [--batch-size 8] [--max-new-tokens 16]
     python benchmarks/eval_prefix.py --count [--model 2b] [--frames 32 128] [--videos 288] [--qa-per-video 18]
+    python benchmarks/eval_prefix.py --count --protocol release      # 128 frames, two a patch, <= 384 tokens
 
 Writes the tiny job's synthetic world (`--scenes` scenes of 6 s at 240x320) and a questions file
 with exactly `--qa-per-video` questions per video (`grouped_training.questions_file`), builds the
@@ -37,9 +38,14 @@ def main(argv=None) -> None:
     p.add_argument("--qa-per-video", type=int, default=None, help="questions per video (default 8; --count: 18)")
     p.add_argument("--count", action="store_true", help="count the prefill FLOPs at a published size instead")
     p.add_argument("--model", default="2b", choices=("tiny", "2b", "4b", "8b"), help="--count: the model size")
-    p.add_argument("--frames", type=int, nargs="+", default=[32, 128], help="--count: frames per video")
+    p.add_argument("--frames", type=int, nargs="+", default=None,
+                   help="--count: frames per video (default 32 128; release: 128)")
     p.add_argument("--videos", type=int, default=288, help="--count: videos (default VSI-Bench's 288)")
-    p.add_argument("--tokens-per-frame", type=int, default=300, help="--count: merged tokens per frame at most")
+    p.add_argument("--tokens-per-frame", type=int, default=None,
+                   help="--count: merged tokens per frame at most (default: the protocol's, 300 or 384)")
+    p.add_argument("--protocol", default="lmms-eval", choices=("lmms-eval", "release"),
+                   help="--count: the frames as `geovr.eval.vsibench --protocol` feeds them (release: two a temporal "
+                        "patch, --frames 128 by default)")
     p.add_argument("--scenes", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=16)
@@ -48,6 +54,11 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     if a.qa_per_video is None:
         a.qa_per_video = 18 if a.count else 8
+    release = a.protocol == "release"
+    if a.frames is None:
+        a.frames = [128] if release else [32, 128]
+    if a.tokens_per_frame is None:
+        a.tokens_per_frame = 384 if release else 300
     for name in ("qa_per_video", "scenes", "batch_size", "max_new_tokens", "max_frames", "videos", "tokens_per_frame"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
@@ -56,8 +67,9 @@ def main(argv=None) -> None:
             p.error(f"--frames must be >= 2 (a temporal patch), got {a.frames}")
         from geovr.plan.prefill import count_prefill, prefill_table
 
-        counts = {f: count_prefill(a.model, f, a.tokens_per_frame) for f in a.frames}
-        print(prefill_table(counts, a.model, a.videos, a.qa_per_video))
+        counts = {f: count_prefill(a.model, f, a.tokens_per_frame, pair_frames=release) for f in a.frames}
+        note = f" ({a.protocol}: {'two a patch, ' if release else ''}<= {a.tokens_per_frame} tokens a frame)"
+        print(prefill_table(counts, a.model, a.videos, a.qa_per_video, note))
         return
     import logging
 
@@ -100,7 +112,8 @@ def main(argv=None) -> None:
     same = sum(answers["on"][k] == answers["off"][k] for k in answers["off"])
     n = len(questions)
     print(f"| tiny Qwen3-VL ({m.tiny_layers} layers, hidden {m.tiny_hidden}), {a.scenes} videos x {a.qa_per_video} "
-          f"questions, <= {a.max_frames} frames, batch {a.batch_size}, <= {a.max_new_tokens} new tokens | s per question "
+          f"questions, <= {a.max_frames} frames, batch {a.batch_size}, <= {a.max_new_tokens} new tokens "
+          "| s per question "
           "| ratio |")
     print("|---|---:|---:|")
     print(f"| prefill per question (`--share-prefix off`) | {seconds['off']:.3f} | 1.00x |")

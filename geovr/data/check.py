@@ -285,7 +285,7 @@ def run_check(args: argparse.Namespace, path: str, fmt: str, root: str | None, s
             failures.append(failure)
     seconds = time.perf_counter() - t0
     report["seconds"] = round(seconds, 1)
-    report["inputs"] = {"data": path, "format": fmt, "media_root": root, "sampling": asdict(sampling)}
+    report["inputs"] = {"data": path, "format": fmt, "media_root": root, "sampling": sampling.to_dict()}
     print(format_report(report, seconds))
     for line in extra_lines:
         print(line)

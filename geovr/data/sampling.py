@@ -1,7 +1,8 @@
 """Which frames of a video to decode, and at what sizes (the release's rules).
 
 - `sample_indices`: 2 fps, clamped to 4..32 frames (and to the frames the video has), evenly
-  spaced over the whole video, as the Qwen3-VL video processor samples.
+  spaced over the whole video, as the Qwen3-VL video processor samples; or exactly `count` frames
+  (the processor given `num_frames`: the release's evaluation).
 - `qwen_frame_size`: Qwen3-VL's `smart_resize` for a clip whose frames are duplicated (one real
   frame per temporal patch), capped at `max_tokens_per_frame` merged tokens per frame.
 - `teacher_frame_size`: VGGT's rule: longest edge 504, the other edge scaled and rounded to a
@@ -12,35 +13,48 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class FrameSampling:
-    """fps: frames sampled per second of video; min_frames/max_frames clamp the count."""
+    """fps: frames sampled per second of video; min_frames/max_frames clamp the count. count: take
+    exactly this many frames whatever the video's length (fps and the clamp unused; a video with
+    fewer frames repeats some), as HF's Qwen3-VL processor does given `num_frames`."""
 
     fps: float = 2.0
     min_frames: int = 4
     max_frames: int = 32
+    count: int | None = None
 
     def __post_init__(self):
         if self.fps <= 0:
             raise ValueError(f"FrameSampling.fps must be > 0, got {self.fps}")
         if not 1 <= self.min_frames <= self.max_frames:
             raise ValueError(f"need 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
+        if self.count is not None and self.count < 1:
+            raise ValueError(f"FrameSampling.count must be >= 1, got {self.count}")
+
+    def to_dict(self) -> dict:
+        """The rule as reports record it (count only when set, as before it existed)."""
+        return {k: v for k, v in asdict(self).items() if k != "count" or v is not None}
 
 
 def sample_indices(num_frames: int, video_fps: float, rule: FrameSampling = FrameSampling()) -> list[int]:
     """Frame indices to decode: int(duration * rule.fps) frames clamped to
-    [min_frames, max_frames] and to num_frames, at round(linspace(0, num_frames - 1, n))."""
+    [min_frames, max_frames] and to num_frames (or exactly rule.count, repeats allowed), at
+    round(linspace(0, num_frames - 1, n))."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     if video_fps <= 0:
         raise ValueError(f"video_fps must be > 0, got {video_fps}")
-    n = int(num_frames / video_fps * rule.fps)
-    n = min(max(n, rule.min_frames), rule.max_frames, num_frames)
+    if rule.count is not None:
+        n = rule.count
+    else:
+        n = int(num_frames / video_fps * rule.fps)
+        n = min(max(n, rule.min_frames), rule.max_frames, num_frames)
     return np.linspace(0, num_frames - 1, n).round().astype(int).tolist()
 
 

@@ -9,11 +9,15 @@ from dataclasses import asdict, dataclass
 import torch
 
 
+_OPTIONAL = ("top_k", "repetition_penalty")  # recorded only when set
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
     """max_new_tokens: answer length cap (VSI-Bench answers are a word or a number); do_sample:
     sample instead of greedy decoding, with `temperature` / `top_p` / `top_k` / `seed` (top_k
-    None: the model's generation config decides, HF's 50 where it says nothing; 0: off)."""
+    None: the model's generation config decides, HF's 50 where it says nothing; 0: off).
+    repetition_penalty: None: the model's generation config decides; 1.0: none."""
 
     max_new_tokens: int = 16
     do_sample: bool = False
@@ -21,6 +25,7 @@ class GenerationSettings:
     top_p: float = 1.0
     seed: int = 0
     top_k: int | None = None
+    repetition_penalty: float | None = None
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -28,14 +33,13 @@ class GenerationSettings:
         if self.temperature <= 0 or not 0 < self.top_p <= 1 or (self.top_k is not None and self.top_k < 0):
             raise ValueError(f"sampling needs temperature > 0, 0 < top_p <= 1, top_k >= 0; got {self.temperature}, "
                              f"{self.top_p}, {self.top_k}")
+        if self.repetition_penalty is not None and self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
 
     def to_dict(self) -> dict:
-        """The settings as the sample log and run_config.json record them (top_k only when set, so
-        runs written before it existed resume)."""
-        d = asdict(self)
-        if d["top_k"] is None:
-            del d["top_k"]
-        return d
+        """The settings as the sample log and run_config.json record them (top_k and
+        repetition_penalty only when set, so runs written before they existed resume)."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in _OPTIONAL}
 
 
 def stop_token_ids(tokenizer) -> list[int]:
@@ -82,6 +86,8 @@ def generate_kwargs(tokenizer, settings: GenerationSettings) -> dict:
         kw.update(temperature=settings.temperature, top_p=settings.top_p)
         if settings.top_k is not None:
             kw["top_k"] = settings.top_k
+    if settings.repetition_penalty is not None:
+        kw["repetition_penalty"] = settings.repetition_penalty
     return kw
 
 

@@ -4,8 +4,10 @@ VSI-Bench (the official release): a questions file (`test.jsonl`, a json list, o
 `test-*.parquet`) whose records hold `id`, `dataset` (arkitscenes | scannet | scannetpp),
 `scene_name`, `question_type`, `question`, `options` (a list of "A. ..." strings, or null for
 numeric questions) and `ground_truth`; the videos are `<video root>/<dataset>/<scene_name>.mp4`.
-The prompt is the one VSI-Bench's lmms-eval task builds: a pre-prompt, the question, for multiple
-choice the options under "Options:", and a post-prompt asking for a letter or a short answer.
+The prompt (`PROMPTS`): "lmms-eval" as VSI-Bench's lmms-eval task builds it (a pre-prompt, the
+question, for multiple choice the options under "Options:", a post-prompt asking for a letter or a
+short answer), or "release" as the GeoVR release's eval_vsi.py (no pre-prompt; the question, the
+options, and a request for a single numeral or the option's letter only).
 
 LLaVA-style (`--format llava`, e.g. the synthetic world's train.jsonl): the first user turn is
 the prompt as written (its `<video>` placeholder removed), the ground truth is the record's
@@ -26,6 +28,8 @@ from .scoring import is_numeric
 PRE_PROMPT = "These are frames of a video."
 NUMERIC_POST = "Please answer the question using a single word or phrase."
 CHOICE_POST = "Answer with the option's letter from the given choices directly."
+RELEASE_NUMERIC_POST = "Please answer the question ONLY using a single Arabic numeral."
+RELEASE_CHOICE_POST = "Answer with ONLY the option's letter directly."
 VSIBENCH_FIELDS = ("id", "dataset", "scene_name", "question_type", "question", "ground_truth")
 _OPTION_LINE = re.compile(r"^\s*([A-Z])[.)]\s+\S")
 
@@ -54,13 +58,24 @@ def vsibench_prompt(question_type: str, question: str, options: list[str] | None
     return "\n".join([PRE_PROMPT, question, "Options:\n" + "\n".join(options), CHOICE_POST])
 
 
+def release_prompt(question_type: str, question: str, options: list[str] | None) -> str:
+    """The GeoVR release's prompt (eval_vsi.py): numeric when the question has no options."""
+    if not options:
+        return "\n".join([question, RELEASE_NUMERIC_POST])
+    return "\n".join([question, *options, RELEASE_CHOICE_POST])
+
+
+PROMPTS = {"lmms-eval": vsibench_prompt, "release": release_prompt}
+
+
 def _load_items(path: str) -> list[tuple[str, object]]:
     """(where, record) for a .jsonl, a .json list, or .parquet file(s)."""
     if path.endswith(".parquet"):
         try:
             import pyarrow.parquet as pq
         except ImportError as exc:
-            raise ImportError(f"{path}: reading parquet needs pyarrow (pip install -e '.[eval]', or pip install pyarrow), or convert "
+            raise ImportError(f"{path}: reading parquet needs pyarrow (pip install -e '.[eval]', or pip install "
+                              "pyarrow), or convert "
                               "the questions to jsonl") from exc
         rows = pq.read_table(path).to_pylist()
         return [(f"{path}[{i}]", r) for i, r in enumerate(rows)]
@@ -94,8 +109,11 @@ def find_questions_file(data: str) -> str:
     raise FileNotFoundError(f"--data {data}: no questions file (test.jsonl, *.json or *.parquet) in the folder")
 
 
-def read_vsibench(path: str, video_root: str | None = None) -> list[Question]:
-    """Questions of a VSI-Bench-layout file; video_root defaults to the file's folder."""
+def read_vsibench(path: str, video_root: str | None = None, prompts: str = "lmms-eval") -> list[Question]:
+    """Questions of a VSI-Bench-layout file; video_root defaults to the file's folder; prompts: a
+    key of `PROMPTS`."""
+    if prompts not in PROMPTS:
+        raise ValueError(f"prompts {prompts!r}: choose one of {list(PROMPTS)}")
     root = video_root or os.path.dirname(os.path.abspath(path))
     out = []
     for where, r in _load_items(path):
@@ -115,7 +133,7 @@ def read_vsibench(path: str, video_root: str | None = None) -> list[Question]:
             raise RecordError(where, "options", f"a {qtype} question needs its options list")
         video = os.path.join(root, str(r["dataset"]), f"{r['scene_name']}.mp4")
         out.append(Question(id=str(r["id"]), question_type=qtype,
-                            prompt=vsibench_prompt(qtype, str(r["question"]), options),
+                            prompt=PROMPTS[prompts](qtype, str(r["question"]), options),
                             ground_truth=str(r["ground_truth"]), video=os.path.normpath(video),
                             options=tuple(options) if options else None,
                             doc={k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()}))
@@ -157,12 +175,14 @@ def detect_format(path: str) -> str:
     return "llava" if first and isinstance(first[0][1], dict) and "conversations" in first[0][1] else "vsibench"
 
 
-def read_questions(data: str, fmt: str = "auto", video_root: str | None = None) -> list[Question]:
-    """fmt: vsibench | llava | auto (llava when the first record has `conversations`)."""
+def read_questions(data: str, fmt: str = "auto", video_root: str | None = None,
+                   prompts: str = "lmms-eval") -> list[Question]:
+    """fmt: vsibench | llava | auto (llava when the first record has `conversations`). prompts: how
+    a VSI-Bench question becomes its prompt (`PROMPTS`); a LLaVA file's prompts are used as written."""
     path = find_questions_file(data)
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "vsibench":
-        questions = read_vsibench(path, video_root)
+        questions = read_vsibench(path, video_root, prompts)
     elif fmt == "llava":
         questions = read_llava_questions(path, video_root)
     else:

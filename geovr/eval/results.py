@@ -18,6 +18,9 @@ from pathlib import Path
 
 from .scoring import MRA_THRESHOLDS, TASKS, Report, is_numeric, score_answer
 
+# run_config.json entries added since the first release of the harness, as the runs written before
+# them were made: such a run resumes under the same settings
+RUN_CONFIG_ADDED = {"protocol": "lmms-eval"}
 MRA_METRIC = "MRA:.5:.95:.05"
 CHOICE_METRIC = "accuracy"
 
@@ -42,6 +45,7 @@ class SampleLog:
                 p.unlink(missing_ok=True)
         if self.path.exists() and cfg_path.exists():
             old = json.loads(cfg_path.read_text())
+            old = {**{k: v for k, v in RUN_CONFIG_ADDED.items() if k in run_config}, **old}
             if old != run_config:
                 diff = sorted(k for k in set(old) | set(run_config) if old.get(k) != run_config.get(k))
                 raise ValueError(f"{self.output} holds answers from another run (differs in {diff}); "
@@ -138,6 +142,8 @@ def write_results(output: Path, task: str, report: Report, run_config: dict, n_s
     _atomic_write(Path(output) / "results.json", json.dumps(result, indent=1))
     title = f"{task}: {run_config.get('model', '')}"
     note_scoring = f"\nScored with `--scoring {report.scoring}` ({report.source}).\n"
+    if "protocol" in run_config:
+        note_scoring = f"\nProtocol: `--protocol {run_config['protocol']}`." + note_scoring
     note = f"\n{n_skipped} question(s) whose video could not be read score 0 (see `skipped` in the samples file).\n" \
         if n_skipped else ""
     if n_empty:

@@ -4,10 +4,14 @@ file with question types, such as the synthetic world's).
   python -m geovr.eval.vsibench --model /models/Qwen3-VL-2B-Instruct --data /data/VSI-Bench --output runs/vsi
   python -m geovr.data.synthetic --out geovr_runs/synthetic_test --scenes 4 --seed 1     # held-out scenes
   python -m geovr.eval.vsibench --model geovr_runs/tiny/final --data geovr_runs/synthetic_test/train.jsonl
+  python -m geovr.eval.vsibench --model /models/GeoVR-2B --data /data/VSI-Bench --protocol release
 
-Greedy decoding by default, batched; each video's prefix (the system turn and the video's tokens)
-runs once and its questions are answered from its cache (`--share-prefix`, the same replies as
-answering each whole prompt; `geovr.eval.shared_prefix`). Answers are appended to
+`--protocol` sets prompts, frames, pixel budget, decoding and scoring together
+(`geovr.eval.protocol`): lmms-eval (default: lmms-eval's task, greedy) or release (the GeoVR
+release's eval_vsi.py, which measured its published numbers); single options override it.
+Batched; each video's prefix (the system turn and the video's tokens) runs once and its questions
+are answered from its cache (`--share-prefix`, the same replies as answering each whole prompt;
+`geovr.eval.shared_prefix`). Answers are appended to
 `<output>/samples_<task>.jsonl` as they come, so a killed run continues where it stopped (same
 command). At the end:
 results.json, results.md (per task, overall, MRA per threshold) and the per-sample log.
@@ -24,6 +28,7 @@ import torch
 from ..data.errors import VideoDecodeError
 from ..data.sampling import FrameSampling, QwenVision
 from .generation import GenerationSettings, generate_answers, question_seed
+from .protocol import DEFAULT_PROTOCOL, PROTOCOLS, protocol
 from .inputs import EncodedQuestion, QuestionEncoder, collate_left
 from .questions import Question, detect_format, find_questions_file, read_questions
 from .results import SampleLog, sample_row, score_rows, write_results
@@ -189,24 +194,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default=None, help="results folder (default: geovr_runs/eval/<model>: "
                    "the run's name for a run's final/, e.g. geovr_runs/eval/tiny)")
     p.add_argument("--task", default=None, help="name in the results (default: vsibench, or spatial_qa for llava)")
+    p.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=list(PROTOCOLS),
+                   help="prompts, frames, pixel budget, decoding and scoring together (the options below override "
+                        "its settings): " + "; ".join(pr.describe() for pr in PROTOCOLS.values()))
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap (default: the protocol's)")
+    p.add_argument("--do-sample", action=argparse.BooleanOptionalAction, default=None,
+                   help="sample (--do-sample) or decode greedily (--no-do-sample) (default: the protocol's)")
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--top-k", type=int, default=None,
-                   help="sampling: keep the k likeliest tokens (default: the model's generation config; 0: off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fps", type=float, default=2.0, help="frames sampled per second of video")
-    p.add_argument("--min-frames", type=int, default=4)
-    p.add_argument("--max-frames", type=int, default=32)
-    p.add_argument("--tokens-per-frame", type=int, default=300, help="merged visual tokens per frame")
+                   help="sampling: keep the k likeliest tokens (default: the protocol's, else the model's generation "
+                        "config; 0: off)")
+    p.add_argument("--repetition-penalty", type=float, default=None,
+                   help="default: the protocol's, else the model's generation config; 1: none")
+    p.add_argument("--seed", type=int, default=None, help="sampling: each question is seeded from it and its id")
+    p.add_argument("--fps", type=float, default=None, help="frames sampled per second of video (lmms-eval: 2)")
+    p.add_argument("--min-frames", type=int, default=None, help="lmms-eval: 4")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="lmms-eval: at most this many frames (32); release: exactly this many (128)")
+    p.add_argument("--tokens-per-frame", type=int, default=None,
+                   help="merged visual tokens per frame at most (lmms-eval: 300; release: 384)")
     p.add_argument("--backend", default="auto", choices=("auto", "pyav", "dali-gpu", "dali-cpu"))
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
-    p.add_argument("--scoring", default=DEFAULT_SCORING, choices=SCORINGS,
-                   help="lmms-eval: as lmms-eval's VSI-Bench task (published numbers; default); release: as the "
-                        "GeoVR release's metric_result.py; lenient: geovr's forgiving reader of free-form replies")
+    p.add_argument("--scoring", default=None, choices=SCORINGS,
+                   help="lmms-eval: as lmms-eval's VSI-Bench task; release: as the GeoVR release's metric_result.py; "
+                        "lenient: geovr's forgiving reader of free-form replies (default: the protocol's)")
     p.add_argument("--share-prefix", default="auto", choices=SHARE_PREFIX,
                    help="on: run each video's prefix (system turn, video tokens) once and answer its questions from "
                         "its cache, the same replies as off; off: each question's whole prompt; auto (default): on "
@@ -225,9 +239,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         model_folder(a.model)
-        questions = read_questions(a.data, a.format, a.video_root)
-        sampling = FrameSampling(a.fps, a.min_frames, a.max_frames)
-        settings = GenerationSettings(a.max_new_tokens, a.do_sample, a.temperature, a.top_p, a.seed, a.top_k)
+        chosen = protocol(a.protocol).override(
+            fps=a.fps, min_frames=a.min_frames, max_frames=a.max_frames, tokens_per_frame=a.tokens_per_frame,
+            scoring=a.scoring, max_new_tokens=a.max_new_tokens, do_sample=a.do_sample, temperature=a.temperature,
+            top_p=a.top_p, top_k=a.top_k, repetition_penalty=a.repetition_penalty, seed=a.seed)
+        questions = read_questions(a.data, a.format, a.video_root, chosen.prompts)
         device = resolve_device(a.device)
         dtype = resolve_dtype(a.dtype, device)
     except (FileNotFoundError, ValueError) as err:
@@ -239,14 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     task = a.task or ("vsibench" if fmt == "vsibench" else "spatial_qa")
     output = a.output or str(Path("geovr_runs/eval") / model_name(a.model))
     model, tokenizer = load_model(a.model, device, dtype)
+    settings = chosen.generation
     run_config = {"model": str(Path(a.model).resolve()), "data": str(Path(a.data).resolve()), "task": task,
-                  "n_questions": len(questions), "frames": {"fps": a.fps, "min": a.min_frames, "max": a.max_frames,
-                                                            "tokens_per_frame": a.tokens_per_frame},
-                  "generation": settings.to_dict(), "dtype": str(dtype)}
+                  "n_questions": len(questions), "frames": chosen.frames_record(),
+                  "generation": settings.to_dict(), "dtype": str(dtype), "protocol": chosen.name}
     try:
-        result = evaluate(model, tokenizer, questions, output, run_config, settings, sampling,
-                          QwenVision(max_tokens_per_frame=a.tokens_per_frame), a.backend, a.batch_size, task,
-                          a.overwrite, progress=not a.quiet, scoring=a.scoring, share_prefix=a.share_prefix)
+        result = evaluate(model, tokenizer, questions, output, run_config, settings, chosen.sampling, chosen.vision,
+                          a.backend, a.batch_size, task, a.overwrite, progress=not a.quiet, scoring=chosen.scoring,
+                          share_prefix=a.share_prefix)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

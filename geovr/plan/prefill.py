@@ -6,7 +6,8 @@ published size (`ShapeMode`), no weights and no GPU.
     python benchmarks/eval_prefix.py --count --model 2b --frames 32 128
 
 A prompt is built as the harness builds it (`tokenize_prompt` over the video's Qwen3-VL patches,
-here of blank 480x640 frames at 2 fps, at most `tokens_per_frame` merged tokens per frame); the
+here of blank 480x640 frames at 2 fps, at most `tokens_per_frame` merged tokens per frame, each
+frame in its own temporal patch, or two a patch with `pair_frames` as `--protocol release`); the
 counts are the model's forward (vision tower, LLM, the LM head on the last position), attention at
 the share of its score matrix a causal kernel computes. Decoding is not counted (the same in
 both modes).
@@ -44,18 +45,19 @@ class PrefillCount:
         return self.prefix + questions * self.suffix if shared else questions * self.whole
 
 
-def prompt(tokenizer, frames: int, tokens_per_frame: int, source: tuple[int, int] = (480, 640)):
+def prompt(tokenizer, frames: int, tokens_per_frame: int, source: tuple[int, int] = (480, 640),
+           pair_frames: bool = False):
     """A VSI-Bench question about a blank video, encoded as the harness encodes it."""
     from ..data.chat import tokenize_prompt
     from ..data.datasets.records import Turn
     from ..data.qwen_pixels import to_qwen_pixels
-    from ..data.sampling import QwenVision
+    from ..data.sampling import QwenVision, patch_timestamps
     from ..eval.inputs import EncodedQuestion
 
-    vision = QwenVision(max_tokens_per_frame=tokens_per_frame)
+    vision = QwenVision(max_tokens_per_frame=tokens_per_frame, pair_frames=pair_frames)
     pixels, grid = to_qwen_pixels(torch.zeros(frames, 3, *source, dtype=torch.uint8), vision)
-    text = tokenize_prompt(tokenizer, (Turn("user", QUESTION),), grid, [i / 2.0 for i in range(frames)], item="plan",
-                           merge_size=vision.merge_size)
+    times = patch_timestamps(list(range(frames)), 2.0, vision)
+    text = tokenize_prompt(tokenizer, (Turn("user", QUESTION),), grid, times, item="plan", merge_size=vision.merge_size)
     return EncodedQuestion(None, text["input_ids"], text["mm_token_type_ids"], pixels, grid.view(1, 3),
                            list(range(frames)))
 
@@ -67,12 +69,13 @@ def _counted(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def count_prefill(model: str = "2b", frames: int = 32, tokens_per_frame: int = 300) -> PrefillCount:
+def count_prefill(model: str = "2b", frames: int = 32, tokens_per_frame: int = 300,
+                  pair_frames: bool = False) -> PrefillCount:
     """Count one prompt's prefill both ways at `model`'s published size (FLOPs do not depend on the dtype)."""
     from ..eval.shared_prefix import prefill, prefill_suffixes, rope_index, shared_split, vision_end_id
 
     tok = plan_tokenizer()
-    question = prompt(tok, frames, tokens_per_frame)
+    question = prompt(tok, frames, tokens_per_frame, pair_frames=pair_frames)
     length, _ = shared_split([question], vision_end_id(tok))
     mode = ShapeMode()
     with mode:
@@ -93,13 +96,14 @@ def count_prefill(model: str = "2b", frames: int = 32, tokens_per_frame: int = 3
 
 
 def prefill_table(counts: dict[int, PrefillCount], model: str, videos: int = VSIBENCH_VIDEOS,
-                  per_video: int = VSIBENCH_QA_PER_VIDEO) -> str:
-    """Markdown: per frame count, the tokens, the prefill PFLOPs of the benchmark both ways, the ratio."""
+                  per_video: int = VSIBENCH_QA_PER_VIDEO, note: str = "") -> str:
+    """Markdown: per frame count, the tokens, the prefill PFLOPs of the benchmark both ways, the ratio.
+    note: said after each frame count (how the frames were fed)."""
     rows = [f"| {model}, {videos} videos x {per_video} questions | prompt tokens (prefix + question) | prefill per "
             "question (PFLOP) | one prefill per video (PFLOP) | ratio |", "|---|---:|---:|---:|---:|"]
     for frames, c in counts.items():
         whole = videos * c.per_video(per_video, shared=False) / 1e15
         shared = videos * c.per_video(per_video, shared=True) / 1e15
-        rows.append(f"| {frames} frames | {c.prefix_tokens} + {c.suffix_tokens} | {whole:,.1f} | {shared:,.1f} | "
+        rows.append(f"| {frames} frames{note} | {c.prefix_tokens} + {c.suffix_tokens} | {whole:,.1f} | {shared:,.1f} | "
                     f"{shared / whole:.3f}x |")
     return "\n".join(rows)

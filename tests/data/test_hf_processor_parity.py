@@ -187,3 +187,33 @@ def test_eval_prompt_equals_hf_processor(synthetic_root, tok):
     assert torch.equal(enc.input_ids, ref["input_ids"][0])
     assert torch.equal(enc.mm_token_type_ids, ref["mm_token_type_ids"][0])
     torch.testing.assert_close(enc.pixel_values_videos, ref["pixel_values_videos"], atol=1e-5, rtol=0)
+
+
+def test_release_protocol_question_equals_hf_processor_sampling_the_video(synthetic_root, tok):
+    """`--protocol release`: the harness's encoding of a question (exactly 128 frames of a 16-frame
+    clip, paired, 4..384 tokens a frame, the release's prompt) equals Qwen3VLProcessor given the
+    whole decoded clip and `num_frames=128` (it samples the frames itself, as eval_vsi.py has it)."""
+    from geovr.data.decode import decode_frames, probe_video
+    from geovr.eval.inputs import QuestionEncoder
+    from geovr.eval.protocol import protocol
+    from geovr.eval.questions import release_prompt
+
+    p = protocol("release")
+    video = str(next((synthetic_root / "videos").glob("*.mp4")))
+    prompt = release_prompt("route_planning", "Which way to the door?", ["A. left", "B. right"])
+    enc = QuestionEncoder(tok, p.sampling, p.vision, backend="pyav").encode(video, prompt, "q0")
+    info = probe_video(video)
+    whole = decode_frames(info, list(range(info.num_frames)), backend="pyav")
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": prompt}]}]
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    meta = VideoMetadata(total_num_frames=info.num_frames, fps=info.fps, frames_indices=list(range(info.num_frames)))
+    n = p.sampling.count
+    ref = _hf_processor(tok)(text=[text], videos=[whole.data], video_metadata=[meta], return_tensors="pt",
+                             do_sample_frames=True, num_frames=n, fps=None, cap_pixels_per_frame=False,
+                             size={"shortest_edge": 4 * n * 32 * 32, "longest_edge": 384 * n * 32 * 32})
+    assert info.num_frames < n and int(ref["video_grid_thw"][0, 0]) == n // 2
+    assert tok.decode(enc.input_ids) == tok.decode(ref["input_ids"][0])
+    assert torch.equal(enc.input_ids, ref["input_ids"][0])
+    assert torch.equal(enc.mm_token_type_ids, ref["mm_token_type_ids"][0])
+    assert torch.equal(enc.video_grid_thw, ref["video_grid_thw"])
+    torch.testing.assert_close(enc.pixel_values_videos, ref["pixel_values_videos"], atol=1e-5, rtol=0)

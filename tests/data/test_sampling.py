@@ -23,6 +23,21 @@ def test_sample_indices_matches_hf_rule():
         assert sample_indices(n, fps) == np.linspace(0, n - 1, k).round().astype(int).tolist()
 
 
+@pytest.mark.parametrize("n,fps,count", [(917, 29.97, 128), (50, 30.0, 128), (3, 24.0, 8), (1, 24.0, 4),
+                                         (300, 30.0, 1), (64, 5.0, 64)])
+def test_sample_indices_exact_count_is_hf_num_frames(n, fps, count):
+    """FrameSampling(count=k): HF's Qwen3-VL processor given num_frames=k (the release's
+    evaluation): exactly k frames whatever the video's length, repeats in a shorter video, the
+    fps rule and its clamp unused."""
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+    from transformers.video_utils import VideoMetadata
+
+    want = Qwen3VLVideoProcessor().sample_frames(VideoMetadata(total_num_frames=n, fps=fps), num_frames=count)
+    got = sample_indices(n, fps, FrameSampling(fps=0.5, min_frames=2, max_frames=3, count=count))
+    assert got == want.tolist() and len(got) == count
+    assert (len(set(got)) < count) == (n < count)
+
+
 def test_sampling_validation():
     with pytest.raises(ValueError, match="num_frames"):
         sample_indices(0, 30.0)
@@ -30,6 +45,8 @@ def test_sampling_validation():
         sample_indices(10, 0.0)
     with pytest.raises(ValueError, match="min_frames"):
         FrameSampling(min_frames=8, max_frames=4)
+    with pytest.raises(ValueError, match="count"):
+        FrameSampling(count=0)
 
 
 def test_release_sizes():

@@ -57,12 +57,22 @@ def shared(model, tok, encoded, settings, batch):
     return tokens, logits
 
 
-@pytest.mark.parametrize("sample", [False, True, "top_k"], ids=["greedy", "sampled", "sampled_top_k"])
+SETTINGS = {
+    "greedy": {},
+    "sampled": {"do_sample": True, "temperature": 0.9, "top_p": 0.95},
+    "sampled_top_k": {"do_sample": True, "temperature": 0.9, "top_p": 0.95, "top_k": 20},
+    # the release protocol's sampler (its repetition_penalty 1.0 builds no processor: 1.3 does)
+    "release_sampler": {"do_sample": True, "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.3},
+    # a penalty below 1 favours every token of the prompt, the prefix's included: the replies repeat them
+    "greedy_repeating": {"repetition_penalty": 0.2},
+}
+
+
+@pytest.mark.parametrize("sample", list(SETTINGS))
 @pytest.mark.parametrize("batch", [1, 3])
 def test_tokens_and_logits_equal_generate_on_each_prompt(loaded, encoded, sample, batch):
     model, tok = loaded
-    settings = GenerationSettings(max_new_tokens=8, do_sample=bool(sample), temperature=0.9, top_p=0.95, seed=3,
-                                  top_k=20 if sample == "top_k" else None)
+    settings = GenerationSettings(max_new_tokens=8, seed=3, **SETTINGS[sample])
     got_tokens, got_logits = shared(model, tok, encoded, settings, batch)
     lengths = []
     for e, tokens, logits in zip(encoded, got_tokens, got_logits):
