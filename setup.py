@@ -87,9 +87,11 @@ setup(
         # Python 3.11); psutil: its dist_checkpointing. Pin it in the same pip command as torch on CPU
         # machines, or it pulls a CUDA torch.
         "megatron": ["megatron-core>=0.16.1", "psutil>=5"],
+        # LoRA adapters on the student's LLM (model.lora_rank; geovr/model/lora.py)
+        "lora": ["peft>=0.21"],
         "dev": ["triton>=3.2", "pytest>=7", "hypothesis>=6", "scipy>=1.10", "pybind11>=2.10",
                 "nvidia-dali-cuda130>=2.0", "pillow>=9", "megatron-core>=0.16.1", "psutil>=5",
-                "matplotlib>=3.5"],
+                "matplotlib>=3.5", "peft>=0.21"],
         "gpu": ["triton>=3.2", "nvidia-dali-cuda130>=2.0"],
         # geovr.eval.probe's plots (and the trainer's loss curves); pyarrow reads the official
         # VSI-Bench parquet.

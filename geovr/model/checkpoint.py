@@ -3,8 +3,11 @@ and processor files) plus the GeoVR parts (tokens, heads, projectors) and their 
 
 Layout of a checkpoint folder:
   base/                  HF Qwen3-VL: config.json, model*.safetensors, tokenizer/processor files
+                         (a LoRA run's adapters merged in: a plain Qwen3-VL)
   geovr.safetensors      camera/scale embeddings, heads, projectors
   geovr_config.json      the GeoVRConfig
+  adapter/               a LoRA run's adapters and fully trained vision parts as a peft adapter folder
+                         (`geovr.model.lora.write_adapter`), for `python -m geovr.export --keep-adapter`
 Written to `<path>.part` and renamed, so a crash never leaves a half checkpoint.
 """
 from __future__ import annotations
@@ -58,6 +61,17 @@ def mark_end_tokens(base, tokenizer) -> None:
             cfg.pad_token_id = pad
 
 
+def save_plain_base(base, folder: str | os.PathLike, state_dict: dict | None = None) -> None:
+    """`base.save_pretrained(folder)` as a plain Qwen3-VL: LoRA adapters (`geovr.model.lora`) merged
+    into their layers' weights. state_dict: the base's weights to write instead of its own (e.g.
+    gathered from shards), with its names."""
+    from .lora import has_lora, lora_scaling, merge_adapters, merged_state_dict
+
+    if has_lora(base):
+        state_dict = merged_state_dict(base) if state_dict is None else merge_adapters(state_dict, lora_scaling(base))
+    base.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+
+
 def save_geovr(model: GeoVRModel, path: str | os.PathLike, tokenizer=None, processor_files_from: str | None = None,
                state_dict: dict | None = None) -> Path:
     """Write `model` to folder `path` (replaced atomically). tokenizer: saved beside the base
@@ -66,17 +80,19 @@ def save_geovr(model: GeoVRModel, path: str | os.PathLike, tokenizer=None, proce
     model's own (e.g. a sharded model's, gathered), with the model's names."""
     from safetensors.torch import save_file
 
+    from .lora import has_lora, write_adapter
+
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "base").mkdir(parents=True)
     if tokenizer is not None:
         mark_end_tokens(model.base, tokenizer)
-    if state_dict is None:
-        model.base.save_pretrained(tmp / "base", safe_serialization=True)
-    else:
-        base_sd = {k[len("base."):]: v for k, v in state_dict.items() if k.startswith("base.")}
-        model.base.save_pretrained(tmp / "base", safe_serialization=True, state_dict=base_sd)
+    base_sd = None if state_dict is None else {k[len("base."):]: v for k, v in state_dict.items()
+                                               if k.startswith("base.")}
+    save_plain_base(model.base, tmp / "base", base_sd)
+    if has_lora(model.base):
+        write_adapter(model.base, tmp / "adapter", state=base_sd)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp / "base")
     if processor_files_from:

@@ -4,7 +4,7 @@
         [--gpu-memory 80] [--mfu 0.35 --peak-tflops 989]
         [--checkpoint-keep attention|nothing] [--checkpoint-layers K] [--no-recompute-search]
         [--data FILE [--format F] [--media-root R] | --qa-per-video N --videos V | --mix geovr]
-        [--group-by-video 4 8 16 32 --global-batch 32]
+        [--group-by-video 4 8 16 32 --global-batch 32] [--lora-rank 64]
 
 Counts one micro-batch's step on fake tensors (about a minute at 8B on 2 CPU cores, no GPU
 needed) and prints the FLOPs per sample by part (causal attention as the kernels run it, and the
@@ -19,6 +19,8 @@ modelled in `geovr.plan.epoch`) it then prints what the epoch costs (`geovr.plan
 GPU-hours at `--mfu` for the release, geovr one question a sample and geovr grouped at each
 `--group-by-video` K, teachers online and cached (the cache filled once per video, its FLOPs and disk
 counted), sequences and steps per epoch, and the peak per GPU of the longest packed sequence.
+With `--lora-rank R` the step is a LoRA run's (`model.lora_rank=R`): gradients and optimizer
+state for the adapters, the vision mergers and the GeoVR parts only, on the DDP and FSDP layouts.
 """
 from __future__ import annotations
 
@@ -58,6 +60,8 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint-keep", choices=CHECKPOINT_KEEP, default=None,
                    help="what a checkpointed decoder layer keeps (default: the recipe's)")
     p.add_argument("--checkpoint-layers", type=int, default=None, help="decoder layers checkpointed (default: all)")
+    p.add_argument("--lora-rank", type=int, default=0,
+                   help="count a LoRA run (model.lora_rank): adapters of this rank on the LLM, its weights frozen")
     p.add_argument("--no-recompute-search", action="store_true",
                    help="skip the search for fewer checkpointed layers (one count instead of two)")
     return p.parse_args(argv)
@@ -65,7 +69,8 @@ def _args(argv=None) -> argparse.Namespace:
 
 def _spec(a: argparse.Namespace, **kw) -> StepSpec:
     return StepSpec(model=a.model, frames=a.frames, micro_batch=a.micro_batch, recipe=a.recipe, teacher=a.teacher,
-                    checkpoint_keep=a.checkpoint_keep, **{"checkpoint_layers": a.checkpoint_layers, **kw})
+                    checkpoint_keep=a.checkpoint_keep, lora_rank=a.lora_rank,
+                    **{"checkpoint_layers": a.checkpoint_layers, **kw})
 
 
 def _recompute(spec: StepSpec, layers: int) -> str:
@@ -94,8 +99,12 @@ def report(a: argparse.Namespace) -> str:
     flops = cost.per_sample_flops()
     total = sum(flops.values())
     spec = cost.spec
-    lines = [f"{a.model}, {a.recipe} recipe, teacher {a.teacher}, {a.frames} frames, micro-batch {a.micro_batch}: "
-             f"{cost.sequence} tokens per sample, {cost.supervised // a.micro_batch} supervised",
+    lora = f", LoRA rank {spec.lora_rank}" if spec.lora_rank else ""
+    held = sum(cost.params[k] for k in ("llm", "vision", "geovr_parts"))
+    lines = [f"{a.model}, {a.recipe} recipe{lora}, teacher {a.teacher}, {a.frames} frames, "
+             f"micro-batch {a.micro_batch}: {cost.sequence} tokens per sample, {cost.supervised // a.micro_batch} supervised",
+             f"Parameters (M): trained {cost.params['trainable'] / 1e6:,.1f} "
+             f"(adapters {cost.params['adapters'] / 1e6:,.1f}), held {held / 1e6:,.1f}",
              "", "FLOPs per sample (forward + backward, TFLOP):"]
     lines += [f"  {k:<13}{flops[k] / 1e12:9.1f}  {100 * flops[k] / total:5.1f} %" for k in PARTS]
     lines += [f"  {'total':<13}{total / 1e12:9.1f}   (causal attention as the kernels run it; counted as full "
@@ -107,19 +116,21 @@ def report(a: argparse.Namespace) -> str:
     width = 34
     lines.append("  " + f"{'layout':<{width}}" + "".join(f"{k:>12}" for k in KINDS) + f"{'total':>9}  fits {a.gpu_memory:g} GB")
     fitting = []
-    for layout in layouts(a.gpus, *cost.llm_dims):
+    for layout in layouts(a.gpus, *cost.llm_dims, megatron=not spec.lora_rank):
         m = per_gpu(cost, layout)
         fits = m.total / GB <= a.gpu_memory
         if m.total / GB <= a.headroom * a.gpu_memory and layout.name != "zero2":
             fitting.append((m.total, layout))
         lines.append("  " + f"{layout.label:<{width}}" + "".join(f"{m.parts[k] / GB:12.1f}" for k in KINDS)
                      + f"{m.total / GB:9.1f}  {'yes' if fits else 'no'}")
-    lines.append("  (zero2 is the release's DeepSpeed layout, for comparison; the trainer runs the others)")
+    lines.append("  (zero2 is the release's DeepSpeed layout, for comparison; the trainer runs the others"
+                 + ("; LoRA runs on DDP and FSDP only)" if spec.lora_rank else ")"))
     if fitting:
         # the simplest that fits: DDP, FSDP, then the fewest model-parallel ranks, the distributed optimizer last
         best = min(fitting, key=lambda x: (x[1].simplicity, x[0]))[1]
+        lora_override = [f"model.lora_rank={spec.lora_rank}"] if spec.lora_rank else []
         lines += ["", f"Fits in {a.headroom:.0%} of {a.gpu_memory:g} GB with: {best.label} -> torchrun --nproc_per_node {a.gpus} -m geovr.train --preset paper "
-                  + " ".join(best.overrides())]
+                  + " ".join(best.overrides() + lora_override)]
         search = (not a.no_recompute_search and best.name in ("ddp", "fsdp") and spec.recipe == "geovr"
                   and spec.gradient_checkpointing and spec.checkpoint_layers is None)
         if search:  # the HF path (DDP, FSDP) checkpoints per layer (megatron's recompute is all or nothing)

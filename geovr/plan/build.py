@@ -57,10 +57,37 @@ def student_model(spec: StepSpec, tokenizer) -> nn.Module:
     if spec.layers is not None and spec.layers < 24:  # a shallow LLM for the validation runs
         geo_cfg = dataclasses.replace(geo_cfg, teacher_layers=geo_cfg.teacher_layers[:spec.layers])
     model = GeoVRModel(base, geo_cfg)
+    if spec.lora_rank:  # as the trainer: adapters with its defaults (model.lora_*), the LLM's weights frozen
+        cfg.model.lora_rank = spec.lora_rank
+        _add_lora_in_shape_mode(model, cfg)
     freeze_vision(model)
     if spec.autocast and spec.recipe == "geovr":  # as the trainer on a GPU
         lower_frozen_vision(model.base.model.visual)
     return model.train()
+
+
+def _add_lora_in_shape_mode(model: nn.Module, cfg) -> None:
+    """`geovr.model.lora.add_lora` on fake weights: peft moves each new adapter to its base layer's
+    device and dtype with `Module.to`, which cannot swap a fake tensor in place; here every tensor
+    is on the one (fake) device in fp32 already, so a move to where a module's tensors are is skipped."""
+    from unittest import mock
+
+    from ..model.lora import add_lora
+    from ..train.build import lora_settings
+
+    real_to = nn.Module.to
+
+    def to(module: nn.Module, *args, **kwargs):
+        device = kwargs.get("device", args[0] if args else None)
+        dtype = kwargs.get("dtype", args[1] if len(args) > 1 else None)
+        tensors = list(module.parameters()) + list(module.buffers())
+        if isinstance(device, (str, torch.device)) and all(
+                t.device == torch.device(device) and dtype in (None, t.dtype) for t in tensors):
+            return module
+        return real_to(module, *args, **kwargs)
+
+    with mock.patch.object(nn.Module, "to", to):
+        add_lora(model.base, lora_settings(cfg))
 
 
 def teacher_network(spec: StepSpec) -> nn.Module:
@@ -98,11 +125,14 @@ def cached_targets(batch: dict, feature_dim: int, layers: tuple[int, ...], patch
 
 
 def param_counts(student: nn.Module, teacher: nn.Module | None) -> dict[str, int]:
+    """Parameters by part; "adapters": the LoRA adapters', counted in "llm" too."""
     llm = sum(p.numel() for n, p in student.named_parameters() if n.startswith("base.") and "visual" not in n)
     vision = sum(p.numel() for n, p in student.named_parameters() if "visual" in n)
     vision_trainable = sum(p.numel() for n, p in student.named_parameters() if "visual" in n and p.requires_grad)
     new = sum(p.numel() for n, p in student.named_parameters() if not n.startswith("base."))
     layers = sum(p.numel() for n, p in student.named_parameters() if ".language_model.layers." in n)
+    adapters = sum(p.numel() for n, p in student.named_parameters() if ".lora_" in n)
     return {"llm": llm, "llm_layers": layers, "vision": vision, "vision_trainable": vision_trainable, "geovr_parts": new,
+            "adapters": adapters,
             "teacher": sum(p.numel() for p in teacher.parameters()) if teacher is not None else 0,
             "trainable": sum(p.numel() for p in student.parameters() if p.requires_grad)}

@@ -153,13 +153,13 @@ def per_gpu(cost: StepCost, layout: Layout) -> LayoutMemory:
     return LayoutMemory(layout, {k: parts[k] for k in KINDS})
 
 
-def layouts(gpus: int, heads: int, kv_heads: int, layers: int) -> list[Layout]:
+def layouts(gpus: int, heads: int, kv_heads: int, layers: int, megatron: bool = True) -> list[Layout]:
     """ddp, zero2, fsdp (both ways of accumulating) and every megatron layout the trainer accepts on `gpus` GPUs for an LLM of
     `heads` attention heads, `kv_heads` KV heads and `layers` layers (tp divides the heads, pp the
     layers), with and without the distributed optimizer (where dp > 1; tp = pp = 1 only with it);
-    sequence parallelism whenever tp > 1."""
+    sequence parallelism whenever tp > 1. megatron=False: none of megatron's (a LoRA run)."""
     out = [Layout("ddp", gpus), Layout("zero2", gpus), Layout("fsdp", gpus, accumulate_whole=True), Layout("fsdp", gpus)]
-    for tp in (1, 2, 4, 8):
+    for tp in (1, 2, 4, 8) if megatron else ():
         for pp in (1, 2, 4, 8):
             if gpus % (tp * pp) or heads % tp or kv_heads % tp or layers % pp:
                 continue

@@ -16,7 +16,9 @@ class StepSpec:
     what a checkpointed decoder layer keeps and how many are checkpointed (`geovr.model.recompute`;
     keep None: the recipe's, "nothing" for the release, which recomputes whole layers, all of them,
     "attention" for geovr); qa_per_sequence: questions packed on one video prefix
-    (`data.group_by_video`; geovr only), each micro-batch sample one packed sequence of them."""
+    (`data.group_by_video`; geovr only), each micro-batch sample one packed sequence of them.
+    lora_rank: 0, or LoRA adapters of that rank on the LLM (`model.lora_rank`, with the trainer's
+    default alpha, dropout and targets; geovr only): the LLM's own weights frozen."""
 
     model: str = "2b"
     frames: int = 32
@@ -31,6 +33,7 @@ class StepSpec:
     checkpoint_keep: str | None = None
     checkpoint_layers: int | None = None
     qa_per_sequence: int = 1
+    lora_rank: int = 0
 
     def __post_init__(self):
         for name, value, options in (("model", self.model, MODELS), ("recipe", self.recipe, RECIPES),
@@ -47,5 +50,8 @@ class StepSpec:
         if self.qa_per_sequence < 1 or (self.recipe == "release" and self.qa_per_sequence != 1):
             raise ValueError(f"qa_per_sequence {self.qa_per_sequence}: >= 1, and 1 for the release recipe (one question "
                              "a sample)")
+        if self.lora_rank < 0 or (self.recipe == "release" and self.lora_rank):
+            raise ValueError(f"lora_rank {self.lora_rank}: >= 0, and 0 for the release recipe (its LoRA freezes the "
+                             "GeoVR parts too; geovr's recipe trains them in full)")
         if self.frames < 1 or self.micro_batch < 1:
             raise ValueError(f"frames and micro_batch must be >= 1, got {self.frames}, {self.micro_batch}")

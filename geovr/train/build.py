@@ -137,6 +137,8 @@ def build_model(cfg: Config, tokenizer, device: torch.device, base_weights: bool
     if cfg.model.path is not None:  # the GeoVR parts' init must not depend on how the base was built
         torch.manual_seed(cfg.train.seed)
     model = GeoVRModel(base, geovr_config(cfg))
+    if cfg.model.lora_rank:
+        add_adapters(model, cfg)
     kind = resolve_attention(cfg.model.attention, device, packed=bool(cfg.data.group_by_video))
     if kind is not None:
         model.use_attention(kind)
@@ -147,6 +149,25 @@ def build_model(cfg: Config, tokenizer, device: torch.device, base_weights: bool
     if lazy:
         return model.train()  # the base is on the meta device; the GeoVR parts on the CPU
     return model.to(device).train()
+
+
+def lora_settings(cfg: Config):
+    """The run's LoRA settings (`geovr.model.lora.LoraSettings`)."""
+    from ..model.lora import LoraSettings
+
+    m = cfg.model
+    return LoraSettings(m.lora_rank, m.lora_alpha, m.lora_dropout, m.lora_target_names)
+
+
+def add_adapters(model: GeoVRModel, cfg: Config) -> int:
+    """LoRA adapters on `model`'s LLM (`geovr.model.lora.add_lora`), initialised from train.seed
+    alone (the same on every rank, and the GeoVR parts' initialisation untouched). Returns the
+    adapters' parameter count."""
+    from ..model.lora import add_lora
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        return add_lora(model.base, lora_settings(cfg))
 
 
 def build_dataset(cfg: Config, tokenizer):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..model.attention import ATTENTION
 from ..model.config import CHECKPOINT_KEEP, TEXT_LOGITS
+from ..model.lora import LORA_TARGETS
 
 PRESETS = ("tiny", "paper")
 
@@ -35,7 +36,11 @@ class ModelConfig:
     attention: the LLM's attention kernel, auto | sdpa | flex (`geovr.model.attention`): packed
     sequences (data.group_by_video) need a mask per segment, given to SDPA as a dense boolean
     [B, 1, L, L] or to flex_attention as a BlockMask; auto: flex on CUDA, sdpa on a CPU, and the
-    model's own setting when nothing is packed."""
+    model's own setting when nothing is packed. lora_rank: 0 (off: the whole LLM trains) or r:
+    LoRA adapters of rank r on the LLM's `lora_targets` (comma-separated projection names of its
+    decoder layers), scaled by lora_alpha / r, dropout lora_dropout on their input; the LLM's own
+    weights are frozen, the vision mergers and every GeoVR part train in full (`geovr.model.lora`;
+    needs peft: pip install -e ".[lora]")."""
 
     path: str | None = None
     tokenizer: str | None = None
@@ -50,6 +55,14 @@ class ModelConfig:
     dtype: str = "auto"
     text_logits: str = "supervised"
     attention: str = "auto"
+    lora_rank: int = 0
+    lora_alpha: float = 128.0
+    lora_dropout: float = 0.05
+    lora_targets: str = ",".join(LORA_TARGETS)
+
+    @property
+    def lora_target_names(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.lora_targets.split(",") if t.strip())
 
 
 SYNTHETIC_PATH = "geovr_runs/synthetic/train.jsonl"  # where the tiny job writes its world unasked
@@ -115,12 +128,14 @@ class TeacherConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW. lr: the LLM and the merger; lr_new: every GeoVR part (tokens, heads, projectors).
+    """AdamW. lr: the LLM and the merger; lr_new: every GeoVR part (tokens, heads, projectors);
+    lr_lora: the LoRA adapters (model.lora_rank > 0), None: optim.lr.
     schedule: cosine | constant, after a linear warmup over `warmup_ratio` of the steps. clip: the
     global gradient-norm limit (0 = off)."""
 
     lr: float = 2e-5
     lr_new: float = 1e-4
+    lr_lora: float | None = None
     weight_decay: float = 0.0
     beta1: float = 0.9
     beta2: float = 0.999
@@ -300,6 +315,31 @@ def _gpu_visible() -> bool:
     return torch.cuda.is_available()
 
 
+def _validate_lora(cfg: Config) -> None:
+    m, o = cfg.model, cfg.optim
+    _positive("model.lora_rank", m.lora_rank, allow_zero=True)
+    if o.lr_lora is not None:
+        _positive("optim.lr_lora", o.lr_lora)
+        if not m.lora_rank:
+            raise ConfigError("optim.lr_lora", "is the LoRA adapters' rate: set model.lora_rank > 0 too")
+    if not m.lora_rank:
+        return
+    _positive("model.lora_alpha", m.lora_alpha)
+    if not 0 <= m.lora_dropout < 1:
+        raise ConfigError("model.lora_dropout", f"must be in [0, 1), got {m.lora_dropout}")
+    if not m.lora_target_names:
+        raise ConfigError("model.lora_targets", "names no layer: give comma-separated projection names, e.g. "
+                          + ",".join(LORA_TARGETS))
+    if cfg.parallel.megatron:
+        raise ConfigError("model.lora_rank", "LoRA runs on the ddp and fsdp backends; the megatron backend trains "
+                          "the whole LLM (set model.lora_rank=0, or parallel.backend=ddp|fsdp with tp=pp=1)")
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise ConfigError("model.lora_rank", "LoRA needs peft, which is not installed: pip install -e '.[lora]' "
+                          "(or pip install peft)") from None
+
+
 def validate(cfg: Config, world_size: int = 1) -> int:
     """Check every setting (not the paths: `check_paths`). Returns the gradient-accumulation steps
     (0 with data.group_by_video: the sampler plans each step's micro-batches)."""
@@ -355,6 +395,7 @@ def validate(cfg: Config, world_size: int = 1) -> int:
                           "teacher.metric_weights=<DA3 metric folder>, or loss.scale=0")
     for name in ("lr", "lr_new"):
         _positive(f"optim.{name}", getattr(o, name))
+    _validate_lora(cfg)
     _positive("optim.weight_decay", o.weight_decay, allow_zero=True)
     _positive("optim.clip", o.clip, allow_zero=True)
     if not 0 <= o.warmup_ratio < 1:

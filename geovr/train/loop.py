@@ -32,7 +32,7 @@ from .metrics import MetricsLogger, peak_memory_gb
 from .objective import PARTS, micro_loss
 from .report import CURVES, plot_losses, write_summary
 from .verify import implementations, verify_run
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, trainable_summary
 
 logger = logging.getLogger("geovr.train")
 SAME_CTRL_C_S = 1.0  # seconds: a SIGINT this soon after the first is the launcher forwarding it
@@ -75,8 +75,12 @@ class Trainer:
         self.skips = SkipLog(report=self.world.main)  # every rank checks runs of bad items; the main one logs
         self.skips.add_invalid_records(invalid)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # the loader draws its workers' base seed from its own generator, not torch's global one: a
+        # resumed run starts an iterator where the uninterrupted one did not, and the global stream
+        # (restored from the checkpoint) must stay the same for dropout (LoRA's) to draw alike
         loader = dict(collate_fn=partial(collate, pad_token_id=pad), num_workers=cfg.data.workers,
-                      persistent_workers=False, worker_init_fn=_ignore_sigint)
+                      persistent_workers=False, worker_init_fn=_ignore_sigint,
+                      generator=torch.Generator().manual_seed(cfg.train.seed))
         if cfg.data.group_by_video:
             self.sampler = VideoGroupSampler(video_groups(self.dataset.records), cfg.data.group_by_video,
                                              cfg.train.global_batch, cfg.train.micro_batch, seed=cfg.train.seed,
@@ -99,6 +103,8 @@ class Trainer:
         self.total_steps = cfg.train.steps or cfg.train.epochs * steps_per_epoch
         self.teacher = build.build_teacher(cfg, self.world.device)
         self._build_model()
+        if self.world.main and not cfg.parallel.megatron:  # megatron's groups hold fp32 copies of the parameters
+            logger.info("trainable parameters: %s", trainable_summary(self.geo, self.optimizer))
         geo_cfg = build.geovr_config(cfg)
         self.enabled = {"pose": geo_cfg.camera, "depth": geo_cfg.depth, "align": geo_cfg.align, "scale": geo_cfg.scale}
         self.checkpointer = self._make_checkpointer()

@@ -1,9 +1,10 @@
 """Parameter groups, AdamW and the learning-rate schedule of the release.
 
 Groups: `llm` (the language model, lm_head, and the vision mergers: `visual.merger` and the
-DeepStack mergers) at optim.lr; `new` (every GeoVR part: camera/scale embeddings, heads,
-projectors) at optim.lr_new; the rest of the ViT is frozen (requires_grad False) when
-model.freeze_vision, else trains in `llm`.
+DeepStack mergers) at optim.lr; `lora` (the LoRA adapters, when model.lora_rank > 0: the LLM's own
+weights are then frozen and `llm` holds the mergers) at optim.lr_lora, else optim.lr; `new` (every
+GeoVR part: camera/scale embeddings, heads, projectors) at optim.lr_new; the rest of the ViT is
+frozen (requires_grad False) when model.freeze_vision, else trains in `llm`.
 """
 from __future__ import annotations
 
@@ -21,14 +22,29 @@ def freeze_vision(geo_model: nn.Module) -> int:
 
 
 def param_groups(geo_model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """[{name: llm, params, lr}, {name: new, params, lr}] over the trainable parameters."""
-    llm, new = [], []
+    """[{name: llm, params, lr}, {name: lora, ...}, {name: new, ...}] over the trainable
+    parameters (groups without parameters left out)."""
+    llm, lora, new = [], [], []
     for name, p in geo_model.named_parameters():
         if p.requires_grad:
-            (llm if name.startswith("base.") else new).append(p)
+            (new if not name.startswith("base.") else lora if ".lora_" in name else llm).append(p)
+    lr_lora = cfg.lr if cfg.lr_lora is None else cfg.lr_lora
     groups = [{"name": "llm", "params": llm, "lr": cfg.lr, "weight_decay": cfg.weight_decay},
+              {"name": "lora", "params": lora, "lr": lr_lora, "weight_decay": cfg.weight_decay},
               {"name": "new", "params": new, "lr": cfg.lr_new, "weight_decay": cfg.weight_decay}]
     return [g for g in groups if g["params"]]
+
+
+def trainable_summary(geo_model: nn.Module, optimizer: torch.optim.Optimizer) -> str:
+    """One line: the parameters each optimizer group trains at which base rate, and the frozen ones."""
+    def count(n: int) -> str:
+        return f"{n / 1e6:,.1f}M" if n >= 1e5 else f"{n / 1e3:,.1f}K"
+
+    trained = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    frozen = sum(p.numel() for p in geo_model.parameters() if id(p) not in trained)
+    groups = ", ".join(f"{g['name']} {count(sum(p.numel() for p in g['params']))} (lr {g.get('initial_lr', g['lr']):g})"
+                       for g in optimizer.param_groups)
+    return f"{groups}; frozen {count(frozen)}"
 
 
 def build_optimizer(geo_model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

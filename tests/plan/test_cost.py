@@ -14,7 +14,8 @@ SMALL = dict(model="tiny", frames=4, teacher_longest=168, tokens_per_frame=64, a
 @pytest.fixture(scope="module")
 def runs():
     out = {}
-    for name, kw in (("geovr", {}), ("release", {"recipe": "release"}), ("cache", {"teacher": "cache"})):
+    for name, kw in (("geovr", {}), ("release", {"recipe": "release"}), ("cache", {"teacher": "cache"}),
+                     ("lora", {"lora_rank": 4})):
         spec = StepSpec(**SMALL, **kw)
         out[name] = (measure_step(spec, fake=True), measure_step(spec, fake=False))
     return out
@@ -159,6 +160,23 @@ def test_causal_attention_counts_the_kept_share(runs):
         runs["geovr"][0].per_sample_flops("half")
 
 
+def test_lora_trains_and_stores_state_for_its_adapters_and_the_geovr_parts_only(runs):
+    """`lora_rank`: the adapters, the vision mergers and the GeoVR parts are trained; the LLM's own
+    weights only held. Gradients and AdamW state scale with what is trained."""
+    full, lora = runs["geovr"][1], runs["lora"][1]
+    p, q = full.params, lora.params
+    assert q["adapters"] > 0 and p["adapters"] == 0 and q["geovr_parts"] == p["geovr_parts"]
+    assert q["trainable"] == q["adapters"] + q["vision_trainable"] + q["geovr_parts"] < p["trainable"]
+    assert q["llm"] == p["llm"] + q["adapters"]
+    ratio = q["trainable"] / p["trainable"]
+    # AdamW's two fp32 moments per trained number (and a step counter per tensor: the 1e-3)
+    assert lora.memory["optimizer"] == pytest.approx(ratio * full.memory["optimizer"], rel=1e-3)
+    assert lora.memory["optimizer"] == pytest.approx(8 * q["trainable"], rel=1e-3)
+    assert lora.memory["parameters"] > full.memory["parameters"]  # the adapters on top of the held LLM
+    with pytest.raises(ValueError, match="lora_rank"):
+        StepSpec(recipe="release", lora_rank=8)
+
+
 def test_layouts_are_the_ones_the_trainer_accepts():
     from geovr.train.config import paper, validate
     from geovr.train.config_io import apply_overrides
@@ -193,6 +211,21 @@ def test_planner_prints_parts_and_layouts_and_asks_for_the_epoch():
     text = report(_args(["--model", "tiny", "--frames", "4", "--gpus", "2", "--gpu-memory", "1"]))
     assert "every one of the 6 decoder layers checkpointed, keeping attention" in text
     assert "model.checkpoint_layers=0 (of 6) still fits" in text  # tiny: the teacher's peak dominates
+
+
+def test_planner_counts_a_lora_run_on_the_layouts_that_run_it():
+    from geovr.plan.__main__ import _args, report
+    from geovr.train.config import paper, validate
+    from geovr.train.config_io import apply_overrides
+
+    text = report(_args(["--model", "tiny", "--frames", "4", "--gpus", "2", "--gpu-memory", "1", "--lora-rank", "4",
+                         "--no-recompute-search"]))
+    assert "LoRA rank 4" in text and "megatron" not in text and "LoRA runs on DDP and FSDP only" in text
+    command = next(line for line in text.splitlines() if line.startswith("Fits in"))
+    assert command.endswith("model.lora_rank=4")
+    overrides = command.split("--preset paper ")[1].split()
+    validate(apply_overrides(paper(), ["data.path=x.jsonl", "teacher.vggt_weights=v", "teacher.metric_weights=m",
+                                       *overrides]), world_size=2)  # a command the trainer accepts
 
 
 def test_gradient_checkpointing_shows_in_the_peak_at_2b_width():

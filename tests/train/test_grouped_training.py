@@ -131,3 +131,21 @@ def test_a_packed_step_with_activation_recompute_equals_one_without(trainer, vid
     assert want.keys() == got.keys()
     for name, g in want.items():
         assert (got[name] - g).abs().max() <= 1e-5 * g.abs().max() + 1e-12, name
+
+
+def test_a_packed_lora_step_equals_its_questions_as_separate_samples(synthetic_root, tmp_path, videos):
+    """With LoRA (model.lora_rank; adapters given a non-zero update, dropout 0), a packed step's
+    loss parts and every trained parameter's gradient (adapters, mergers, GeoVR parts) equal the
+    separate samples'."""
+    pytest.importorskip("peft", reason="LoRA needs the optional extra: pip install -e '.[lora]'")
+    cfg = small_config(synthetic_root, tmp_path / "run", steps=1)
+    cfg.optim.clip = 0.0
+    cfg.data.group_by_video = 8
+    cfg.model.lora_rank, cfg.model.lora_dropout = 4, 0.0
+    t = Trainer(cfg)
+    with torch.no_grad():
+        for name, p in t.geo.named_parameters():
+            if ".lora_B." in name:
+                p.copy_(0.05 * torch.randn_like(p))
+    ds, idx = t.dataset, videos[0][:5]
+    assert_same_step(t, [[ds[(tuple(idx), 0, 0)]]], [[ds[i] for i in idx]])

@@ -107,27 +107,50 @@ def test_training_reads_the_teacher_cache(synthetic_root, tmp_path, capsys):
     # the cached targets train exactly as the online teacher does (fp16 features aside)
     online = Trainer(small_config(synthetic_root, tmp_path / "online", steps=2)).train()
     assert summary["loss first"] == pytest.approx(online["loss first"], rel=1e-3)
+    # a LoRA run reads the same cache; its adapters start as a zero update, so its first step is this run's
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        return
+    lora = small_config(synthetic_root, tmp_path / "lora", steps=2)
+    lora.teacher.cache, lora.model.lora_rank = cfg.teacher.cache, 4
+    adapted = Trainer(lora).train()
+    assert adapted["teacher_cache_hits"] == distinct and adapted["teacher_cache_misses"] == 0
+    assert adapted["loss first"] == pytest.approx(summary["loss first"], rel=1e-6)
 
 
-def test_gradient_checkpointing_gives_the_same_step(synthetic_root, tmp_path):
-    plain = small_config(synthetic_root, tmp_path / "a", steps=2)
-    ckpt = small_config(synthetic_root, tmp_path / "b", steps=2)
-    ckpt.model.gradient_checkpointing = True
-    Trainer(plain).train()
-    Trainer(ckpt).train()
-    a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
+def two_runs_of_two_steps(synthetic_root, tmp_path, lora: int, field: str, value) -> tuple[dict, dict]:
+    """The per-step metrics of the small job (LoRA rank `lora`, 0: off) as it is, and with
+    model.`field` = `value`."""
+    if lora:
+        pytest.importorskip("peft", reason="LoRA needs the optional extra: pip install -e '.[lora]'")
+    runs = []
+    for name, changed in (("a", False), ("b", True)):
+        cfg = small_config(synthetic_root, tmp_path / name, steps=2)
+        cfg.model.lora_rank = lora
+        if changed:
+            setattr(cfg.model, field, value)
+        Trainer(cfg).train()
+        runs.append(losses(tmp_path / name))
+    return runs[0], runs[1]
+
+
+@pytest.mark.parametrize("lora", [0, 4], ids=["full", "lora"])
+def test_gradient_checkpointing_gives_the_same_step(synthetic_root, tmp_path, lora):
+    """Recompute gives the same losses and gradient norm; with LoRA too (frozen embeddings, adapters)."""
+    a, b = two_runs_of_two_steps(synthetic_root, tmp_path, lora, "gradient_checkpointing", True)
     for step in (1, 2):
         for key in ("loss/text", "loss/depth", "loss/align", "grad_norm"):
             assert b[step][key] == pytest.approx(a[step][key], rel=1e-5), (step, key)
 
 
-def test_bf16_autocast_step_is_close_to_fp32(synthetic_root, tmp_path):
-    fp32 = small_config(synthetic_root, tmp_path / "a", steps=1)
-    bf16 = small_config(synthetic_root, tmp_path / "b", steps=1)
-    bf16.model.dtype = "bf16"
-    a, b = Trainer(fp32).train(), Trainer(bf16).train()
-    for key in ("loss/text first", "loss/depth first", "loss/align first", "loss/pose first"):
-        assert b[key] == pytest.approx(a[key], rel=3e-2), key
+@pytest.mark.parametrize("lora", [0, 4], ids=["full", "lora"])
+def test_bf16_autocast_steps_are_close_to_fp32(synthetic_root, tmp_path, lora):
+    """Two steps (the second after an update: of the adapters too, with LoRA) under bf16 autocast."""
+    a, b = two_runs_of_two_steps(synthetic_root, tmp_path, lora, "dtype", "bf16")
+    for step in (1, 2):
+        for key in ("loss/text", "loss/depth", "loss/align", "loss/pose"):
+            assert b[step][key] == pytest.approx(a[step][key], rel=3e-2), (step, key)
 
 
 def test_corrupt_video_and_bad_record_are_skipped_and_counted(synthetic_root, tmp_path):
