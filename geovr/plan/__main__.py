@@ -64,7 +64,18 @@ def _args(argv=None) -> argparse.Namespace:
                    help="count a LoRA run (model.lora_rank): adapters of this rank on the LLM, its weights frozen")
     p.add_argument("--no-recompute-search", action="store_true",
                    help="skip the search for fewer checkpointed layers (one count instead of two)")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    for name in ("gpus", "frames", "micro_batch", "videos", "global_batch"):
+        if getattr(a, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+    for name in ("gpu_memory", "mfu", "peak_tflops"):
+        if not getattr(a, name) > 0:
+            p.error(f"--{name.replace('_', '-')} must be > 0, got {getattr(a, name):g}")
+    if not 0 < a.headroom <= 1 or not a.mfu <= 1:
+        p.error(f"--headroom and --mfu are shares in (0, 1], got {a.headroom:g} and {a.mfu:g}")
+    if a.lora_rank < 0 or (a.checkpoint_layers is not None and a.checkpoint_layers < 0):
+        p.error("--lora-rank and --checkpoint-layers must be >= 0")
+    return a
 
 
 def _spec(a: argparse.Namespace, **kw) -> StepSpec:

@@ -18,6 +18,22 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _check_writable(p: argparse.ArgumentParser, out: str) -> None:
+    """--out can be created (or exists as a folder) and written: a usage error before any work."""
+    import os
+    from pathlib import Path
+
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        p.error(f"--out {out} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        p.error(f"--out {out}: cannot create the folder ({err.strerror})")
+    if not os.access(folder, os.W_OK):
+        p.error(f"--out {out}: the folder is not writable")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m geovr.data.synthetic", description=__doc__)
     p.add_argument("--out", required=True, help="output folder (created)")
@@ -34,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.scenes < 1:
         p.error("--scenes must be >= 1")
+    if a.fps <= 0 or a.seconds <= 0:
+        p.error(f"--fps and --seconds must be > 0, got {a.fps:g} and {a.seconds:g}")
+    _check_writable(p, a.out)
     cfg = WorldConfig(height=a.size[0], width=a.size[1], fps=a.fps, seconds=a.seconds,
                       colour_by_category=a.colour_by_category)
     jsonl = generate(a.out, a.scenes, a.seed, cfg, a.codec, not a.no_geometry, progress=not a.quiet)
