@@ -89,8 +89,8 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    "lmms-eval": Protocol("lmms-eval", "lmms-eval", FrameSampling(2.0, 4, 32), QwenVision(max_tokens_per_frame=300),
-                          GenerationSettings(max_new_tokens=16), "lmms-eval"),
+    # the harness's own defaults: the training frame rule, greedy decoding
+    "lmms-eval": Protocol("lmms-eval", "lmms-eval", FrameSampling(), QwenVision(), GenerationSettings(), "lmms-eval"),
     "release": Protocol("release", "release", FrameSampling(2.0, 4, 128, count=128),
                         QwenVision(max_tokens_per_frame=384, pair_frames=True, min_tokens_per_frame=4),
                         GenerationSettings(max_new_tokens=32 * 1024, do_sample=True, temperature=0.7, top_p=0.8,

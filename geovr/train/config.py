@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from ..model.attention import ATTENTION
 from ..model.config import CHECKPOINT_KEEP, TEXT_LOGITS
-from ..model.lora import LORA_TARGETS
+from ..model.lora import LORA_TARGETS, LoraSettings
 
 PRESETS = ("tiny", "paper")
 
@@ -56,9 +56,9 @@ class ModelConfig:
     text_logits: str = "supervised"
     attention: str = "auto"
     lora_rank: int = 0
-    lora_alpha: float = 128.0
-    lora_dropout: float = 0.05
-    lora_targets: str = ",".join(LORA_TARGETS)
+    lora_alpha: float = LoraSettings.alpha
+    lora_dropout: float = LoraSettings.dropout
+    lora_targets: str = ",".join(LoraSettings.targets)
 
     @property
     def lora_target_names(self) -> tuple[str, ...]:
