@@ -20,6 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from geovr.cli import positive  # noqa: E402
+
 
 def checkpoint_bytes_2b() -> int:
     """Bytes of a DDP checkpoint of GeoVR at 2B (see the module docstring)."""
@@ -67,7 +71,8 @@ def tiny_checkpoint(tmp: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size-gb", type=float, default=None, help="the stand-in file's size (default: a 2B checkpoint's)")
+    ap.add_argument("--size-gb", type=positive, default=None,
+                    help="the stand-in file's size (default: a 2B checkpoint's)")
     ap.add_argument("--dir", default=None, help="where to write it (default: a temporary folder)")
     args = ap.parse_args(argv)
     rows = []

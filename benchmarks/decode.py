@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from geovr.cli import at_least, positive
 from geovr.data.decode import available_backends, decode_frames, probe_video
 from geovr.data.decode.dali_backend import supports
 from geovr.data.video_writer import write_video
@@ -61,14 +62,15 @@ def time_backend(path: Path, backend: str, indices: list[int], reps: int) -> flo
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="video decoding benchmark")
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10 s)")
-    ap.add_argument("--fps", type=float, default=30.0, help="clip frame rate (default 30)")
-    ap.add_argument("--frames", type=int, default=32, help="frames decoded per clip (default 32)")
-    ap.add_argument("--gops", type=int, nargs="+", default=[10, 250], help="keyframe intervals (default 10 250)")
+    ap.add_argument("--height", type=at_least(16), default=480)
+    ap.add_argument("--width", type=at_least(16), default=640)
+    ap.add_argument("--seconds", type=positive, default=10.0, help="clip length (default 10 s)")
+    ap.add_argument("--fps", type=positive, default=30.0, help="clip frame rate (default 30)")
+    ap.add_argument("--frames", type=at_least(1), default=32, help="frames decoded per clip (default 32)")
+    ap.add_argument("--gops", type=at_least(1), nargs="+", default=[10, 250],
+                    help="keyframe intervals (default 10 250)")
     ap.add_argument("--codecs", nargs="+", default=["h264", "vp9"], choices=["h264", "hevc", "vp9", "av1"])
-    ap.add_argument("--reps", type=int, default=3, help="timed repetitions per cell (median)")
+    ap.add_argument("--reps", type=at_least(1), default=3, help="timed repetitions per cell (median)")
     ap.add_argument("--cache", default=None, help="folder for the generated clips (default: temporary)")
     a = ap.parse_args(argv)
     n = max(a.frames, int(a.seconds * a.fps))

@@ -27,6 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from geovr.cli import at_least  # noqa: E402
+
 
 def replies(output: Path) -> dict[str, str]:
     rows = [json.loads(line) for line in next(output.glob("samples_*.jsonl")).read_text().splitlines()]
@@ -35,21 +37,22 @@ def replies(output: Path) -> dict[str, str]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--qa-per-video", type=int, default=None, help="questions per video (default 8; --count: 18)")
+    p.add_argument("--qa-per-video", type=at_least(1), default=None,
+                   help="questions per video (default 8; --count: 18)")
     p.add_argument("--count", action="store_true", help="count the prefill FLOPs at a published size instead")
     p.add_argument("--model", default="2b", choices=("tiny", "2b", "4b", "8b"), help="--count: the model size")
-    p.add_argument("--frames", type=int, nargs="+", default=None,
+    p.add_argument("--frames", type=at_least(1), nargs="+", default=None,
                    help="--count: frames per video (default 32 128; release: 128)")
-    p.add_argument("--videos", type=int, default=288, help="--count: videos (default VSI-Bench's 288)")
-    p.add_argument("--tokens-per-frame", type=int, default=None,
+    p.add_argument("--videos", type=at_least(1), default=288, help="--count: videos (default VSI-Bench's 288)")
+    p.add_argument("--tokens-per-frame", type=at_least(4), default=None,
                    help="--count: merged tokens per frame at most (default: the protocol's, 300 or 384)")
     p.add_argument("--protocol", default="lmms-eval", choices=("lmms-eval", "release"),
                    help="--count: the frames as `geovr.eval.vsibench --protocol` feeds them (release: two a temporal "
                         "patch, --frames 128 by default)")
-    p.add_argument("--scenes", type=int, default=4)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--max-frames", type=int, default=32)
+    p.add_argument("--scenes", type=at_least(1), default=4)
+    p.add_argument("--batch-size", type=at_least(1), default=8)
+    p.add_argument("--max-new-tokens", type=at_least(1), default=16)
+    p.add_argument("--max-frames", type=at_least(1), default=32)
     p.add_argument("--out", default=None, help="where the world and the answers go (default: a temporary folder)")
     a = p.parse_args(argv)
     if a.qa_per_video is None:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from geovr.cli import at_least  # noqa: E402
+
 
 def questions_file(world: Path, per_video: int) -> Path:
     """world/train.jsonl with exactly `per_video` questions per video (cycling each scene's)."""
@@ -69,10 +71,10 @@ def timed_run(data: Path, output: Path, steps: int, global_batch: int, group: in
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--qa-per-video", type=int, default=8)
-    p.add_argument("--scenes", type=int, default=8)
-    p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--global-batch", type=int, default=None, help="questions a step (default: --qa-per-video)")
+    p.add_argument("--qa-per-video", type=at_least(1), default=8)
+    p.add_argument("--scenes", type=at_least(1), default=8)
+    p.add_argument("--steps", type=at_least(1), default=6)
+    p.add_argument("--global-batch", type=at_least(1), default=None, help="questions a step (default: --qa-per-video)")
     p.add_argument("--out", default=None, help="where the world and the runs go (default: a temporary folder)")
     a = p.parse_args(argv)
     import logging

@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from geovr.cli import at_least, share  # noqa: E402
 from geovr.plan import PARTS, Layout, StepSpec, measure_step, per_gpu  # noqa: E402
 
 GB = 1e9
@@ -151,17 +152,19 @@ def epoch_tables(model: str, frames: int, gpus: int, mfu: float, ks=(4, 8, 16, 3
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", default=["2b", "4b", "8b"])
-    p.add_argument("--frames", type=int, default=32)
-    p.add_argument("--micro-batch", type=int, default=1)
-    p.add_argument("--gpus", type=int, default=8)
+    p.add_argument("--frames", type=at_least(1), default=32)
+    p.add_argument("--micro-batch", type=at_least(1), default=1)
+    p.add_argument("--gpus", type=at_least(1), default=8)
     p.add_argument("--time", action="store_true", help="time real steps on --device instead of counting")
-    p.add_argument("--epoch", action="store_true", help="the epoch of the GeoVR mix, grouped and not (geovr.plan.epoch)")
-    p.add_argument("--mfu", type=float, default=0.35, help="assumed MFU for --epoch's GPU-hours")
+    p.add_argument("--epoch", action="store_true",
+                   help="the epoch of the GeoVR mix, grouped and not (geovr.plan.epoch)")
+    p.add_argument("--mfu", type=share, default=0.35, help="assumed MFU for --epoch's GPU-hours")
     p.add_argument("--device", default="cuda")
-    p.add_argument("--layers", type=int, default=None, help="LLM layers for --time (default: all)")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per run for --time (after 2 warm-up steps)")
-    p.add_argument("--tokens-per-frame", type=int, default=300, help="merged tokens per frame (--time)")
-    p.add_argument("--teacher-longest", type=int, default=504, help="teacher frames' longest edge (--time)")
+    p.add_argument("--layers", type=at_least(1), default=None, help="LLM layers for --time (default: all)")
+    p.add_argument("--steps", type=at_least(1), default=5,
+                   help="timed steps per run for --time (after 2 warm-up steps)")
+    p.add_argument("--tokens-per-frame", type=at_least(4), default=300, help="merged tokens per frame (--time)")
+    p.add_argument("--teacher-longest", type=at_least(28), default=504, help="teacher frames' longest edge (--time)")
     a = p.parse_args(argv)
     logging.getLogger("transformers").setLevel(logging.ERROR)
     if a.epoch:

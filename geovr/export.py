@@ -19,6 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from .cli import check_output
+
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 
 
@@ -44,11 +46,11 @@ def export(ckpt: str | os.PathLike, out: str | os.PathLike, unverified: bool = F
         if keep_adapter:
             if not has_lora(model.base):
                 raise no_adapter
-            write_adapter(model.base, tmp, base_model=cfg.model.path)
+            write_adapter(model.base, tmp, base_model=cfg.model.folder)
         else:
             save_plain_base(model.base, tmp)  # a LoRA run's adapters merged in
         tokenizer.save_pretrained(tmp)
-        files = Path(cfg.model.path).iterdir() if cfg.model.path else []  # the processor configs of the download
+        files = Path(cfg.model.folder).iterdir() if cfg.model.folder else []  # the processor configs of the download
     elif (ckpt / "geovr_config.json").is_file():
         if keep_adapter:
             if not (ckpt / "adapter" / "adapter_config.json").is_file():
@@ -95,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--unverified", action="store_true",
                    help="export a training checkpoint whose files do not match its manifest")
     a = p.parse_args(argv)
+    check_output(p, "--out", a.out)
     if not os.path.isdir(a.ckpt):
         p.error(f"--ckpt {a.ckpt} is not a folder")
     try:

@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..cli import at_least, check_output, fraction
+from ..progress import progress as progress_display
 from .datasets import read_dataset
 from .datasets.readers import iter_json_items
 from .datasets.records import VideoQA
@@ -109,11 +111,8 @@ def probe_all(media: dict[str, str], sampling: FrameSampling, workers: int = 8, 
     line each, appended as they finish) and read back from it first."""
     done = _load_state(state)
     todo = [(p, k) for p, k in media.items() if p not in done]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(media), initial=len(media) - len(todo), desc="media", unit="file", file=sys.stderr)
+    bar = progress_display(enabled=progress, total=len(media), initial=len(media) - len(todo), desc="media",
+                           unit="file")
     sink = open(state, "a") if state is not None else None
     try:
         with ThreadPoolExecutor(max(1, workers)) as pool:  # PyAV releases the GIL while it demuxes
@@ -124,13 +123,11 @@ def probe_all(media: dict[str, str], sampling: FrameSampling, workers: int = 8, 
                 if sink is not None:
                     sink.write(json.dumps(asdict(m)) + "\n")
                     sink.flush()
-                if bar is not None:
-                    bar.update()
+                bar.update()
     finally:
         if sink is not None:
             sink.close()
-        if bar is not None:
-            bar.close()
+        bar.close()
     return {p: done[p] for p in media}
 
 
@@ -240,15 +237,21 @@ def data_overrides(overrides: list[str]) -> dict:
 
 def add_check_arguments(ap: argparse.ArgumentParser) -> None:
     """The options of a check (shared by this command and `python -m geovr.train.check_run`)."""
-    ap.add_argument("--workers", type=int, default=8, help="media probed at once (default 8)")
+    ap.add_argument("--workers", type=at_least(1), default=8, help="media probed at once (default 8)")
     ap.add_argument("--state", type=Path, default=None, help="keep every probe here; a rerun goes on from it")
     ap.add_argument("--out", type=Path, default=None, help="write the report as JSON")
     ap.add_argument("--clean", type=Path, default=None, help="write the usable records (jsonl) here")
-    ap.add_argument("--max-missing", type=float, default=0.05,
+    ap.add_argument("--max-missing", type=fraction, default=0.05,
                     help="exit 1 when more than this share of the records lose their media (default 0.05)")
     ap.add_argument("--no-decode", action="store_true", help="probe only (no frame decoded): faster, misses "
                                                               "files whose frames are damaged")
     ap.add_argument("--no-progress", action="store_true")
+
+
+def check_output_files(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--state, --out and --clean can be written (a usage error before any probing)."""
+    for option in ("state", "out", "clean"):
+        check_output(ap, f"--{option}", getattr(args, option), kind="file")
 
 
 # A further part of the report: (records, their media checks) -> (its JSON, lines to print, an
@@ -325,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  "data.max_frames; default the trainer's 2, 4, 32)")
     add_check_arguments(ap)
     args = ap.parse_intermixed_args(argv)
+    check_output_files(ap, args)
     if args.config:
         ap.error("--config: a run's config (its preset, defaults and overrides) is resolved by the trainer; check it "
                  "with python -m geovr.train.check_run --config RUN.yaml (also checks its teacher cache)")

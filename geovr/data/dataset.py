@@ -16,6 +16,7 @@ from typing import Callable
 
 from torch.utils.data import Dataset
 
+from ..progress import progress as progress_display
 from .chat import SampleRejected
 from .datasets.records import VideoQA
 from .decode import Frames, decode_frames, probe_video
@@ -87,14 +88,7 @@ class VideoQADataset(Dataset):
         when loaded anyway): the lengths for `ResumableSampler`'s grouping. Probes each video
         once (a demux, no decoding); records about the same video share the probe."""
         seen: dict[str, int] = {}
-        items = self.records
-        if progress:
-            try:
-                from tqdm import tqdm
-
-                items = tqdm(items, desc="video lengths", unit="rec")
-            except ImportError:
-                pass
+        items = progress_display(self.records, enabled=progress, desc="video lengths", unit="rec")
         out = []
         for rec in items:
             if rec.kind == "image":

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from geovr.cli import positive
 from geovr.doctor import verdict
 from geovr.doctor.checks import CHECKS, QUICK
 from geovr.doctor.report import report_lines
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          "a GPU; what the trainer runs)")
     ap.add_argument("--only", nargs="+", choices=sorted(CHECKS), metavar="NAME",
                     help=f"run these checks only: {', '.join(CHECKS)}")
-    ap.add_argument("--timeout", type=float, default=None, help="seconds per check (default 300 quick, 900 full)")
+    ap.add_argument("--timeout", type=positive, default=None, help="seconds per check (default 300 quick, 900 full)")
     ap.add_argument("--no-save", action="store_true", help="do not record the verdict")
     args = ap.parse_args(argv)
     for line in report_lines():

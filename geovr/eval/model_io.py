@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from ..progress import hf_bars_on_terminal
+
 
 def resolve_device(device: str = "auto") -> torch.device:
     """auto: the GPU when one is visible, else the CPU; a CUDA device without one is an error."""
@@ -62,5 +64,6 @@ def load_model(path: str | Path, device: torch.device, dtype: torch.dtype):
     if tokenizer.chat_template is None:
         raise ValueError(f"{folder}: the tokenizer has no chat template (chat_template.jinja or "
                          "tokenizer_config.json's chat_template); prompts cannot be built")
-    model = Qwen3VLForConditionalGeneration.from_pretrained(folder, dtype=dtype, local_files_only=True)
+    with hf_bars_on_terminal():
+        model = Qwen3VLForConditionalGeneration.from_pretrained(folder, dtype=dtype, local_files_only=True)
     return model.to(device).eval(), tokenizer

@@ -1,14 +1,16 @@
 """`python -m geovr.eval.probe`: how linearly decodable is 3D geometry from each LLM layer?
 
-  python -m geovr.data.synthetic --out geovr_runs/synthetic_test --scenes 4 --seed 1     # held-out scenes
-  python -m geovr.eval.probe --model geovr_runs/tiny/final --data geovr_runs/synthetic_test --output runs/probe
+  python -m geovr.data.synthetic --out geovr_runs/probe_world --scenes 64 --size 96x128 --seed 1  # held-out
+  python -m geovr.eval.probe --model geovr_runs/tiny/final --data geovr_runs/probe_world --output runs/probe
 
 Freezes the model (a HF Qwen3-VL folder or a GeoVR checkpoint's base), collects the hidden states
 of the chosen layers on held-out videos with known geometry (`probe_data.py`), and fits
 closed-form ridge probes (`ridge.py`, penalty by GCV) for per-token depth, per-frame relative pose
 and per-video metric scale. Scores are out-of-fold over videos (grouped K-fold: a video's rows are
 always predicted by a probe fitted on other videos): R^2 per layer, plus errors in metres and
-degrees. Writes probe.json, probe.md and probe.png (score against layer).
+degrees. Writes probe.json, probe.md and probe.png (score against layer). Fewer videos (or frame
+rows) than feature dimensions, or a planted target not recovered, is warned about with the count
+needed (`probe_warnings`): the per-video probe of the tiny model needs 64 videos.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import at_least, check_output, positive
 from ..figures import save_figure
 from .probe_data import ProbeData
 from .ridge import cross_validate
@@ -85,12 +88,45 @@ def fit_probes(data: ProbeData, folds: int = 5, seed: int = 0) -> dict:
     return out
 
 
+PLANTED_RECOVERED = 0.5  # out-of-fold R^2 below which a planted linear target counts as not recovered
+
+
+def probe_warnings(data: ProbeData, results: dict) -> list[str]:
+    """Why the per-frame or per-video scores may not be trusted: fewer rows than feature dimensions
+    (a planted linear target needs about one row per dimension: the tiny model's 64 features were
+    recovered from 64 videos, not from 16), and a planted linear target not recovered at some layer."""
+    s = data.stacked()
+    k = data.layers[0]
+    videos, frames = len(data.names), len(s["frame_group"])
+    out = []
+    width = s["video_feats"][k].shape[1]
+    if videos < width:
+        out.append(f"per-video probes (scale, planted video_linear) have {videos} videos for {width} feature "
+                   f"dimensions: too few for the planted check; use at least {width} videos")
+    if frames < width:
+        per_video = max(1.0, frames / max(1, videos))
+        out.append(f"per-frame probes (pose, planted frame_linear) have {frames} frame rows ({videos} videos x about "
+                   f"{per_video:.0f} frames after the first) for {width} feature dimensions: use at least {width} "
+                   f"rows, e.g. {-(-width // int(per_video))} videos at these frames")
+    for name in ("frame_linear", "video_linear"):
+        bad = [layer for layer, r in results.items() if r["planted"][name]["r2"] < PLANTED_RECOVERED]
+        if bad:
+            worst = min(results[layer]["planted"][name]["r2"] for layer in bad)
+            out.append(f"planted {name} not recovered (out-of-fold R^2 < {PLANTED_RECOVERED}, lowest {worst:.2f}) at "
+                       f"layers {bad}: the set-up cannot decode a target made to be decodable, so the "
+                       f"{'scale' if name == 'video_linear' else 'pose'} scores there say nothing about the model")
+    return out
+
+
 def _cell(r: dict) -> str:
     return f"{r['r2']:.3f} / {r['train_r2']:.3f} / {r['penalty']:.0e}"
 
 
-def markdown(results: dict, title: str) -> str:
-    rows = [f"# {title}", "", "Out-of-fold R^2 (grouped by video) of linear ridge probes; errors of the same "
+def markdown(results: dict, title: str, warnings: list[str] = ()) -> str:
+    rows = [f"# {title}", ""]
+    if warnings:
+        rows += ["## Warnings", "", *[f"- {w}" for w in warnings], ""]
+    rows += ["Out-of-fold R^2 (grouped by video) of linear ridge probes; errors of the same "
             "predictions.", "", "| layer | depth R^2 | depth AbsRel | pose t R^2 | pose t err (m) | pose R R^2 | "
             "pose R err (deg) | scale R^2 | scale AbsRel |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for k, r in results.items():
@@ -145,12 +181,13 @@ def plot(runs: dict[str, dict], path: str | os.PathLike, title: str = "linear pr
     return save_figure(fig, path)
 
 
-def write_report(results: dict, output: str | os.PathLike, title: str, config: dict) -> None:
+def write_report(results: dict, output: str | os.PathLike, title: str, config: dict,
+                 warnings: list[str] = ()) -> None:
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / "probe.json").write_text(json.dumps({"config": config, "layers": {str(k): v for k, v in results.items()}},
-                                                  indent=1))
-    (output / "probe.md").write_text(markdown(results, title))
+    (output / "probe.json").write_text(json.dumps({"config": config, "warnings": list(warnings),
+                                                   "layers": {str(k): v for k, v in results.items()}}, indent=1))
+    (output / "probe.md").write_text(markdown(results, title, warnings))
     plot({title: results}, output / "probe.png", title)
 
 
@@ -172,18 +209,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", default=None, help="results folder (default: geovr_runs/probe/<model>: "
                    "the run's name for a run's final/)")
     p.add_argument("--layers", type=parse_layers, default=None, help="'all' (default) or e.g. 0,4,8")
-    p.add_argument("--videos", type=int, default=None, help="use the first N videos")
-    p.add_argument("--folds", type=int, default=5, help="grouped cross-validation folds (over videos)")
-    p.add_argument("--max-tokens-per-video", type=int, default=256, help="visual tokens per video for the depth probe")
-    p.add_argument("--fps", type=float, default=2.0)
-    p.add_argument("--max-frames", type=int, default=32)
-    p.add_argument("--tokens-per-frame", type=int, default=300)
+    p.add_argument("--videos", type=at_least(3), default=None, help="use the first N videos")
+    p.add_argument("--folds", type=at_least(2), default=5, help="grouped cross-validation folds (over videos)")
+    p.add_argument("--max-tokens-per-video", type=at_least(1), default=256,
+                   help="visual tokens per video for the depth probe")
+    p.add_argument("--fps", type=positive, default=2.0)
+    p.add_argument("--max-frames", type=at_least(2), default=32)
+    p.add_argument("--tokens-per-frame", type=at_least(4), default=300)
     p.add_argument("--backend", default="auto", choices=("auto", "pyav", "dali-gpu", "dali-cpu"))
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
+    check_output(p, "--output", a.output)
     from ..data.sampling import FrameSampling, QwenVision
     from .model_io import load_model, model_folder, model_name, resolve_device, resolve_dtype
     from .probe_data import collect, find_probe_videos
@@ -206,8 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     output = a.output or str(Path("geovr_runs/probe") / model_name(a.model))
     config = {"model": str(Path(a.model).resolve()), "data": str(Path(a.data).resolve()), "videos": len(videos),
               "folds": a.folds, "max_tokens_per_video": a.max_tokens_per_video, "seed": a.seed}
-    write_report(results, output, model_name(a.model), config)
+    warnings = probe_warnings(data, results)
+    write_report(results, output, model_name(a.model), config, warnings)
     print((Path(output) / "probe.md").read_text(), end="")
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     print(f"results: {Path(output) / 'probe.json'}  plot: {Path(output) / 'probe.png'}")
     return 0
 

@@ -149,10 +149,9 @@ def collect(model, tokenizer, videos: list[ProbeVideo], layers: list[int] | None
     data = ProbeData(layers, token_feats={k: [] for k in layers}, frame_feats={k: [] for k in layers},
                      video_feats={k: [] for k in layers})
     encoder = QuestionEncoder(tokenizer, sampling, vision, backend)
-    it = videos
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(videos, desc="probe features", unit="video")
+    from ..progress import progress as progress_display
+
+    it = progress_display(videos, enabled=progress, desc="probe features", unit="video")
     for v_idx, v in enumerate(it):
         all_states, idx = visual_states(model, encoder, v, layers)
         t, h, w = next(iter(all_states.values())).shape[:3]

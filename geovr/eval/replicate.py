@@ -37,7 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import at_least, check_output
 from ..data.synthetic.writer import SCENES_JSONL
+from ..progress import hf_bars_on_terminal
 
 logger = logging.getLogger("geovr.eval")
 VARIANTS = ("text_only", "geovr")
@@ -149,7 +151,8 @@ def init_model(seed: int, work: Path, extra: tuple[str, ...] = ()) -> Path:
     import torch
 
     model = build_model(cfg, tok, torch.device("cpu"))
-    model.base.save_pretrained(out)
+    with hf_bars_on_terminal():
+        model.base.save_pretrained(out)
     tok.save_pretrained(out)
     return out
 
@@ -437,13 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="results/replication", help="where the tables and plots go")
     p.add_argument("--work", default="geovr_runs/replication", help="runs, worlds and evaluation logs")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the configs' 2000)")
-    p.add_argument("--test-scenes", type=int, default=64,
+    p.add_argument("--steps", type=at_least(1), default=None, help="training steps (default: the configs' 2000)")
+    p.add_argument("--test-scenes", type=at_least(3), default=64,
                    help="held-out scenes (64: enough for the per-video scale probe's planted check)")
     p.add_argument("--test-seed", type=int, default=1)
-    p.add_argument("--train-scenes", type=int, default=None, help="training scenes (default: the configs' 256)")
+    p.add_argument("--train-scenes", type=at_least(1), default=None, help="training scenes (default: the configs' 256)")
     p.add_argument("--frame-size", default=None, help="HxW of both worlds' frames (default: the configs' 96x128)")
-    p.add_argument("--jobs", type=int, default=1,
+    p.add_argument("--jobs", type=at_least(1), default=1,
                    help="training runs at once, each with cores/jobs threads (2 on 2 cores: ~25 %% less time)")
     p.add_argument("--ablation", type=int, nargs="+", default=[], metavar="SEED",
                    help="also train each geometric loss alone (" + ", ".join(ABLATIONS) + ") for these seeds, "
@@ -455,8 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="train and report the --grouped runs alone (no conversation runs; its own results.md)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
-    if a.jobs < 1:
-        p.error(f"--jobs must be 1 or more, got {a.jobs}")
+    check_output(p, "--out", a.out)
+    check_output(p, "--work", a.work)
     if not set(a.ablation) <= set(a.seeds):
         p.error(f"--ablation seeds {sorted(set(a.ablation) - set(a.seeds))} are not in --seeds {a.seeds}: "
                 "each single-loss run is compared with the text-only run of its seed")

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from ..cli import at_least, check_output, non_negative, positive, share
 from ..data.errors import VideoDecodeError
 from ..data.sampling import FrameSampling, QwenVision
 from .generation import GenerationSettings, generate_answers, question_seed
@@ -135,10 +136,10 @@ def evaluate(model, tokenizer, questions: list[Question], output: str | Path, ru
     todo = [i for i in order if questions[i].id not in done]
     answerer = _Answerer(model, tokenizer, settings, batch_size, share_prefix) if todo else None
     encoder = QuestionEncoder(tokenizer, sampling, vision, backend)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=len(questions), initial=len(questions) - len(todo), desc=task, unit="q")
+    from ..progress import progress as progress_display
+
+    bar = progress_display(enabled=progress, total=len(questions), initial=len(questions) - len(todo), desc=task,
+                           unit="q")
     for video in _runs(todo, questions):
         encoded, rows = [], []
         for i in video:
@@ -157,10 +158,8 @@ def evaluate(model, tokenizer, questions: list[Question], output: str | Path, ru
                 rows.append(sample_row(i, q.doc, q.prompt, settings.to_dict(), answer, scored, q.ground_truth,
                                        scoring=scoring))
         log.append(sorted(rows, key=lambda r: r["doc_id"]))
-        if bar is not None:
-            bar.update(len(video))
-    if bar is not None:
-        bar.close()
+        bar.update(len(video))
+    bar.close()
     wanted = {q.id for q in questions}
     rows = [r for r in log.rows if str(r["doc"]["id"]) in wanted]
     report = aggregate(score_rows(rows, scoring), scoring)
@@ -197,23 +196,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=list(PROTOCOLS),
                    help="prompts, frames, pixel budget, decoding and scoring together (the options below override "
                         "its settings): " + "; ".join(pr.describe() for pr in PROTOCOLS.values()))
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=None, help="answer length cap (default: the protocol's)")
+    p.add_argument("--batch-size", type=at_least(1), default=8)
+    p.add_argument("--max-new-tokens", type=at_least(1), default=None,
+                   help="answer length cap (default: the protocol's)")
     p.add_argument("--do-sample", action=argparse.BooleanOptionalAction, default=None,
                    help="sample (--do-sample) or decode greedily (--no-do-sample) (default: the protocol's)")
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--top-k", type=int, default=None,
+    p.add_argument("--temperature", type=non_negative, default=None)
+    p.add_argument("--top-p", type=share, default=None)
+    p.add_argument("--top-k", type=at_least(0), default=None,
                    help="sampling: keep the k likeliest tokens (default: the protocol's, else the model's generation "
                         "config; 0: off)")
-    p.add_argument("--repetition-penalty", type=float, default=None,
+    p.add_argument("--repetition-penalty", type=positive, default=None,
                    help="default: the protocol's, else the model's generation config; 1: none")
     p.add_argument("--seed", type=int, default=None, help="sampling: each question is seeded from it and its id")
-    p.add_argument("--fps", type=float, default=None, help="frames sampled per second of video (lmms-eval: 2)")
-    p.add_argument("--min-frames", type=int, default=None, help="lmms-eval: 4")
-    p.add_argument("--max-frames", type=int, default=None,
+    p.add_argument("--fps", type=positive, default=None, help="frames sampled per second of video (lmms-eval: 2)")
+    p.add_argument("--min-frames", type=at_least(1), default=None, help="lmms-eval: 4")
+    p.add_argument("--max-frames", type=at_least(1), default=None,
                    help="lmms-eval: at most this many frames (32); release: exactly this many (128)")
-    p.add_argument("--tokens-per-frame", type=int, default=None,
+    p.add_argument("--tokens-per-frame", type=at_least(4), default=None,
                    help="merged visual tokens per frame at most (lmms-eval: 300; release: 384)")
     p.add_argument("--backend", default="auto", choices=("auto", "pyav", "dali-gpu", "dali-cpu"))
     p.add_argument("--device", default="auto")
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on: run each video's prefix (system turn, video tokens) once and answer its questions from "
                         "its cache, the same replies as off; off: each question's whole prompt; auto (default): on "
                         "where the model allows it")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N questions")
+    p.add_argument("--limit", type=at_least(1), default=None, help="score only the first N questions")
     p.add_argument("--overwrite", action="store_true", help="discard earlier answers in --output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -235,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     p = build_parser()
     a = p.parse_args(argv)
+    check_output(p, "--output", a.output)
+    if a.min_frames is not None and a.max_frames is not None and a.min_frames > a.max_frames:
+        p.error(f"argument --min-frames: {a.min_frames} exceeds --max-frames {a.max_frames}")
     from .model_io import load_model, model_folder, model_name, resolve_device, resolve_dtype
 
     try:

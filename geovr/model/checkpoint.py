@@ -18,6 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..progress import hf_bars_on_terminal
 from .config import GeoVRConfig
 from .geovr_model import GeoVRModel
 from .processor_files import write_processor_files
@@ -69,7 +70,8 @@ def save_plain_base(base, folder: str | os.PathLike, state_dict: dict | None = N
 
     if has_lora(base):
         state_dict = merged_state_dict(base) if state_dict is None else merge_adapters(state_dict, lora_scaling(base))
-    base.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
+    with hf_bars_on_terminal():
+        base.save_pretrained(folder, safe_serialization=True, state_dict=state_dict)
 
 
 def save_geovr(model: GeoVRModel, path: str | os.PathLike, tokenizer=None, processor_files_from: str | None = None,
@@ -121,7 +123,8 @@ def load_geovr(path: str | os.PathLike, device: str = "cpu") -> GeoVRModel:
         raise FileNotFoundError(f"{path} is not a GeoVR checkpoint (no geovr_config.json)")
     raw = json.loads((path / "geovr_config.json").read_text())
     cfg = GeoVRConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-    base = Qwen3VLForConditionalGeneration.from_pretrained(path / "base", local_files_only=True).to(device)
+    with hf_bars_on_terminal():
+        base = Qwen3VLForConditionalGeneration.from_pretrained(path / "base", local_files_only=True).to(device)
     model = GeoVRModel(base, cfg).to(device)
     missing, unexpected = model.load_state_dict(load_file(str(path / "geovr.safetensors"), device=device), strict=False)
     missing = [k for k in missing if not k.startswith("base.")]

@@ -137,6 +137,7 @@ class GeoVRModel(nn.Module):
         """(loss_text, logits). "all": HF's forward as is (logits at every position). "supervised"
         with labels: the LLM body, then the LM head and HF's cross-entropy (fp32 logits, sum /
         num_items_in_batch or the mean) on the supervised positions only."""
+        inputs = {"use_cache": False, **inputs}  # one pass over whole sequences: no KV cache to fill
         if self.cfg.text_logits == "all" or geo.labels is None:
             extra = {"num_items_in_batch": num_items_in_batch} if num_items_in_batch is not None else {}
             out = self.base(**inputs, **media, **extra)

@@ -53,8 +53,11 @@ def load_qwen3vl(path: str | os.PathLike, dtype=None):
     """`Qwen3VLForConditionalGeneration` from a local folder (config.json + safetensors)."""
     from transformers import Qwen3VLForConditionalGeneration
 
-    return Qwen3VLForConditionalGeneration.from_pretrained(str(_model_folder(path)), dtype=dtype,
-                                                           local_files_only=True)
+    from ..progress import hf_bars_on_terminal
+
+    with hf_bars_on_terminal():
+        return Qwen3VLForConditionalGeneration.from_pretrained(str(_model_folder(path)), dtype=dtype,
+                                                               local_files_only=True)
 
 
 def meta_qwen3vl(path: str | os.PathLike):

@@ -25,9 +25,9 @@ state for the adapters, the vision mergers and the GeoVR parts only, on the DDP 
 from __future__ import annotations
 
 import argparse
-import logging
 
 from ..model.config import CHECKPOINT_KEEP
+from .command import train_command
 from .cost import MODELS, PARTS, RECIPES, TEACHER_MODES, StepCost, StepSpec, measure_step
 from .epoch import EpochData, count_steps, epoch_rows, epoch_table, from_annotations, from_counts, geovr_mix
 from .layouts import KINDS, Layout, layouts, per_gpu
@@ -127,30 +127,35 @@ def report(a: argparse.Namespace) -> str:
     width = 34
     lines.append("  " + f"{'layout':<{width}}" + "".join(f"{k:>12}" for k in KINDS) + f"{'total':>9}  fits {a.gpu_memory:g} GB")
     fitting = []
-    for layout in layouts(a.gpus, *cost.llm_dims, megatron=not spec.lora_rank):
+    # megatron: LoRA runs on DDP/FSDP only; its recompute is every layer or none (no checkpoint_layers)
+    megatron = not spec.lora_rank and spec.checkpoint_layers is None
+    for layout in layouts(a.gpus, *cost.llm_dims, megatron=megatron):
         m = per_gpu(cost, layout)
         fits = m.total / GB <= a.gpu_memory
         if m.total / GB <= a.headroom * a.gpu_memory and layout.name != "zero2":
             fitting.append((m.total, layout))
         lines.append("  " + f"{layout.label:<{width}}" + "".join(f"{m.parts[k] / GB:12.1f}" for k in KINDS)
                      + f"{m.total / GB:9.1f}  {'yes' if fits else 'no'}")
-    lines.append("  (zero2 is the release's DeepSpeed layout, for comparison; the trainer runs the others"
-                 + ("; LoRA runs on DDP and FSDP only)" if spec.lora_rank else ")"))
+    why = "; LoRA runs on DDP and FSDP only" if spec.lora_rank else (
+        "; megatron recomputes every layer or none, not --checkpoint-layers" if not megatron else "")
+    lines.append(f"  (zero2 is the release's DeepSpeed layout, for comparison; the trainer runs the others{why})")
     if fitting:
         # the simplest that fits: DDP, FSDP, then the fewest model-parallel ranks, the distributed optimizer last
         best = min(fitting, key=lambda x: (x[1].simplicity, x[0]))[1]
-        lora_override = [f"model.lora_rank={spec.lora_rank}"] if spec.lora_rank else []
-        lines += ["", f"Fits in {a.headroom:.0%} of {a.gpu_memory:g} GB with: {best.label} -> torchrun --nproc_per_node {a.gpus} -m geovr.train --preset paper "
-                  + " ".join(best.overrides() + lora_override)]
+        lines += ["", f"Fits in {a.headroom:.0%} of {a.gpu_memory:g} GB with: {best.label}"]
         search = (not a.no_recompute_search and best.name in ("ddp", "fsdp") and spec.recipe == "geovr"
                   and spec.gradient_checkpointing and spec.checkpoint_layers is None)
+        fewer = None
         if search:  # the HF path (DDP, FSDP) checkpoints per layer (megatron's recompute is all or nothing)
             none = measure_step(_spec(a, checkpoint_layers=0))
             found = fewest_checkpointed(cost, none, best, a.headroom * a.gpu_memory * GB)
             if found is not None and found[0] < cost.llm_dims[2]:
-                k, f = found
-                lines.append(f"  with fewer layers recomputed, model.checkpoint_layers={k} (of {cost.llm_dims[2]}) still fits: "
-                             f"{f / 1e12:.1f} TFLOP/sample, {100 * (1 - f / total):.1f} % fewer")
+                fewer, f = found
+                lines.append(f"  with fewer layers recomputed, model.checkpoint_layers={fewer} (of {cost.llm_dims[2]}) "
+                             f"still fits: {f / 1e12:.1f} TFLOP/sample, {100 * (1 - f / total):.1f} % fewer")
+        command = train_command(spec, best, a.global_batch, fewer, a.data, a.format, a.media_root)
+        lines += ["", "Command (fill in the <...> placeholders):", "  " + command.text]
+        lines += [f"  {note}" for note in command.notes]
     else:
         lines += ["", f"No layout the trainer runs fits {a.headroom:.0%} of {a.gpu_memory:g} GB per GPU: use more GPUs, "
                   "the target cache, or fewer frames"]
@@ -185,7 +190,6 @@ def epoch_report(a: argparse.Namespace, epoch: EpochData) -> str:
 
 
 def main(argv=None) -> None:
-    logging.getLogger("transformers").setLevel(logging.ERROR)
     print(report(_args(argv)))
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from ..cli import at_least, check_output, positive
 from ..hashing import sha256_file
 from .base import Teacher, TeacherRequest, TeacherTargets
 
@@ -276,11 +277,10 @@ def build_cache(args: argparse.Namespace) -> dict:
                                      args.teacher_longest)
         return cache_key(teacher.cache_id, rec.media_rel, indices, size), info, indices
 
-    try:
-        from tqdm import tqdm
-        bar = tqdm(range(len(res.records)), desc=f"teacher {teacher.cache_id}", unit="rec", disable=args.quiet)
-    except ImportError:
-        bar = range(len(res.records))
+    from ..progress import progress as progress_display
+
+    bar = progress_display(range(len(res.records)), enabled=not args.quiet, desc=f"teacher {teacher.cache_id}",
+                           unit="rec")
     for i in bar:
         rec = res.records[i]
         try:
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vggt-weights", default=None, help="vggt: local VGGT-1B checkpoint (file or folder)")
     p.add_argument("--metric-weights", default=None, help="vggt: local DA3 metric folder, for the scale target")
     p.add_argument("--teacher-root", default=None, help="synthetic: the dataset folder (default: --data's)")
-    p.add_argument("--feature-dim", type=int, default=1024,
+    p.add_argument("--feature-dim", type=at_least(1), default=1024,
                    help="feature channels: the synthetic teacher's, or VGGT's frame-attention half (default 1024)")
     p.add_argument("--resampled", action="store_true", help="synthetic: resample stored depth, no re-render")
     p.add_argument("--out", required=True, help="cache folder (created; re-running resumes)")
@@ -328,15 +328,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--features", default="pooled", choices=FEATURE_LAYOUTS,
                    help="store the features 2x2 pooled, as the alignment loss reads them (default; 4x smaller), "
                         "or at the teacher's full patch grid")
-    p.add_argument("--shard-size", type=int, default=64, help="samples per shard (default 64)")
-    p.add_argument("--fps", type=float, default=2.0, help="frames sampled per second (as data.fps; default 2)")
-    p.add_argument("--min-frames", type=int, default=4, help="as data.min_frames (default 4)")
-    p.add_argument("--max-frames", type=int, default=32, help="as data.max_frames (default 32)")
-    p.add_argument("--teacher-longest", type=int, default=504,
+    p.add_argument("--shard-size", type=at_least(1), default=64, help="samples per shard (default 64)")
+    p.add_argument("--fps", type=positive, default=2.0, help="frames sampled per second (as data.fps; default 2)")
+    p.add_argument("--min-frames", type=at_least(1), default=4, help="as data.min_frames (default 4)")
+    p.add_argument("--max-frames", type=at_least(1), default=32, help="as data.max_frames (default 32)")
+    p.add_argument("--teacher-longest", type=at_least(28), default=504,
                    help="teacher frames' longest edge, a multiple of 28 (as data.teacher_longest; default 504)")
     p.add_argument("--backend", default="auto", help="video decoder (auto, pyav, dali-gpu, dali-cpu)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    check_output(p, "--out", args.out)
+    if args.teacher_longest % 28:
+        p.error(f"argument --teacher-longest: must be a multiple of 28 (the teacher's patch), got "
+                f"{args.teacher_longest}")
+    if args.min_frames > args.max_frames:
+        p.error(f"argument --min-frames: {args.min_frames} exceeds --max-frames {args.max_frames}")
     from ..data.datasets import READERS
 
     bad = [f for f in args.format.split(",") if f not in READERS]

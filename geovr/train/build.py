@@ -16,7 +16,7 @@ from ..model.freeze import lower_frozen_vision
 from ..model.precision import uses_bf16_autocast
 from ..model.recompute import enable_recompute
 from ..teachers.base import Teacher
-from .config import SYNTHETIC_PATH, Config, ConfigError, DataConfig, uses_teacher
+from .config import SYNTHETIC_PATH, TINY_MODEL, Config, ConfigError, DataConfig, uses_teacher
 
 logger = logging.getLogger("geovr.train")
 
@@ -42,9 +42,9 @@ def data_root(cfg: Config) -> Path:
 def check_paths(cfg: Config) -> None:
     """Every path the run needs exists (the synthetic data may still be made). Raises ConfigError."""
     m, d, t = cfg.model, cfg.data, cfg.teacher
-    if m.path is not None and not (Path(m.path) / "config.json").is_file():
+    if m.folder is not None and not (Path(m.folder) / "config.json").is_file():
         raise ConfigError("model.path", f"{m.path} is not a Qwen3-VL folder (no config.json); pass a local "
-                          "checkpoint folder, or leave it unset for the tiny random model")
+                          f"checkpoint folder, or model.path={TINY_MODEL} for the tiny random model")
     if m.tokenizer is not None and not Path(m.tokenizer).is_dir():
         raise ConfigError("model.tokenizer", f"folder {m.tokenizer} not found")
     paths = data_paths(cfg)
@@ -92,13 +92,13 @@ def ensure_data(cfg: Config, progress: bool = True) -> Path:
 
 
 def build_tokenizer(cfg: Config):
-    if cfg.model.path is None and cfg.model.tokenizer is None:
+    if cfg.model.is_tiny and cfg.model.tokenizer is None:
         from ..data.tiny_tokenizer import build_tiny_tokenizer
 
         return build_tiny_tokenizer()
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.path, local_files_only=True)
+    return AutoTokenizer.from_pretrained(cfg.model.tokenizer or cfg.model.folder, local_files_only=True)
 
 
 def geovr_config(cfg: Config) -> GeoVRConfig:
@@ -119,8 +119,8 @@ def build_model(cfg: Config, tokenizer, device: torch.device, base_weights: bool
     loads each rank's shard itself); the GeoVR parts are initialised alike either way."""
     from .optim import freeze_vision
 
-    lazy = cfg.model.path is not None and not base_weights
-    if cfg.model.path is None:
+    lazy = not cfg.model.is_tiny and not base_weights
+    if cfg.model.is_tiny:
         from ..model.tiny import tiny_qwen3vl
 
         base = tiny_qwen3vl(tokenizer, layers=cfg.model.tiny_layers, hidden=cfg.model.tiny_hidden, seed=cfg.train.seed)
@@ -134,7 +134,7 @@ def build_model(cfg: Config, tokenizer, device: torch.device, base_weights: bool
         base = meta_qwen3vl(cfg.model.path)
     if cfg.model.gradient_checkpointing:
         enable_recompute(base, cfg.model.checkpoint_keep, cfg.model.checkpoint_layers)
-    if cfg.model.path is not None:  # the GeoVR parts' init must not depend on how the base was built
+    if not cfg.model.is_tiny:  # the GeoVR parts' init must not depend on how the base was built
         torch.manual_seed(cfg.train.seed)
     model = GeoVRModel(base, geovr_config(cfg))
     if cfg.model.lora_rank:
@@ -171,7 +171,7 @@ def add_adapters(model: GeoVRModel, cfg: Config) -> int:
 
 
 def build_dataset(cfg: Config, tokenizer):
-    """(VideoQADataset, the reader's invalid-record errors)."""
+    """(VideoQADataset, the reader's ReadResult: its invalid-record errors, per-file counts)."""
     from ..data.dataset import VideoQADataset
     from ..data.datasets import read_dataset
     from ..data.qwen_inputs import QwenTransform
@@ -184,7 +184,7 @@ def build_dataset(cfg: Config, tokenizer):
                           f"{res.errors[0] if res.errors else 'none'})")
     transform = QwenTransform(tokenizer, vision=QwenVision(max_tokens_per_frame=d.tokens_per_frame),
                               teacher_longest=d.teacher_longest, max_length=d.max_length)
-    return VideoQADataset(res.records, sampling=frame_sampling(cfg), backend=d.backend, transform=transform), res.errors
+    return VideoQADataset(res.records, sampling=frame_sampling(cfg), backend=d.backend, transform=transform), res
 
 
 def frame_sampling(cfg: Config):

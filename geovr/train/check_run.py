@@ -20,7 +20,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from ..data.check import MediaCheck, Section, add_check_arguments, run_check, source_of
+from ..data.check import MediaCheck, Section, add_check_arguments, check_output_files, run_check, source_of
 from ..data.datasets.records import VideoQA
 from ..data.sampling import teacher_plan
 from . import build
@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     add_check_arguments(p)
     p.add_argument("--cache", default=None, metavar="DIR", help="the teacher-target cache to check (= teacher.cache)")
     args = p.parse_intermixed_args(argv)
+    check_output_files(p, args)
     try:
         cfg = config_from_arguments(args)
         if args.cache is not None:

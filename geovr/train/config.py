@@ -10,6 +10,7 @@ from ..model.config import CHECKPOINT_KEEP, TEXT_LOGITS
 from ..model.lora import LORA_TARGETS, LoraSettings
 
 PRESETS = ("tiny", "paper")
+TINY_MODEL = "tiny"  # model.path value that builds the tiny random model (the tiny preset's)
 
 
 class ConfigError(ValueError):
@@ -22,8 +23,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """path: a local Qwen3-VL folder (config.json + safetensors), or None for the tiny random model
-    (`tiny_layers` x `tiny_hidden`). tokenizer: a local tokenizer folder (default: `path`; the tiny
+    """path: a local Qwen3-VL folder (config.json + safetensors), or "tiny" for the tiny random model
+    (`tiny_layers` x `tiny_hidden`; the tiny preset's); unset (None) is an error, never a guess.
+    tokenizer: a local tokenizer folder (default: `path`; the tiny
     model uses the built-in tiny tokenizer). geovr: "paper" (every objective) or "off" (plain
     fine-tuning). heads: "paper" (the release's widths) or "small" (for tiny models). dtype:
     "auto" (bf16 autocast on a GPU, fp32 on a CPU), "bf16" or "fp32". text_logits: "supervised"
@@ -59,6 +61,16 @@ class ModelConfig:
     lora_alpha: float = LoraSettings.alpha
     lora_dropout: float = LoraSettings.dropout
     lora_targets: str = ",".join(LoraSettings.targets)
+
+    @property
+    def is_tiny(self) -> bool:
+        """Whether the run builds the tiny random model (model.path=tiny)."""
+        return self.path == TINY_MODEL
+
+    @property
+    def folder(self) -> str | None:
+        """The Qwen3-VL folder the run starts from (None for the tiny random model)."""
+        return None if self.is_tiny else self.path
 
     @property
     def lora_target_names(self) -> tuple[str, ...]:
@@ -268,7 +280,7 @@ def tiny() -> Config:
     """The embedded default: a tiny random Qwen3-VL, the synthetic world (made if absent), the
     synthetic teacher, the CPU; about 4 minutes on 2 cores, and the loss parts fall."""
     return Config(
-        model=ModelConfig(path=None, heads="small"),
+        model=ModelConfig(path=TINY_MODEL, heads="small"),
         data=DataConfig(path=SYNTHETIC_PATH, synthetic=None, synthetic_scenes=8,
                         synthetic_seconds=6.0, max_frames=16, teacher_longest=336, backend="pyav"),
         teacher=TeacherConfig(name="synthetic", feature_dim=64),
@@ -279,7 +291,7 @@ def tiny() -> Config:
 
 
 def paper() -> Config:
-    """The release's recipe (set model.path, data.path and the teacher's weights): lr 2e-5 LLM +
+    """The release's recipe (model.path, data.path and the teacher's weights must be given): lr 2e-5 LLM +
     merger, 1e-4 new parts, cosine, 3% warmup, weight decay 0, clip 1.0, loss weights
     1/2.5/1/1/1, 32 frames at 2 fps, ViT frozen, 32 samples per step, one epoch, 16k tokens."""
     return Config(
@@ -344,6 +356,11 @@ def validate(cfg: Config, world_size: int = 1) -> int:
     """Check every setting (not the paths: `check_paths`). Returns the gradient-accumulation steps
     (0 with data.group_by_video: the sampler plans each step's micro-batches)."""
     m, d, t, o, l, r, c, x = cfg.model, cfg.data, cfg.teacher, cfg.optim, cfg.loss, cfg.train, cfg.checkpoint, cfg.metrics
+    if not m.path:
+        raise ConfigError("model.path", "no model given: this run trains a published Qwen3-VL (the paper preset "
+                          "builds no tiny model unasked); give its local folder, e.g. "
+                          "model.path=/models/Qwen3-VL-2B-Instruct (config.json + *.safetensors), or model.path="
+                          f"{TINY_MODEL} for the tiny random test model")
     _choice("model.geovr", m.geovr, ("paper", "off"))
     _choice("model.heads", m.heads, ("paper", "small"))
     _choice("model.dtype", m.dtype, ("auto", "bf16", "fp32"))

@@ -53,6 +53,11 @@ class FSDPTrainer(Trainer):
         self.optimizer = build_optimizer(self.geo, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, self.total_steps, cfg.optim)
 
+    def _compute_label(self) -> str:
+        if uses_bf16_autocast(self.cfg.model.dtype, self.world.device):
+            return "bf16 (FSDP mixed precision: fp32 shards, bf16 gathers, fp32 reductions)"
+        return "fp32"
+
     def _make_checkpointer(self) -> Checkpointer:
         return Checkpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep, backend="fsdp",
                             **self._checkpoint_options())
@@ -74,7 +79,7 @@ class FSDPTrainer(Trainer):
         state = full_model_state(self.model)  # collective
         if self.world.main:
             save_geovr(self.geo, self.output / "final", tokenizer=self.tokenizer,
-                       processor_files_from=self.cfg.model.path, state_dict=state)
+                       processor_files_from=self.cfg.model.folder, state_dict=state)
 
     def close(self) -> None:
         super().close()

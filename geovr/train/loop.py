@@ -25,7 +25,7 @@ from ..model.precision import bf16_autocast, uses_bf16_autocast
 from ..parallel.data_parallel import all_gather_object, all_reduce_sum, barrier, init_world, shutdown, wrap_data_parallel
 from ..parallel.fsdp import local_state_bytes
 from ..teachers.base import TeacherRequest
-from . import build
+from . import build, describe
 from .checkpoint import Checkpointer
 from .config import Config, validate
 from .metrics import MetricsLogger, peak_memory_gb
@@ -70,7 +70,8 @@ class Trainer:
         barrier(self.world)
         torch.manual_seed(cfg.train.seed)
         self.tokenizer = build.build_tokenizer(cfg)
-        self.dataset, invalid = build.build_dataset(cfg, self.tokenizer)
+        self.dataset, read = build.build_dataset(cfg, self.tokenizer)
+        invalid = read.errors
         self.records = {r.id: r for r in self.dataset.records}
         self.skips = SkipLog(report=self.world.main)  # every rank checks runs of bad items; the main one logs
         self.skips.add_invalid_records(invalid)
@@ -103,6 +104,10 @@ class Trainer:
         self.total_steps = cfg.train.steps or cfg.train.epochs * steps_per_epoch
         self.teacher = build.build_teacher(cfg, self.world.device)
         self._build_model()
+        if self.world.main:
+            for line in (describe.model_line(cfg, self.geo, self._compute_label()),
+                         describe.teacher_line(cfg, self.teacher), *describe.data_lines(read)):
+                logger.info("%s", line)
         if self.world.main and not cfg.parallel.megatron:  # megatron's groups hold fp32 copies of the parameters
             logger.info("trainable parameters: %s", trainable_summary(self.geo, self.optimizer))
         geo_cfg = build.geovr_config(cfg)
@@ -138,6 +143,10 @@ class Trainer:
         return Checkpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep,
                             **self._checkpoint_options())
 
+    def _compute_label(self) -> str:
+        """How the model computes, for the log: "fp32", or "bf16 autocast (fp32 weights)"."""
+        return "bf16 autocast (fp32 weights)" if uses_bf16_autocast(self.cfg.model.dtype, self.world.device) else "fp32"
+
     def _checkpoint_options(self) -> dict:
         c = self.cfg.checkpoint
         return dict(verify=c.verify, resume_unverified=c.resume_unverified)
@@ -164,7 +173,7 @@ class Trainer:
         if self.world.main:
             from ..model.checkpoint import save_geovr
 
-            save_geovr(self.geo, self.output / "final", tokenizer=self.tokenizer, processor_files_from=self.cfg.model.path)
+            save_geovr(self.geo, self.output / "final", tokenizer=self.tokenizer, processor_files_from=self.cfg.model.folder)
 
     # ------------------------------------------------------------------ state
     def _trainer_state(self, position: tuple[int, int]) -> dict:

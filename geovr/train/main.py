@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 
+from ..cli import at_least
 from .config import PRESETS, ConfigError, preset
 from .config_io import apply_dict, apply_overrides, dump_yaml, load_yaml
 from .checkpoint import CheckpointDamaged, CheckpointWriteError
@@ -50,8 +51,8 @@ def parse_config(argv: list[str] | None = None):
     p.add_argument("--resume-unverified", action="store_true",
                    help="load the --resume checkpoint even when its files do not match its manifest "
                         "(= checkpoint.resume_unverified=true)")
-    p.add_argument("--tp", type=int, default=None, help="tensor parallel size (= parallel.tp; megatron-core)")
-    p.add_argument("--pp", type=int, default=None, help="pipeline parallel size (= parallel.pp; megatron-core)")
+    p.add_argument("--tp", type=at_least(1), default=None, help="tensor parallel size (= parallel.tp; megatron-core)")
+    p.add_argument("--pp", type=at_least(1), default=None, help="pipeline parallel size (= parallel.pp; megatron-core)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
     p.add_argument("--cache-targets", action="store_true",
                    help="fill the run's teacher-target cache (teacher.cache=DIR) from this config and exit; the run "

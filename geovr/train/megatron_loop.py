@@ -100,10 +100,11 @@ class MegatronTrainer(Trainer):
         cfg = self.cfg
         bf16 = cfg.model.dtype == "bf16" or (cfg.model.dtype == "auto" and self.world.device.type == "cuda")
         dtype = torch.bfloat16 if bf16 else torch.float32
+        self.bf16 = bf16
         # the initial weights: the GeoVR parts from a template GeoVRModel; a model.path base is read
         # lazily, each rank taking only its stage's tensors (the template's base stays on meta)
-        template = build.build_model(cfg, self.tokenizer, torch.device("cpu"), base_weights=cfg.model.path is None)
-        base = _base_weights(cfg.model.path, template) if cfg.model.path is not None else None
+        template = build.build_model(cfg, self.tokenizer, torch.device("cpu"), base_weights=cfg.model.is_tiny)
+        base = None if cfg.model.is_tiny else _base_weights(cfg.model.path, template)
         p = cfg.parallel
         recompute = p.recompute if p.recompute != "auto" else ("full" if cfg.model.gradient_checkpointing else "none")
         stage = build_stage(template.base.config, dtype=dtype, sequence_parallel=p.sequence_parallel,
@@ -119,6 +120,9 @@ class MegatronTrainer(Trainer):
         self.optimizer = build_optimizer(self.model, o.lr, o.lr_new, o.weight_decay, (o.beta1, o.beta2), o.eps, o.clip,
                                          distributed=cfg.parallel.distributed_optimizer, bf16=bf16)
         self.scheduler = FactorSchedule(self.optimizer, self.total_steps, o)
+
+    def _compute_label(self) -> str:
+        return "bf16 (megatron-core's fp32 main copies in the optimizer)" if self.bf16 else "fp32"
 
     def _make_checkpointer(self) -> MegatronCheckpointer:
         return MegatronCheckpointer(self.output / "checkpoints", self.world, self.cfg.checkpoint.keep, self.module,

@@ -62,10 +62,10 @@ class MetricsLogger:
         self.history = _keep_until(output / "metrics.jsonl", start_step)
         self.jsonl = open(output / "metrics.jsonl", "a")
         if progress:
-            from tqdm import tqdm
+            from ..progress import progress as progress_display
 
-            self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
-                            file=sys.stderr)
+            self.bar = progress_display(total=total_steps, initial=start_step, desc="train", unit="steps",
+                                        dynamic_ncols=True)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..model.freeze import freeze_vision_tower
 from .config import OptimConfig
+from .describe import count_label
 
 def freeze_vision(geo_model: nn.Module) -> int:
     """Freeze the ViT except its mergers. Returns the number of frozen parameters."""
@@ -37,14 +38,11 @@ def param_groups(geo_model: nn.Module, cfg: OptimConfig) -> list[dict]:
 
 def trainable_summary(geo_model: nn.Module, optimizer: torch.optim.Optimizer) -> str:
     """One line: the parameters each optimizer group trains at which base rate, and the frozen ones."""
-    def count(n: int) -> str:
-        return f"{n / 1e6:,.1f}M" if n >= 1e5 else f"{n / 1e3:,.1f}K"
-
     trained = {id(p) for g in optimizer.param_groups for p in g["params"]}
     frozen = sum(p.numel() for p in geo_model.parameters() if id(p) not in trained)
-    groups = ", ".join(f"{g['name']} {count(sum(p.numel() for p in g['params']))} (lr {g.get('initial_lr', g['lr']):g})"
-                       for g in optimizer.param_groups)
-    return f"{groups}; frozen {count(frozen)}"
+    groups = ", ".join(f"{g['name']} {count_label(sum(p.numel() for p in g['params']))} "
+                       f"(lr {g.get('initial_lr', g['lr']):g})" for g in optimizer.param_groups)
+    return f"{groups}; frozen {count_label(frozen)}"
 
 
 def build_optimizer(geo_model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

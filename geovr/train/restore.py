@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import STATE_FILE, CheckpointDamaged, saved_backend
-from .config import Config, preset
+from .config import TINY_MODEL, Config, preset
 from .config_io import apply_dict
 
 
@@ -29,7 +29,9 @@ def checkpoint_config(path: str | os.PathLike) -> Config:
     if "config" not in state:
         raise ValueError(f"{path}/{STATE_FILE} holds no config (written by an older geovr): export the run's "
                          "final/ folder")
-    saved = dict(state["config"])
+    saved = {k: dict(v) if isinstance(v, dict) else v for k, v in state["config"].items()}
+    if isinstance(saved.get("model"), dict) and saved["model"].get("path") is None:
+        saved["model"]["path"] = TINY_MODEL  # written before model.path=tiny: an unset path built the tiny model
     cfg = preset("tiny")
     apply_dict(cfg, saved, f"{path}/{STATE_FILE}")
     return cfg

@@ -6,8 +6,8 @@ from geovr.data.synthetic.__main__ import main
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--seconds", "0"], "--fps and --seconds must be > 0"),
-    (["--scenes", "0"], "--scenes must be >= 1"),
+    (["--seconds", "0"], "argument --seconds: must be > 0, got 0"),
+    (["--scenes", "0"], "argument --scenes: must be >= 1, got 0"),
 ])
 def test_impossible_values(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -23,4 +23,4 @@ def test_an_out_that_cannot_be_written(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:  # a folder under a file cannot be created (even by root)
         main(["--out", str(tmp_path / "f" / "world"), "--quiet"])
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and "cannot create the folder" in err and "Traceback" not in err
+    assert exit_.value.code == 2 and "the folder cannot be created" in err and "Traceback" not in err

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from geovr.eval.probe import PLANTED, fit_probes, main, planted_linear
+from geovr.eval.probe import PLANTED, fit_probes, main, planted_linear, probe_warnings
 from geovr.eval.probe_data import ProbeData, collect, find_probe_videos, footprint_targets, rotation_vector
 from geovr.eval.ridge import LAMBDAS, cross_validate, fit_ridge, group_folds, r2_score
 
@@ -206,11 +206,17 @@ def test_planted_targets_are_recovered_through_the_real_model(tiny_model_dir, tm
 
     generate(tmp_path, scenes=16, seed=5, cfg=WorldConfig(height=96, width=128, fps=4.0, seconds=6.0), progress=False)
     model, tok = load_model(tiny_model_dir, torch.device("cpu"), torch.float32)
-    r = fit_probes(collect(model, tok, find_probe_videos(str(tmp_path)), max_tokens_per_video=10_000, progress=False))
+    data = collect(model, tok, find_probe_videos(str(tmp_path)), max_tokens_per_video=10_000, progress=False)
+    r = fit_probes(data)
     planted = r[0]["planted"]
     assert set(planted) == set(PLANTED)
     assert planted["token_rgb"]["r2"] > 0.6 and planted["token_rgb"]["r2"] > planted["token_rgb_shuffled"]["r2"] + 0.3
     assert all(r[k]["planted"]["frame_linear"]["r2"] > 0.9 for k in r)
+    # 16 videos of about 11 frame rows each, 64 feature dimensions: enough frames, too few videos
+    warnings = probe_warnings(data, r)
+    assert any(w.startswith("per-video probes (scale, planted video_linear) have 16 videos for 64 feature dimensions")
+               and "use at least 64 videos" in w for w in warnings)
+    assert not any("per-frame" in w or "frame_linear" in w for w in warnings)
 
 
 def test_planted_linear_is_linear_in_the_features():
@@ -227,12 +233,20 @@ def test_probe_cli_writes_table_json_and_plot(tiny_model_dir, world3, tmp_path, 
                  "--device", "cpu"]) == 0
     res = json.loads((out / "probe.json").read_text())
     assert sorted(res["layers"], key=int) == ["0", "1", "2"] and res["config"]["videos"] == 3
+    # 3 videos for 64 feature dimensions: the report and the output say so, and what is needed
+    assert any("have 3 videos for 64 feature dimensions" in w and "at least 64 videos" in w for w in res["warnings"])
+    assert any(w.startswith("per-frame probes") and "use at least 64 rows" in w for w in res["warnings"])
+    assert "## Warnings" in (out / "probe.md").read_text()
     assert set(res["layers"]["1"]) == {"depth", "pose_translation", "pose_rotation", "scale", "planted"}
     assert "## The instrument" in (out / "probe.md").read_text()
     assert (out / "probe.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| layer |" in capsys.readouterr().out
-    assert main(["--model", str(tiny_model_dir), "--data", str(world3), "--videos", "2", "--quiet"]) == 2
-    assert "at least 3 videos" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert "| layer |" in captured.out and "warning: per-video probes" in captured.err
+    with pytest.raises(SystemExit) as exit_:  # a usage error before the model loads
+        main(["--model", str(tiny_model_dir), "--data", str(world3), "--videos", "2", "--quiet"])
+    assert exit_.value.code == 2 and "argument --videos: must be >= 3, got 2" in capsys.readouterr().err
+    assert main(["--model", str(tiny_model_dir), "--data", str(world3 / "videos"), "--quiet"]) == 2
+    assert "no videos/<name>.mp4 with geometry" in capsys.readouterr().err
 
 
 def test_few_videos_many_features_do_not_overfit_wildly():

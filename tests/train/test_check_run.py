@@ -96,8 +96,9 @@ def test_the_runs_own_settings_are_used_and_bad_input_is_a_usage_error(run, tmp_
     # the run's sampling (the YAML's max_frames over the preset's) reaches the probe's verdict
     rc, report = _check(path, tmp_path, "data.min_frames=64", "data.max_frames=64")
     assert rc == 1 and report["total"]["records_lost"] == {"too_short": report["total"]["records"]}
-    assert main(["--config", str(path), "--workers", "0"]) == 2
-    assert "--workers must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(path), "--workers", "0"])
+    assert exit_.value.code == 2 and "argument --workers: must be >= 1, got 0" in capsys.readouterr().err
     assert main(["--config", str(path), "data.path=/nowhere/train.jsonl"]) == 2
     assert "data.path" in capsys.readouterr().err
     assert main(["--config", str(path), "teacher.name=vggt"]) == 2

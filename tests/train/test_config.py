@@ -8,7 +8,7 @@ from geovr.train.main import main, parse_config
 
 def test_presets():
     t, p = tiny(), paper()
-    assert t.model.path is None and t.teacher.name == "synthetic" and t.data.synthetic is None
+    assert t.model.path == "tiny" and t.teacher.name == "synthetic" and t.data.synthetic is None
     assert validate(t) == 2  # global 4 = micro 2 x 2 accumulation steps on one rank
     assert (p.optim.lr, p.optim.lr_new, p.optim.schedule, p.optim.warmup_ratio, p.optim.weight_decay, p.optim.clip) \
         == (2e-5, 1e-4, "cosine", 0.03, 0.0, 1.0)
@@ -79,6 +79,28 @@ def test_yaml_round_trip_and_precedence(tmp_path):
     path.write_text("train: [1, 2]\n")
     with pytest.raises(ConfigError, match="train"):
         apply_dict(tiny(), load_yaml(path))
+
+
+def test_a_preset_that_needs_weights_refuses_to_guess_the_model(tmp_path, capsys):
+    """The paper preset without model.path stops, naming the field and both fixes; the tiny model
+    is built only when asked for (the tiny preset, or model.path=tiny)."""
+    args = ["--preset", "paper", "data.path=" + str(tmp_path / "x.jsonl"), "model.geovr=off", "train.steps=1",
+            f"train.output={tmp_path / 'out'}"]
+    (tmp_path / "x.jsonl").write_text("")
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config model.path: no model given" in err
+    assert "model.path=/models/Qwen3-VL-2B-Instruct" in err and "model.path=tiny" in err
+    assert not (tmp_path / "out").exists()
+    for unset in ("model.path=none", "model.path="):
+        with pytest.raises(ConfigError) as info:
+            validate(apply_overrides(tiny(), [unset]))
+        assert info.value.field == "model.path"
+    cfg = apply_overrides(paper(), ["model.path=tiny", "data.path=x.jsonl", "model.geovr=off"])
+    validate(cfg)
+    assert cfg.model.is_tiny and cfg.model.folder is None
+    real = apply_overrides(paper(), ["model.path=/models/q"])
+    assert not real.model.is_tiny and real.model.folder == "/models/q"
 
 
 def test_cli_errors_before_any_work(tmp_path, capsys):

@@ -20,6 +20,12 @@ class ReadResult:
     records: list[VideoQA] = field(default_factory=list)
     errors: list[RecordError] = field(default_factory=list)
     filtered: int = 0  # valid records left out by the reader's rule (e.g. image items of VSI-590K)
+    files: list[tuple[str, str, int, int]] = field(default_factory=list)  # (path, format, records, invalid) each
+
+    def file_lines(self) -> list[str]:
+        """One line per annotation file read: "path (format): N records[, M invalid]"."""
+        return [f"{path} ({kind}): {n:,} records" + (f", {bad:,} invalid" if bad else "")
+                for path, kind, n, bad in self.files]
 
     def summary(self, name: str) -> str:
         return (f"{name}: {len(self.records)} records, {len(self.errors)} invalid, "
@@ -119,7 +125,9 @@ def read_dataset(kind: str, path: str, media_root: str | None = None, strict: bo
         return read_datasets(kind.split(","), path.split(","), media_root, strict)
     if kind not in READERS:
         raise ValueError(f"dataset format must be one of {sorted(READERS)}, got {kind!r}")
-    return READERS[kind](path, media_root, strict=strict)
+    res = READERS[kind](path, media_root, strict=strict)
+    res.files = [(path, kind, len(res.records), len(res.errors))]
+    return res
 
 
 def read_datasets(kinds: list[str], paths: list[str], media_root: str | None = None,
@@ -138,4 +146,5 @@ def read_datasets(kinds: list[str], paths: list[str], media_root: str | None = N
             out.records.append(rec)
         out.errors += res.errors
         out.filtered += res.filtered
+        out.files += res.files
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ...cli import at_least, check_output, positive
 from .world import WorldConfig
 from .writer import SCENES_JSONL, generate
 
@@ -18,41 +19,21 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
-def _check_writable(p: argparse.ArgumentParser, out: str) -> None:
-    """--out can be created (or exists as a folder) and written: a usage error before any work."""
-    import os
-    from pathlib import Path
-
-    folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        p.error(f"--out {out} is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        p.error(f"--out {out}: cannot create the folder ({err.strerror})")
-    if not os.access(folder, os.W_OK):
-        p.error(f"--out {out}: the folder is not writable")
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m geovr.data.synthetic", description=__doc__)
     p.add_argument("--out", required=True, help="output folder (created)")
-    p.add_argument("--scenes", type=int, default=8, help="number of scenes (default 8)")
+    p.add_argument("--scenes", type=at_least(1), default=8, help="number of scenes (default 8)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--size", type=_size, default=(240, 320), help="render HxW (default 240x320)")
-    p.add_argument("--fps", type=float, default=4.0, help="video frame rate (default 4)")
-    p.add_argument("--seconds", type=float, default=8.0, help="video length (default 8 s)")
+    p.add_argument("--fps", type=positive, default=4.0, help="video frame rate (default 4)")
+    p.add_argument("--seconds", type=positive, default=8.0, help="video length (default 8 s)")
     p.add_argument("--codec", default="h264", choices=["h264", "hevc", "vp9", "av1"], help="video codec")
     p.add_argument("--no-geometry", action="store_true", help="skip the depth/pose npz files")
     p.add_argument("--colour-by-category", action="store_true",
                    help="each category has its own colour (questions a tiny model can ground)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
-    if a.scenes < 1:
-        p.error("--scenes must be >= 1")
-    if a.fps <= 0 or a.seconds <= 0:
-        p.error(f"--fps and --seconds must be > 0, got {a.fps:g} and {a.seconds:g}")
-    _check_writable(p, a.out)
+    check_output(p, "--out", a.out)
     cfg = WorldConfig(height=a.size[0], width=a.size[1], fps=a.fps, seconds=a.seconds,
                       colour_by_category=a.colour_by_category)
     jsonl = generate(a.out, a.scenes, a.seed, cfg, a.codec, not a.no_geometry, progress=not a.quiet)

@@ -98,11 +98,9 @@ def generate(out: str | os.PathLike, scenes: int, seed: int = 0, cfg: WorldConfi
     out = Path(out)
     for sub in ("videos", "geometry", "scenes"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    try:
-        from tqdm import tqdm
-        bar = tqdm(range(scenes), desc="synthetic scenes", unit="scene", disable=not progress)
-    except ImportError:
-        bar = range(scenes)
+    from ...progress import progress as progress_display
+
+    bar = progress_display(range(scenes), enabled=progress, desc="synthetic scenes", unit="scene")
     lines, conversations = [], []
     for i in bar:
         singles, conversation = write_scene(out, i, seed, cfg, codec, save_geometry)
