@@ -66,6 +66,16 @@ def fraction(text: str) -> float:
     return value
 
 
+def check_inputs(p: argparse.ArgumentParser, option: str, paths: str | None) -> None:
+    """Each of the comma-separated files in `paths` exists (a usage error naming the first that does not)."""
+    import os
+
+    for path in (paths or "").split(","):
+        if path and not os.path.isfile(path):
+            p.error(f"{option} {path}: no such file" + (" (a folder: give its annotation file)"
+                                                        if os.path.isdir(path) else ""))
+
+
 def check_output(p: argparse.ArgumentParser, option: str, path: str | None, kind: str = "folder") -> None:
     """`path` (a folder or a file a command will write) is not the other kind and can be written:
     it exists and is writable, or the nearest existing folder above it is. A usage error otherwise."""

@@ -45,9 +45,12 @@ CASES = [
     ("geovr.eval.replicate", ["--jobs", "0"], "argument --jobs: must be >= 1, got 0"),
     ("geovr.eval.replicate", ["--test-scenes", "2"], "argument --test-scenes: must be >= 3, got 2"),
     ("geovr.eval.replicate", ["--work", "UNDER_FILE"], "--work UNDER_FILE: "),
-    ("geovr.teachers.cache", [*D, "--out", "NEW", "--teacher-longest", "500"], "must be a multiple of 28"),
-    ("geovr.teachers.cache", [*D, "--out", "NEW", "--min-frames", "40"], "--min-frames: 40 exceeds --max-frames 32"),
-    ("geovr.teachers.cache", [*D, "--out", "FILE"], "--out FILE is a file, not a folder"),
+    ("geovr.teachers.cache", ["--data", "FILE", "--out", "NEW", "--teacher-longest", "500"], "must be a multiple of 28"),
+    ("geovr.teachers.cache", ["--data", "FILE", "--out", "NEW", "--min-frames", "40"], "--min-frames: 40 exceeds --max-frames 32"),
+    ("geovr.teachers.cache", ["--data", "FILE", "--out", "FILE"], "--out FILE is a file, not a folder"),
+    ("geovr.teachers.cache", ["--data", "NEW", "--out", "FOLDER"], "--data NEW: no such file"),
+    ("geovr.plan.__main__", ["--data", "FILE,NEW"], "--data NEW: no such file"),
+    ("geovr.plan.__main__", ["--data", "FOLDER"], "(a folder: give its annotation file)"),
     ("geovr.data.check", [*D, "--workers", "0"], "argument --workers: must be >= 1, got 0"),
     ("geovr.data.check", [*D, "--max-missing", "2"], "argument --max-missing: must be in [0, 1], got 2"),
     ("geovr.data.check", [*D, "--out", "FOLDER"], "--out FOLDER is a folder, not a file"),
@@ -68,7 +71,7 @@ CASES = [
 @pytest.mark.parametrize("target, argv, message", CASES, ids=[f"{c[0]} {' '.join(c[1][-2:])}" for c in CASES])
 def test_an_impossible_value_is_a_usage_error(target, argv, message, places, capsys):
     main = _main(target)
-    argv = [places.get(a, a) for a in argv]
+    argv = [",".join(places.get(part, part) for part in a.split(",")) for a in argv]
     for name, path in places.items():
         message = message.replace(f" {name}", f" {path}")
     t0 = time.perf_counter()

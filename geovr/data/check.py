@@ -112,7 +112,7 @@ def probe_all(media: dict[str, str], sampling: FrameSampling, workers: int = 8, 
     done = _load_state(state)
     todo = [(p, k) for p, k in media.items() if p not in done]
     bar = progress_display(enabled=progress, total=len(media), initial=len(media) - len(todo), desc="media",
-                           unit="file")
+                           unit="files")
     sink = open(state, "a") if state is not None else None
     try:
         with ThreadPoolExecutor(max(1, workers)) as pool:  # PyAV releases the GIL while it demuxes

@@ -151,7 +151,7 @@ def collect(model, tokenizer, videos: list[ProbeVideo], layers: list[int] | None
     encoder = QuestionEncoder(tokenizer, sampling, vision, backend)
     from ..progress import progress as progress_display
 
-    it = progress_display(videos, enabled=progress, desc="probe features", unit="video")
+    it = progress_display(videos, enabled=progress, desc="probe features", unit="videos")
     for v_idx, v in enumerate(it):
         all_states, idx = visual_states(model, encoder, v, layers)
         t, h, w = next(iter(all_states.values())).shape[:3]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 
 from ..model.config import CHECKPOINT_KEEP
+from ..cli import check_inputs
 from .command import train_command
 from .cost import MODELS, PARTS, RECIPES, TEACHER_MODES, StepCost, StepSpec, measure_step
 from .epoch import EpochData, count_steps, epoch_rows, epoch_table, from_annotations, from_counts, geovr_mix
@@ -65,6 +66,7 @@ def _args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-recompute-search", action="store_true",
                    help="skip the search for fewer checkpointed layers (one count instead of two)")
     a = p.parse_args(argv)
+    check_inputs(p, "--data", a.data)
     for name in ("gpus", "frames", "micro_batch", "videos", "global_batch"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli import at_least, check_output, positive
+from ..cli import at_least, check_inputs, check_output, positive
 from ..hashing import sha256_file
 from .base import Teacher, TeacherRequest, TeacherTargets
 
@@ -337,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto", help="video decoder (auto, pyav, dali-gpu, dali-cpu)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
+    check_inputs(p, "--data", args.data)
     check_output(p, "--out", args.out)
     if args.teacher_longest % 28:
         p.error(f"argument --teacher-longest: must be a multiple of 28 (the teacher's patch), got "

@@ -278,7 +278,7 @@ def uses_teacher(cfg: Config) -> bool:
 
 def tiny() -> Config:
     """The embedded default: a tiny random Qwen3-VL, the synthetic world (made if absent), the
-    synthetic teacher, the CPU; about 4 minutes on 2 cores, and the loss parts fall."""
+    synthetic teacher, the CPU; about 3 minutes on 2 cores, and the loss parts fall."""
     return Config(
         model=ModelConfig(path=TINY_MODEL, heads="small"),
         data=DataConfig(path=SYNTHETIC_PATH, synthetic=None, synthetic_scenes=8,

@@ -1,6 +1,6 @@
 """`python -m geovr.train` / `torchrun --nproc_per_node N -m geovr.train`.
 
-  python -m geovr.train                                  the tiny embedded job (CPU, about 4 minutes)
+  python -m geovr.train                                  the tiny embedded job (CPU, about 3 minutes)
   python -m geovr.train --preset paper --config run.yaml model.path=/models/Qwen3-VL-2B-Instruct
   python -m geovr.train train.steps=50 optim.lr=5e-4     overrides: section.field=value
   python -m geovr.train --resume auto                    continue the newest checkpoint whose files match its manifest

@@ -67,9 +67,13 @@ def runs(data8, tmp_path_factory):
         cfg = config(data8, root / name, backend)
         cfg.model.gradient_checkpointing = recompute
         cfg.checkpoint.export = True
-        launch(nproc, cfg)
+        out[f"{name}_log"] = launch(nproc, cfg).stderr
         out[name] = root / name
     return out
+
+
+def _model_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "geovr.train: model: " in line]
 
 
 def close(a: dict, b: dict, steps) -> None:
@@ -89,6 +93,10 @@ def test_fsdp_ranks_equal_one_ddp_process(runs):
     state = json.loads((runs["fsdp4"] / "checkpoints" / "step_00000006" / "trainer_state.json").read_text())
     assert state["backend"] == "fsdp" and state["world_size"] == 4
     assert [tuple(p) for p in state["sampler"]["ranks"]] == [(2, 2)] * 4  # 3 epochs of 2 steps, level ranks
+    # rank 0 alone names the model, with the whole model's parameter count though each rank holds a shard
+    one = _model_lines(runs["ddp1_log"])
+    assert len(one) == 1 and "tiny random Qwen3-VL" in one[0]
+    assert _model_lines(runs["fsdp4_log"]) == one
 
 
 def _weights(folder):

@@ -100,7 +100,7 @@ def generate(out: str | os.PathLike, scenes: int, seed: int = 0, cfg: WorldConfi
         (out / sub).mkdir(parents=True, exist_ok=True)
     from ...progress import progress as progress_display
 
-    bar = progress_display(range(scenes), enabled=progress, desc="synthetic scenes", unit="scene")
+    bar = progress_display(range(scenes), enabled=progress, desc="synthetic scenes", unit="scenes")
     lines, conversations = [], []
     for i in bar:
         singles, conversation = write_scene(out, i, seed, cfg, codec, save_geometry)
