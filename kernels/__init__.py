@@ -6,6 +6,7 @@
   align_loss     1 - cos over packed (layer, sample) token segments, forward and backward
   aot            ahead-of-time compile of every kernel variant for a GPU target (no GPU needed)
   _packing       packed varlen buffers and the launch maps
+  _launch        the compile options every kernel is built with (FP fusion), JIT and AOT alike
 
 Each op module has private `_..._kernel`s (or imports them), a launcher, one
 torch.autograd.Function and `_aot_specs()`: the variants `aot` compiles (for the depth loss,

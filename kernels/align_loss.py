@@ -19,6 +19,7 @@ import triton.language as tl
 from torch import Tensor
 
 from geovr.losses._backend import kernel_dtype
+from geovr.kernels._launch import FP_FUSION
 from geovr.kernels._packing import pack_flat, to_device
 
 # A [BLOCK_R, BLOCK_D] tile is 16 elements per thread at 4 warps (four 16-byte fp32 loads of each
@@ -120,7 +121,8 @@ class AlignLossFunction(torch.autograd.Function):
         seg_loss = torch.zeros(n_seg, dtype=torch.float32, device=s.device)
         if r:
             _align_forward_kernel[(triton.cdiv(r, BLOCK_R),)](
-                s, f, seg, inv, stats, seg_loss, r, d, eps, BLOCK_R=BLOCK_R, BLOCK_D=_block_d(d)
+                s, f, seg, inv, stats, seg_loss, r, d, eps, BLOCK_R=BLOCK_R, BLOCK_D=_block_d(d),
+                enable_fp_fusion=FP_FUSION,
             )
         ctx.save_for_backward(s, f, seg, inv, stats)
         ctx.eps, ctx.counts, ctx.dtypes = eps, counts, [x.dtype for x in student]
@@ -135,7 +137,8 @@ class AlignLossFunction(torch.autograd.Function):
         r, d = s.shape
         if r:
             _align_backward_kernel[(triton.cdiv(r, BLOCK_R),)](
-                s, f, g, seg, inv, stats, gseg, r, d, ctx.eps, BLOCK_R=BLOCK_R, BLOCK_D=_block_d(d)
+                s, f, g, seg, inv, stats, gseg, r, d, ctx.eps, BLOCK_R=BLOCK_R, BLOCK_D=_block_d(d),
+                enable_fp_fusion=FP_FUSION,
             )
         grads = [x.to(dt) for x, dt in zip(g.split(list(ctx.counts)), ctx.dtypes)]
         return (None, None, *grads, *([None] * n_seg))

@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from geovr.kernels._launch import FP_FUSION
+
 REGS_PER_SM = 65536  # sm_80 .. sm_100
 MAX_BLOCKS_PER_SM = 32  # 16 on sm_86 / sm_89, more than these kernels' occupancy ever reaches
 
@@ -220,7 +222,7 @@ def compile_all(arches: list[int], out: Path | None = None, num_warps: int = 4,
             sig = {**signature, **{k: "constexpr" for k in constexprs}}
             t0 = time.perf_counter()
             src = triton.compiler.ASTSource(fn=fn, signature=sig, constexprs=constexprs)
-            kernel = triton.compile(src, target=target, options={"num_warps": warps})
+            kernel = triton.compile(src, target=target, options={"num_warps": warps, "enable_fp_fusion": FP_FUSION})
             asm = kernel.asm
             usage = resource_usage(asm["cubin"]) or (None, None)
             loops = inner_loops(_cuobjdump(asm["cubin"], "-sass") or "")
@@ -235,12 +237,35 @@ def compile_all(arches: list[int], out: Path | None = None, num_warps: int = 4,
     return results
 
 
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def _arch(text: str) -> int:
+    """--arch: an SM version Triton compiles for (70 and up, e.g. 90 for sm_90)."""
+    value = _integer(text)
+    if value < 70:
+        raise argparse.ArgumentTypeError(f"must be an SM version >= 70 (e.g. 90 for sm_90), got {value}")
+    return value
+
+
+def _warps(text: str) -> int:
+    """--num-warps: a power of two from 1 to 32 (a block of at most 1024 threads)."""
+    value = _integer(text)
+    if not 1 <= value <= 32 or value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two from 1 to 32, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--arch", type=int, nargs="+", default=[90],
+    ap.add_argument("--arch", type=_arch, nargs="+", default=[90],
                     help=f"SM versions (default: 90; the GPUs users train on: {' '.join(map(str, ARCHES))})")
     ap.add_argument("--out", type=Path, default=None, help="write .ptx and .cubin files here")
-    ap.add_argument("--num-warps", type=int, default=4, help="for kernels that do not set their own")
+    ap.add_argument("--num-warps", type=_warps, default=4, help="for kernels that do not set their own")
     ap.add_argument("--trainer", action="store_true",
                     help="only the variants the trainer launches (marked * in the full table)")
     args = ap.parse_args(argv)

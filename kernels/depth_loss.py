@@ -53,6 +53,7 @@ from geovr.kernels._depth_kernels import (
     _depth_stats_kernel, _depth_survivors_kernel,
 )
 from geovr.losses._backend import kernel_dtype
+from geovr.kernels._launch import FP_FUSION
 from geovr.kernels._packing import band_layout, block_layout, check_int32_extent, pack_flat, to_device
 
 # Tiles. The refines (and survivors) run over CHUNK consecutive pixels of one sample per program,
@@ -103,7 +104,7 @@ class _Launch:
     consts: dict[str, object] = field(default_factory=dict)
 
     def __call__(self) -> None:
-        self.kernel[self.grid](**self.args, **self.consts)
+        self.kernel[self.grid](**self.args, **self.consts, enable_fp_fusion=FP_FUSION)
 
     def signature(self) -> dict[str, str | tuple[str, ...]]:
         """Triton's signature of the runtime arguments (pointer dtypes from the tensors, a tuple's

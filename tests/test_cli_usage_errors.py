@@ -57,6 +57,8 @@ CASES = [
     ("geovr.train.check_run", ["--clean", "UNDER_FILE"], "--clean UNDER_FILE: "),
     ("geovr.doctor.__main__", ["--timeout", "0"], "argument --timeout: must be > 0, got 0"),
     ("geovr.data.synthetic.__main__", ["--out", "NEW", "--fps", "-4"], "argument --fps: must be > 0, got -4"),
+    ("geovr.kernels.aot", ["--arch", "90", "0"], "argument --arch: must be an SM version >= 70"),
+    ("geovr.kernels.aot", ["--num-warps", "3"], "argument --num-warps: must be a power of two from 1 to 32, got 3"),
     ("decode.py", ["--frames", "0"], "argument --frames: must be >= 1, got 0"),
     ("decode.py", ["--height", "8"], "argument --height: must be >= 16, got 8"),
     ("train_step.py", ["--mfu", "0"], "argument --mfu: must be a share in (0, 1], got 0"),
