@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .config import Config, uses_teacher
+from .config import Config
 
 
 def count_label(n: int) -> str:
@@ -30,7 +30,6 @@ def teacher_line(cfg: Config, teacher) -> str:
     t = cfg.teacher
     if teacher is None:
         why = "model.geovr=off" if cfg.model.geovr != "paper" else "every geometric loss weight is 0"
-        assert not uses_teacher(cfg)
         return f"teacher: none ({why}: plain fine-tuning)"
     online_teacher = getattr(teacher, "teacher", teacher)  # a CachedTeacher wraps the online one
     if t.name == "synthetic":
