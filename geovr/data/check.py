@@ -265,8 +265,6 @@ def run_check(args: argparse.Namespace, path: str, fmt: str, root: str | None, s
     `add_check_arguments`; print the report, write --out/--clean. Returns the exit status (2:
     unusable arguments or files)."""
     files = [p for p in path.split(",") if p]
-    if args.workers < 1:
-        return _usage(f"--workers must be >= 1, got {args.workers}")
     if args.clean and len(set(fmt.split(","))) > 1:
         return _usage(f"--clean writes one file in one format; the files have {fmt}: check them one format at a time")
     if args.clean and root is None and len({os.path.dirname(os.path.abspath(f)) for f in files}) > 1:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 
 from ..model.config import CHECKPOINT_KEEP
-from ..cli import check_inputs
+from ..cli import at_least, check_inputs, positive, share
 from .command import train_command
 from .cost import MODELS, PARTS, RECIPES, TEACHER_MODES, StepCost, StepSpec, measure_step
 from .epoch import EpochData, count_steps, epoch_rows, epoch_table, from_annotations, from_counts, geovr_mix
@@ -39,44 +39,34 @@ GB = 1e9
 def _args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m geovr.plan", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=MODELS, default="2b")
-    p.add_argument("--gpus", type=int, default=8, help="data-parallel GPUs")
-    p.add_argument("--frames", type=int, default=32)
-    p.add_argument("--micro-batch", type=int, default=1)
+    p.add_argument("--gpus", type=at_least(1), default=8, help="data-parallel GPUs")
+    p.add_argument("--frames", type=at_least(1), default=32)
+    p.add_argument("--micro-batch", type=at_least(1), default=1)
     p.add_argument("--teacher", choices=TEACHER_MODES, default="online")
     p.add_argument("--recipe", choices=RECIPES, default="geovr")
-    p.add_argument("--gpu-memory", type=float, default=80.0, help="GB per GPU")
-    p.add_argument("--headroom", type=float, default=0.9,
+    p.add_argument("--gpu-memory", type=positive, default=80.0, help="GB per GPU")
+    p.add_argument("--headroom", type=share, default=0.9,
                    help="the share of --gpu-memory a recommended layout may use (allocator, CUDA context, NCCL)")
     p.add_argument("--data", default=None, help="annotation file(s), comma-separated: the epoch's questions per video")
     p.add_argument("--format", default="vsi590k", help="--data's format(s): vsi590k, vlm3r, llava (comma-separated)")
     p.add_argument("--media-root", default=None, help="folder --data's video paths are relative to")
-    p.add_argument("--qa-per-video", type=int, default=None, help="an epoch of --videos videos with N questions each")
-    p.add_argument("--videos", type=int, default=5963, help="videos of a --qa-per-video epoch (VSI-590K: 5,963)")
+    p.add_argument("--qa-per-video", type=at_least(1), default=None, help="an epoch of --videos videos with N questions each")
+    p.add_argument("--videos", type=at_least(1), default=5963, help="videos of a --qa-per-video epoch (VSI-590K: 5,963)")
     p.add_argument("--mix", choices=["geovr"], default=None, help="the GeoVR mix (VSI-590K videos + VLM-3R), modelled")
-    p.add_argument("--group-by-video", type=int, nargs="+", default=[4, 8, 16, 32], metavar="K",
+    p.add_argument("--group-by-video", type=at_least(1), nargs="+", default=[4, 8, 16, 32], metavar="K",
                    help="questions per packed sequence to cost (data.group_by_video)")
-    p.add_argument("--global-batch", type=int, default=32, help="questions per optimizer step (train.global_batch)")
-    p.add_argument("--mfu", type=float, default=0.35, help="assumed model FLOPs utilisation")
-    p.add_argument("--peak-tflops", type=float, default=989.0, help="the GPU's dense bf16 peak (H100: 989)")
+    p.add_argument("--global-batch", type=at_least(1), default=32, help="questions per optimizer step (train.global_batch)")
+    p.add_argument("--mfu", type=share, default=0.35, help="assumed model FLOPs utilisation")
+    p.add_argument("--peak-tflops", type=positive, default=989.0, help="the GPU's dense bf16 peak (H100: 989)")
     p.add_argument("--checkpoint-keep", choices=CHECKPOINT_KEEP, default=None,
                    help="what a checkpointed decoder layer keeps (default: the recipe's)")
-    p.add_argument("--checkpoint-layers", type=int, default=None, help="decoder layers checkpointed (default: all)")
-    p.add_argument("--lora-rank", type=int, default=0,
+    p.add_argument("--checkpoint-layers", type=at_least(0), default=None, help="decoder layers checkpointed (default: all)")
+    p.add_argument("--lora-rank", type=at_least(0), default=0,
                    help="count a LoRA run (model.lora_rank): adapters of this rank on the LLM, its weights frozen")
     p.add_argument("--no-recompute-search", action="store_true",
                    help="skip the search for fewer checkpointed layers (one count instead of two)")
     a = p.parse_args(argv)
     check_inputs(p, "--data", a.data)
-    for name in ("gpus", "frames", "micro_batch", "videos", "global_batch"):
-        if getattr(a, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
-    for name in ("gpu_memory", "mfu", "peak_tflops"):
-        if not getattr(a, name) > 0:
-            p.error(f"--{name.replace('_', '-')} must be > 0, got {getattr(a, name):g}")
-    if not 0 < a.headroom <= 1 or not a.mfu <= 1:
-        p.error(f"--headroom and --mfu are shares in (0, 1], got {a.headroom:g} and {a.mfu:g}")
-    if a.lora_rank < 0 or (a.checkpoint_layers is not None and a.checkpoint_layers < 0):
-        p.error("--lora-rank and --checkpoint-layers must be >= 0")
     return a
 
 
@@ -176,15 +166,13 @@ def epoch_data(a: argparse.Namespace) -> EpochData | None:
     if a.data is not None:
         return from_annotations(a.data, a.format, a.media_root)
     if a.qa_per_video is not None:
-        if a.qa_per_video < 1 or a.videos < 1:
-            raise SystemExit("python -m geovr.plan: --qa-per-video and --videos must be >= 1")
         return from_counts(a.qa_per_video, a.videos)
     return geovr_mix() if a.mix == "geovr" else None
 
 
 def epoch_report(a: argparse.Namespace, epoch: EpochData) -> str:
-    if any(k < 1 for k in a.group_by_video) or a.global_batch < a.gpus or a.global_batch % a.gpus:
-        raise SystemExit("python -m geovr.plan: --group-by-video K >= 1, and --global-batch a multiple of --gpus")
+    if a.global_batch % a.gpus:
+        raise SystemExit(f"python -m geovr.plan: --global-batch {a.global_batch} must be a multiple of --gpus {a.gpus}")
     ks = sorted(set(a.group_by_video))
     counts = count_steps(a.model, a.frames, max(ks))
     rows = epoch_rows(epoch, counts, ks, a.global_batch, a.micro_batch, a.gpus)

@@ -6,12 +6,12 @@ import pytest
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--frames", "0"], "--frames must be >= 1"),
-    (["--gpus", "0"], "--gpus must be >= 1"),
-    (["--micro-batch", "-1"], "--micro-batch must be >= 1"),
-    (["--gpu-memory", "0"], "--gpu-memory must be > 0"),
-    (["--headroom", "1.5"], "--headroom and --mfu are shares"),
-    (["--lora-rank", "-2"], "--lora-rank and --checkpoint-layers must be >= 0"),
+    (["--frames", "0"], "argument --frames: must be >= 1, got 0"),
+    (["--gpus", "0"], "argument --gpus: must be >= 1, got 0"),
+    (["--micro-batch", "-1"], "argument --micro-batch: must be >= 1, got -1"),
+    (["--gpu-memory", "0"], "argument --gpu-memory: must be > 0, got 0"),
+    (["--headroom", "1.5"], "argument --headroom: must be a share in (0, 1], got 1.5"),
+    (["--lora-rank", "-2"], "argument --lora-rank: must be >= 0, got -2"),
 ])
 def test_planner(args, message, capsys):
     from geovr.plan.__main__ import main
