@@ -91,7 +91,7 @@ setup(
         "lora": ["peft>=0.21"],
         "dev": ["triton>=3.2", "pytest>=7", "hypothesis>=6", "scipy>=1.10", "pybind11>=2.10",
                 "nvidia-dali-cuda130>=2.0", "pillow>=9", "megatron-core>=0.16.1", "psutil>=5",
-                "matplotlib>=3.5", "peft>=0.21"],
+                "matplotlib>=3.5", "peft>=0.21", "pytest-timeout>=2"],
         "gpu": ["triton>=3.2", "nvidia-dali-cuda130>=2.0"],
         # geovr.eval.probe's plots (and the trainer's loss curves); pyarrow reads the official
         # VSI-Bench parquet.

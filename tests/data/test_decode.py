@@ -137,3 +137,28 @@ def test_keyframe_seeking_returns_the_frames_of_one_sequential_pass(good_clips, 
         seeking = decode_pyav(info, ids, seek=True)
         assert torch.equal(one_pass.data, seeking.data), ids
         assert nearest_source(seeking.data) == ids
+
+
+def _decode_in_child(path: str, indices: list[int], out) -> None:
+    torch.set_num_threads(1)  # as a DataLoader worker does (OpenMP does not survive a fork either)
+    out.put(decode_frames(probe_video(path), indices, backend="pyav").data.numpy().tobytes())
+
+
+def test_pyav_decodes_in_a_process_forked_after_the_parent_decoded(good_clips):
+    """A DataLoader worker is forked from a parent that has often decoded already (the tests, a
+    data check, an eval). PyAV >= 18.1.1 caches a per-thread frame converter whose swscale
+    threads do not survive a fork: converting with it in the child waited forever."""
+    import multiprocessing as mp
+
+    path = str(good_clips["h264.mp4"])
+    parent = decode_frames(probe_video(path), [0, 3, 7], backend="pyav").data.numpy().tobytes()
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_decode_in_child, args=(path, [0, 3, 7], out), daemon=True)
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("decoding in a forked process hung (the converter's threads did not survive the fork)")
+    assert child.exitcode == 0
+    assert out.get(timeout=5) == parent

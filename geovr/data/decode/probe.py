@@ -30,6 +30,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
             codec = stream.codec.canonical_name  # 'av1', not the decoder's name 'libdav1d'
             base = stream.time_base
             declared = _declared_duration_s(container, stream)
+            rate = stream.average_rate or stream.base_rate  # PyAV >= 18.1.1: a closed stream is unreadable
             pts, key_pts = [], set()
             for packet in container.demux(stream):
                 if packet.size == 0 or packet.pts is None:
@@ -52,7 +53,6 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     if n > 1 and times[-1] > 0:
         fps = (n - 1) / times[-1]
     else:
-        rate = stream.average_rate or stream.base_rate
         fps = float(rate) if rate else 0.0
     if fps <= 0:
         raise VideoDecodeError(path, "cannot tell the frame rate (no timestamps, no rate)", "corrupt")

@@ -38,7 +38,12 @@ def decode_pyav(info: VideoInfo, indices: list[int], threads: int = 0, seek: boo
     wanted frame (truncated) or FFmpeg fails.
     """
     import av
+    from av.video.reformatter import VideoReformatter
 
+    # Our own converter, not `frame.to_ndarray(width=...)`: PyAV >= 18.1.1 keeps one converter per
+    # thread, and the swscale worker threads it starts do not survive a fork, so a DataLoader
+    # worker forked after the parent converted a frame waited on them forever.
+    to_rgb = VideoReformatter()
     wanted_set = set(indices)
     wanted = sorted(wanted_set)
     got: dict[int, np.ndarray] = {}
@@ -66,7 +71,8 @@ def decode_pyav(info: VideoInfo, indices: list[int], threads: int = 0, seek: boo
                                                "corrupt")
                     current = i
                     if i in wanted_set and i not in got:
-                        got[i] = frame.to_ndarray(format="rgb24", width=info.width, height=info.height)
+                        got[i] = to_rgb.reformat(frame, width=info.width, height=info.height,
+                                                 format="rgb24").to_ndarray()
                     if i >= target:
                         break
                 if target not in got:
