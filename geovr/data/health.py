@@ -29,6 +29,10 @@ class TooManySkips(RuntimeError):
     """`max_in_a_row` items in a row could not be used."""
 
 
+class DataStalled(RuntimeError):
+    """No micro-batch came from the DataLoader workers in the time allowed (a stuck worker)."""
+
+
 class SkipLog:
     """Counts skips by kind; logs the first skip of each kind (and every `log_every`-th after)
     when `report` (the main process; other ranks count silently). add_batch raises TooManySkips

@@ -97,7 +97,12 @@ class DataConfig:
     questions about one video (and prompt) share one sequence, up to K of them, the video's
     prefix computed once (`geovr.data.video_groups`, `geovr.data.packing`); train.global_batch
     still counts questions, train.micro_batch counts sequences. synthetic_colour_by_category: every
-    object of a category has that category's colour (questions a tiny vision tower can ground)."""
+    object of a category has that category's colour (questions a tiny vision tower can ground).
+    workers: DataLoader worker processes (0: the trainer decodes). worker_timeout_s: with workers,
+    seconds to wait for one micro-batch before the run stops with an error (a worker stuck in a hung
+    file-system read or a decoder deadlock never dies, so nothing else would end the wait); the
+    rank exits with status 1 and `--resume auto` (torchrun `--max-restarts`) continues from the last
+    checkpoint; 0 waits for ever."""
 
     path: str = SYNTHETIC_PATH
     format: str = "vsi590k"
@@ -117,6 +122,7 @@ class DataConfig:
     max_length: int = 16384
     backend: str = "auto"
     workers: int = 0
+    worker_timeout_s: float = 1800.0
     shuffle: bool = True
     group_by_length: int = 0
     group_by_video: int = 0
@@ -393,6 +399,7 @@ def validate(cfg: Config, world_size: int = 1) -> int:
         raise ConfigError("data.synthetic_height", f"synthetic frames must be multiples of 16, got "
                           f"{d.synthetic_height}x{d.synthetic_width}")
     _positive("data.workers", d.workers, allow_zero=True)
+    _positive("data.worker_timeout_s", d.worker_timeout_s, allow_zero=True)
     _positive("data.group_by_length", d.group_by_length, allow_zero=True)
     _positive("data.group_by_video", d.group_by_video, allow_zero=True)
     _choice("model.attention", m.attention, ATTENTION)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.health import SkipLog
+from ..data.health import DataStalled, SkipLog
 from ..data.qwen_inputs import IGNORE_INDEX, batch_to, collate
 from ..data.sampler import ResumableSampler, padding_fraction, position_after
 from ..data.video_groups import VideoGroupSampler, video_groups
@@ -81,6 +81,7 @@ class Trainer:
         # (restored from the checkpoint) must stay the same for dropout (LoRA's) to draw alike
         loader = dict(collate_fn=partial(collate, pad_token_id=pad), num_workers=cfg.data.workers,
                       persistent_workers=False, worker_init_fn=_ignore_sigint,
+                      timeout=cfg.data.worker_timeout_s if cfg.data.workers else 0,
                       generator=torch.Generator().manual_seed(cfg.train.seed))
         if cfg.data.group_by_video:
             self.sampler = VideoGroupSampler(video_groups(self.dataset.records), cfg.data.group_by_video,
@@ -232,12 +233,26 @@ class Trainer:
         they are counted once and the resume point moves past them."""
         carried = {"positions": [], "skipped": [], "kept": []}
         while True:
-            batch = next(batches)
+            try:
+                batch = next(batches)
+            except RuntimeError as err:
+                if not str(err).startswith("DataLoader timed out"):
+                    raise
+                raise self._stalled() from err
             self.skips.add_batch(batch)
             if batch["ids"]:
                 return {**batch, **{k: v + batch[k] for k, v in carried.items()}}
             for k in carried:
                 carried[k] += batch[k]
+
+    def _stalled(self) -> DataStalled:
+        d, latest = self.cfg.data, self.checkpointer.latest()
+        return DataStalled(
+            f"data.worker_timeout_s: no micro-batch came from the {d.workers} DataLoader "
+            f"worker{'s' if d.workers > 1 else ''} in {d.worker_timeout_s:g} s, at step {self.step} (a worker is "
+            f"stuck: a hung file-system read or a decoder deadlock); the run stops here. Its last checkpoint: "
+            f"{latest or 'none yet'}; continue with --resume auto (torchrun --max-restarts does it), or raise "
+            "data.worker_timeout_s (0 waits for ever)")
 
     def _micro_per_step(self) -> int:
         """Micro-batches of the next step on every rank: the accumulation, or with

@@ -19,6 +19,7 @@ import os
 import sys
 
 from ..cli import at_least
+from ..data.health import DataStalled
 from .config import PRESETS, ConfigError, preset
 from .config_io import apply_dict, apply_overrides, dump_yaml, load_yaml
 from .checkpoint import CheckpointDamaged, CheckpointWriteError
@@ -108,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointWriteError as err:  # every rank stops here; the first says why
         if trainer.world.main:
             print(f"error: {err}", file=sys.stderr)
+        return 1
+    except DataStalled as err:  # this rank's loader alone: it says so, whichever rank it is
+        print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
         trainer.close()

@@ -33,6 +33,7 @@ def test_accumulation_and_world_size():
     ("optim.schedule=linear", "optim.schedule"),
     ("data.teacher_longest=500", "data.teacher_longest"),
     ("data.min_frames=40", "data.min_frames"),
+    ("data.worker_timeout_s=-1", "data.worker_timeout_s"),
     ("optim.warmup_ratio=1.5", "optim.warmup_ratio"),
     ("model.dtype=fp8", "model.dtype"),
     ("teacher.name=vggt", "teacher.vggt_weights"),

@@ -282,6 +282,36 @@ def test_dataloader_workers_leave_ctrl_c_to_the_trainer():
     assert re.match(r"DataLoader (worker|timed out)", out[1]), out
 
 
+def test_a_stuck_loader_worker_stops_the_run_with_one_error(synthetic_root, tmp_path, monkeypatch, capsys):
+    """A worker that never returns a batch (a hung file-system read, a decoder deadlock) never dies
+    either: after data.worker_timeout_s the rank exits with status 1 and one error naming the
+    setting, the step and the checkpoint to resume from, instead of waiting for good."""
+    import time
+
+    from geovr.data.dataset import VideoQADataset
+    from geovr.train.main import main as train_main
+    from train_helpers import overrides
+
+    cfg = small_config(synthetic_root, tmp_path / "run", steps=4, global_batch=2, micro_batch=1)
+    cfg.data.workers, cfg.data.worker_timeout_s, cfg.checkpoint.every = 1, 3, 1
+    real, calls = VideoQADataset.__getitem__, []
+
+    def stuck_after_four(self, key):  # in the forked worker: its own count
+        calls.append(key)
+        if len(calls) > 4:
+            time.sleep(120)
+        return real(self, key)
+
+    monkeypatch.setattr(VideoQADataset, "__getitem__", stuck_after_four)
+    assert train_main(overrides(cfg)) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
+    latest = tmp_path / "run" / "checkpoints" / "step_00000002"
+    assert errors == [f"error: data.worker_timeout_s: no micro-batch came from the 1 DataLoader worker in 3 s, at "
+                      f"step 2 (a worker is stuck: a hung file-system read or a decoder deadlock); the run stops "
+                      f"here. Its last checkpoint: {latest}; continue with --resume auto (torchrun --max-restarts "
+                      f"does it), or raise data.worker_timeout_s (0 waits for ever)"]
+
+
 def test_plain_fine_tuning_builds_no_teacher_and_learns_every_turn(synthetic_root, tmp_path):
     """model.geovr=off: no teacher is built (a VGGT teacher without weights is fine), the step runs
     no targets; scenes.jsonl's conversations train on every answer of the scene."""
