@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from clips import FPS, N_FRAMES, coded_frames, vfr_times
+from clips import FPS, N_FRAMES, coded_frames, vfr_times, write_png
 from geovr.data.decode import (VideoDecodeError, available_backends, decode_frames,
                                indices_at_times, probe_video)
 from geovr.data.decode.dali_backend import supports
@@ -45,6 +45,17 @@ def test_probe(good_clips, name):
     else:
         assert not info.variable_frame_rate
         assert info.fps == pytest.approx(FPS, rel=1e-3)
+
+
+def test_probe_and_decode_a_one_frame_image(tmp_path):
+    """An image record's png: one frame, its rate from the stream header (read while the file is
+    open: PyAV >= 18.1.1 refuses a closed stream's attributes), its pixels exactly."""
+    rgb = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
+    write_png(tmp_path / "one.png", rgb)
+    info = probe_video(tmp_path / "one.png")
+    assert (info.num_frames, info.height, info.width) == (1, 40, 56) and info.fps > 0
+    frames = decode_frames(info, [0], backend="pyav")
+    assert torch.equal(frames.data[0].permute(1, 2, 0), torch.from_numpy(rgb))
 
 
 @pytest.mark.parametrize("name", ["h264.mp4", "h264_gop5.mp4", "hevc.mkv", "vp9.webm", "av1.mp4",
