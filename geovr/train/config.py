@@ -102,7 +102,8 @@ class DataConfig:
     seconds to wait for one micro-batch before the run stops with an error (a worker stuck in a hung
     file-system read or a decoder deadlock never dies, so nothing else would end the wait); the
     rank exits with status 1 and `--resume auto` (torchrun `--max-restarts`) continues from the last
-    checkpoint; 0 waits for ever."""
+    checkpoint; 0 waits for ever. Its default is half the process group's timeout (`init_world`),
+    so the stalled rank names the data before the other ranks' collectives time out."""
 
     path: str = SYNTHETIC_PATH
     format: str = "vsi590k"
@@ -122,7 +123,7 @@ class DataConfig:
     max_length: int = 16384
     backend: str = "auto"
     workers: int = 0
-    worker_timeout_s: float = 1800.0
+    worker_timeout_s: float = 900.0
     shuffle: bool = True
     group_by_length: int = 0
     group_by_video: int = 0

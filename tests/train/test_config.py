@@ -201,3 +201,15 @@ def test_checkpoints_name_the_backend_that_reads_them(tmp_path):
         mc._check_layout(tmp_path, {"world_size": 1, "backend": "fsdp"})
     with pytest.raises(ValueError, match="written by the ddp backend"):
         mc._check_layout(tmp_path, {"world_size": 1})  # before checkpoints named their backend
+
+
+def test_a_stalled_loader_is_named_before_the_collectives_time_out():
+    """The stalled rank stops on data.worker_timeout_s while the other ranks still wait in their
+    collective (whose timeout would end the run with an error about NCCL, not the data)."""
+    import inspect
+
+    from geovr.parallel.data_parallel import init_world
+    from geovr.train.config import DataConfig
+
+    group_timeout = inspect.signature(init_world).parameters["timeout_s"].default
+    assert 0 < DataConfig().worker_timeout_s <= group_timeout / 2

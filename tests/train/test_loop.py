@@ -293,7 +293,7 @@ def test_a_stuck_loader_worker_stops_the_run_with_one_error(synthetic_root, tmp_
     from train_helpers import overrides
 
     cfg = small_config(synthetic_root, tmp_path / "run", steps=4, global_batch=2, micro_batch=1)
-    cfg.data.workers, cfg.data.worker_timeout_s, cfg.checkpoint.every = 1, 3, 1
+    cfg.data.workers, cfg.data.worker_timeout_s, cfg.checkpoint.every = 1, 8, 1  # 8 s: ample for a real item
     real, calls = VideoQADataset.__getitem__, []
 
     def stuck_after_four(self, key):  # in the forked worker: its own count
@@ -306,7 +306,7 @@ def test_a_stuck_loader_worker_stops_the_run_with_one_error(synthetic_root, tmp_
     assert train_main(overrides(cfg)) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error")]
     latest = tmp_path / "run" / "checkpoints" / "step_00000002"
-    assert errors == [f"error: data.worker_timeout_s: no micro-batch came from the 1 DataLoader worker in 3 s, at "
+    assert errors == [f"error: data.worker_timeout_s: no micro-batch came from the 1 DataLoader worker in 8 s, at "
                       f"step 2 (a worker is stuck: a hung file-system read or a decoder deadlock); the run stops "
                       f"here. Its last checkpoint: {latest}; continue with --resume auto (torchrun --max-restarts "
                       f"does it), or raise data.worker_timeout_s (0 waits for ever)"]
